@@ -1,0 +1,27 @@
+"""pianomtl: polyphonic piano transcription by multitask learning.
+
+The public entry points are :func:`pianomtl.transcribe` (audio → notes, velocities
+and pedal) and the ``pianomtl`` command line.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from pianomtl.transcribe import Transcription
+
+
+def transcribe(audio: Any, sr: float | None = None, **options: Any) -> Transcription:
+    """Transcribe a recording (path or sample array) with the bundled model.
+
+    Imported lazily so that ``import pianomtl`` stays cheap.
+    """
+    from pianomtl.transcribe import transcribe as _transcribe
+
+    return _transcribe(audio, sr=sr, **options)
+
+
+__all__ = ["__version__", "transcribe"]

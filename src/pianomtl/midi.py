@@ -1,0 +1,176 @@
+"""MIDI in and out: notes (key, onset, offset, velocity) and the sustain-pedal curve.
+
+mido does the file format and the tempo map (iterating a ``MidiFile`` yields
+messages with times in seconds, tempo changes applied, tracks merged), so type 0
+and type 1 files read the same. This module only turns messages into notes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import mido
+import numpy as np
+
+from pianomtl.constants import MIDI_MAX, PEDAL_CC, PEDAL_DOWN_ABOVE
+
+TICKS_PER_BEAT = 480
+TEMPO_US_PER_BEAT = 500_000  # 120 bpm: 960 ticks per second, about 1 ms resolution
+
+
+class MidiError(ValueError):
+    """A MIDI file cannot be used; the message names the file and the reason."""
+
+
+class Note(NamedTuple):
+    """One played note: MIDI key number, onset and offset in seconds, velocity 1–127."""
+
+    key: int
+    onset: float
+    offset: float
+    velocity: int
+
+
+class PedalEvent(NamedTuple):
+    """A sustain-pedal (CC64) value change at ``time`` seconds, value 0–127."""
+
+    time: float
+    value: int
+
+
+@dataclass
+class Performance:
+    """What a piano MIDI file says: notes sorted by onset, and the pedal curve."""
+
+    notes: list[Note] = field(default_factory=list)
+    pedal: list[PedalEvent] = field(default_factory=list)
+
+    @property
+    def end_time(self) -> float:
+        """The time of the last note offset or pedal event (0 for an empty file)."""
+        ends = [n.offset for n in self.notes] + [p.time for p in self.pedal]
+        return max(ends, default=0.0)
+
+    def note_array(self) -> np.ndarray:
+        """Notes as a ``[N, 4]`` float64 array with columns key, onset, offset, velocity."""
+        if not self.notes:
+            return np.zeros((0, 4))
+        return np.asarray(self.notes, dtype=np.float64)
+
+
+def read_midi(path: str | Path) -> Performance:
+    """Read all notes and CC64 events of a type 0 or 1 MIDI file (all channels merged).
+
+    A key struck again while still held ends the held note at the new onset; notes
+    never released end at the file's last event.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MidiError(f"{path}: file not found")
+    try:
+        midi_file = mido.MidiFile(str(path))
+        messages = list(midi_file)
+    except (OSError, EOFError, ValueError, KeyError, IndexError) as error:
+        raise MidiError(f"{path}: not a readable MIDI file ({error})") from None
+    if midi_file.type == 2:
+        raise MidiError(f"{path}: MIDI type 2 (independent sequences) is not supported")
+    now = 0.0
+    held: dict[int, tuple[float, int]] = {}
+    notes: list[Note] = []
+    pedal: list[PedalEvent] = []
+    for message in messages:
+        now += message.time
+        if message.type == "note_on" and message.velocity > 0:
+            if message.note in held:
+                onset, velocity = held.pop(message.note)
+                notes.append(Note(message.note, onset, now, velocity))
+            held[message.note] = (now, message.velocity)
+        elif message.type in ("note_off", "note_on"):
+            if message.note in held:
+                onset, velocity = held.pop(message.note)
+                notes.append(Note(message.note, onset, now, velocity))
+        elif message.type == "control_change" and message.control == PEDAL_CC:
+            pedal.append(PedalEvent(now, int(message.value)))
+    for key, (onset, velocity) in held.items():
+        notes.append(Note(key, onset, now, velocity))
+    notes.sort(key=lambda n: (n.onset, n.key))
+    return Performance(notes, pedal)
+
+
+def seconds_to_ticks(seconds: float) -> int:
+    return round(seconds * TICKS_PER_BEAT * 1e6 / TEMPO_US_PER_BEAT)
+
+
+def write_midi(path: str | Path, performance: Performance, program: int = 0) -> None:
+    """Write notes and pedal as a type 1 MIDI file (one piano track), atomically."""
+    path = Path(path)
+    events: list[tuple[int, int, mido.Message]] = []  # (tick, order, message)
+    for note in performance.notes:
+        velocity = int(np.clip(round(note.velocity), 1, MIDI_MAX))
+        start = seconds_to_ticks(note.onset)
+        stop = max(seconds_to_ticks(note.offset), start + 1)
+        # at equal ticks: releases first, then pedal, then new notes, so re-strikes stay separate
+        events.append((start, 2, mido.Message("note_on", note=int(note.key), velocity=velocity)))
+        events.append((stop, 0, mido.Message("note_off", note=int(note.key), velocity=0)))
+    for event in performance.pedal:
+        value = int(np.clip(round(event.value), 0, MIDI_MAX))
+        events.append((seconds_to_ticks(event.time), 1, mido.Message("control_change", control=PEDAL_CC, value=value)))
+    events.sort(key=lambda e: (e[0], e[1]))
+    track = mido.MidiTrack()
+    track.append(mido.MetaMessage("set_tempo", tempo=TEMPO_US_PER_BEAT, time=0))
+    track.append(mido.MetaMessage("track_name", name="Piano", time=0))
+    track.append(mido.Message("program_change", program=program, time=0))
+    previous = 0
+    for tick, _, message in events:
+        track.append(message.copy(time=tick - previous))
+        previous = tick
+    track.append(mido.MetaMessage("end_of_track", time=0))
+    midi_file = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
+    midi_file.tracks.append(track)
+    temporary = path.with_name(path.name + ".part")
+    midi_file.save(str(temporary))
+    temporary.replace(path)
+
+
+def pedal_down_intervals(pedal: list[PedalEvent], end_time: float = np.inf) -> list[tuple[float, float]]:
+    """Time intervals ``[start, stop)`` during which CC64 is above the threshold."""
+    intervals: list[tuple[float, float]] = []
+    down_since: float | None = None
+    for event in sorted(pedal, key=lambda e: e.time):
+        is_down = event.value > PEDAL_DOWN_ABOVE
+        if is_down and down_since is None:
+            down_since = event.time
+        elif not is_down and down_since is not None:
+            intervals.append((down_since, event.time))
+            down_since = None
+    if down_since is not None:
+        intervals.append((down_since, max(end_time, down_since)))
+    return intervals
+
+
+def sustain_notes(performance: Performance) -> list[Note]:
+    """Notes with offsets moved to where the damper really falls (paper §III).
+
+    A key released while the pedal is down keeps sounding until the pedal lifts;
+    a note is cut where the same key is struck again. Offsets never move earlier
+    than the key release.
+    """
+    intervals = pedal_down_intervals(performance.pedal, performance.end_time)
+    starts = np.array([a for a, _ in intervals])
+    extended: list[Note] = []
+    for note in performance.notes:
+        offset = note.offset
+        index = int(np.searchsorted(starts, offset, side="right")) - 1
+        if index >= 0 and intervals[index][0] <= offset < intervals[index][1]:
+            offset = intervals[index][1]
+        extended.append(note._replace(offset=offset))
+    next_onset: dict[int, float] = {}
+    result: list[Note] = []
+    for note in sorted(extended, key=lambda n: n.onset, reverse=True):
+        cut = next_onset.get(note.key, np.inf)
+        result.append(note._replace(offset=max(min(note.offset, cut), note.onset)) if cut < note.offset else note)
+        next_onset[note.key] = note.onset
+    result.sort(key=lambda n: (n.onset, n.key))
+    return result
