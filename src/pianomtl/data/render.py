@@ -1,0 +1,111 @@
+"""Render a :class:`~pianomtl.midi.Performance` to audio with FluidSynth, in process.
+
+Why in process (libfluidsynth through pyfluidsynth's ctypes binding) rather than
+the ``fluidsynth`` CLI: no temporary MIDI/WAV files, float output, and a failed
+SoundFont load is an error here, whereas the CLI silently falls back to the
+default GM SoundFont and exits 0.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from pianomtl.constants import PEDAL_CC, PEDAL_DOWN_ABOVE, SAMPLE_RATE
+from pianomtl.midi import Performance
+
+RELEASE_TAIL_SECONDS = 1.0
+"""Audio rendered after the last event so released notes can ring out."""
+
+BLOCK = 4096
+
+
+class RenderError(RuntimeError):
+    """FluidSynth could not render (missing library, unreadable SoundFont)."""
+
+
+@functools.lru_cache(maxsize=1)
+def _write_float():  # type: ignore[no-untyped-def]
+    try:
+        import fluidsynth
+    except (ImportError, OSError) as error:  # libfluidsynth missing: install Debian's fluidsynth
+        raise RenderError(f"FluidSynth is not available ({error}); install the Debian package 'fluidsynth'") from None
+    function = fluidsynth._fl.fluid_synth_write_float
+    function.argtypes = [ctypes.c_void_p, ctypes.c_int] + [ctypes.c_void_p, ctypes.c_int, ctypes.c_int] * 2
+    function.restype = ctypes.c_int
+    return fluidsynth, function
+
+
+def fluidsynth_pedal_value(value: int) -> int:
+    """CC64 value to send so FluidSynth (on at ≥ 64) agrees with our labels (down at > 64)."""
+    return PEDAL_DOWN_ABOVE - 1 if value == PEDAL_DOWN_ABOVE else int(value)
+
+
+def render(
+    performance: Performance,
+    soundfont: str | Path,
+    sample_rate: int = SAMPLE_RATE,
+    program: int = 0,
+    bank: int = 0,
+    gain: float = 0.5,
+    duration: float | None = None,
+) -> np.ndarray:
+    """Render notes and sustain pedal to a mono float32 signal (no reverb, no chorus).
+
+    ``duration`` (seconds) fixes the output length; by default the performance's end
+    plus :data:`RELEASE_TAIL_SECONDS`.
+    """
+    fluidsynth, write_float = _write_float()
+    soundfont = Path(soundfont)
+    if not soundfont.is_file():
+        raise RenderError(f"{soundfont}: SoundFont not found")
+    synth = fluidsynth.Synth(
+        gain=gain,
+        samplerate=float(sample_rate),
+        **{"synth.reverb.active": 0, "synth.chorus.active": 0, "synth.polyphony": 4096},
+    )
+    try:
+        font_id = synth.sfload(str(soundfont))
+        if font_id < 0:
+            raise RenderError(f"{soundfont}: FluidSynth failed to load the SoundFont")
+        synth.program_select(0, font_id, bank, program)
+        events: list[tuple[float, int, tuple[str, int, int]]] = []
+        for note in performance.notes:
+            events.append((note.onset, 2, ("on", int(note.key), int(max(1, min(127, note.velocity))))))
+            events.append((max(note.offset, note.onset), 0, ("off", int(note.key), 0)))
+        for event in performance.pedal:
+            events.append((event.time, 1, ("cc", PEDAL_CC, fluidsynth_pedal_value(event.value))))
+        events.sort(key=lambda e: (e[0], e[1]))
+        total_seconds = performance.end_time + RELEASE_TAIL_SECONDS if duration is None else duration
+        n_total = max(1, int(round(total_seconds * sample_rate)))
+        left = np.zeros(n_total, dtype=np.float32)
+        right = np.zeros(n_total, dtype=np.float32)
+        position = 0
+
+        def advance(until: int) -> None:
+            nonlocal position
+            until = min(until, n_total)
+            while position < until:
+                count = min(BLOCK, until - position)
+                write_float(
+                    synth.synth, count,
+                    left[position:].ctypes.data, 0, 1,
+                    right[position:].ctypes.data, 0, 1,
+                )  # fmt: skip
+                position += count
+
+        for time, _, (kind, number, value) in events:
+            advance(int(round(time * sample_rate)))
+            if kind == "on":
+                synth.noteon(0, number, value)
+            elif kind == "off":
+                synth.noteoff(0, number)
+            else:
+                synth.cc(0, number, value)
+        advance(n_total)
+    finally:
+        synth.delete()
+    return 0.5 * (left + right)
