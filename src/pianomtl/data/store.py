@@ -1,0 +1,225 @@
+"""The feature/target cache that training and evaluation read (``pianomtl prepare``).
+
+Format, and why: one pair of ``.npy`` files per recording (``features`` float32
+``[T, 144]``, ``labels`` uint8 ``[T, 353]``, see :mod:`pianomtl.targets`) plus an
+``index.json``. ``.npy`` files open with ``numpy.load(mmap_mode="r")``, so a corpus
+of any size is read by random access through the page cache without loading it
+into RAM, with no extra dependency (HDF5/zarr add little for fixed-shape arrays
+read in contiguous frame ranges). Each file is written to a temporary name and
+renamed, so an interrupted ``prepare`` leaves only complete entries, and a rerun
+computes just what is missing or whose source changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pianomtl.audio import AudioError, load
+from pianomtl.constants import N_BINS
+from pianomtl.features import spectrogram
+from pianomtl.midi import MidiError, read_midi
+from pianomtl.targets import N_LABELS, compute_labels
+
+INDEX_NAME = "index.json"
+FAILURES_NAME = "failures.json"
+FORMAT_VERSION = 1
+
+
+class CacheError(ValueError):
+    """A cache folder is missing, incomplete or of another format."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cached recording: where its arrays are and what it came from."""
+
+    name: str
+    split: str
+    n_frames: int
+    features: str  # path relative to the cache root
+    labels: str
+    audio_path: str
+    midi_path: str
+    source_stamp: str  # size and mtime of audio and MIDI, to notice changed sources
+
+
+def _stamp(*paths: Path) -> str:
+    parts = []
+    for path in paths:
+        stat = path.stat()
+        parts.append(f"{stat.st_size}:{int(stat.st_mtime)}")
+    return "|".join(parts)
+
+
+def _safe_name(name: str) -> str:
+    return name.replace("/", "__").replace("\\", "__")
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    temporary = path.with_name(path.name + ".part.npy")
+    np.save(temporary, array)
+    os.replace(temporary, path)
+
+
+def write_json_atomic(path: Path, payload: object) -> None:
+    """Write JSON through a temporary file and rename, so readers never see half a file."""
+    temporary = path.with_name(path.name + ".part")
+    temporary.write_text(json.dumps(payload, indent=1))
+    os.replace(temporary, path)
+
+
+def compute_pair(audio_path: Path, midi_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels of one recording, with equal frame counts."""
+    features = spectrogram(load(audio_path))
+    labels = compute_labels(read_midi(midi_path), len(features))
+    return features, labels
+
+
+def _prepare_one(record_fields: dict, cache_root: str) -> tuple[str, dict | None, str | None]:
+    """Worker: compute and store one record; returns (name, entry dict, error)."""
+    import torch
+
+    torch.set_num_threads(1)  # the pool already uses one process per core
+    name = record_fields["name"]
+    audio_path, midi_path = Path(record_fields["audio_path"]), Path(record_fields["midi_path"])
+    try:
+        features, labels = compute_pair(audio_path, midi_path)
+    except (AudioError, MidiError, OSError, ValueError) as error:
+        return name, None, str(error)
+    root = Path(cache_root)
+    stem = _safe_name(name)
+    features_rel, labels_rel = f"arrays/{stem}.features.npy", f"arrays/{stem}.labels.npy"
+    _save_atomic(root / features_rel, features.astype(np.float32))
+    _save_atomic(root / labels_rel, labels)
+    entry = Entry(
+        name=name,
+        split=record_fields["split"],
+        n_frames=len(features),
+        features=features_rel,
+        labels=labels_rel,
+        audio_path=str(audio_path),
+        midi_path=str(midi_path),
+        source_stamp=_stamp(audio_path, midi_path),
+    )
+    return name, asdict(entry), None
+
+
+def prepare(dataset: str | Path, cache: str | Path, workers: int = 2, split: str | None = None) -> dict:
+    """Compute features and labels of every record of ``dataset`` into ``cache``.
+
+    Returns a summary ``{"stored": n, "reused": n, "failed": {name: reason}}``.
+    Unreadable pairs are reported (and listed in ``failures.json``), never stored.
+    """
+    from pianomtl.data.maestro import read_dataset
+
+    cache = Path(cache)
+    (cache / "arrays").mkdir(parents=True, exist_ok=True)
+    records = read_dataset(dataset, split=split)
+    existing = {e.name: e for e in load_index(cache, missing_ok=True)}
+    entries: dict[str, Entry] = {}
+    todo = []
+    for record in records:
+        old = existing.get(record.name)
+        try:
+            stamp = _stamp(record.audio_path, record.midi_path)
+        except OSError:
+            stamp = None
+        if (
+            old is not None
+            and old.source_stamp == stamp
+            and old.split == record.split
+            and (cache / old.features).exists()
+            and (cache / old.labels).exists()
+        ):
+            entries[record.name] = old
+        else:
+            todo.append(
+                {
+                    "name": record.name,
+                    "split": record.split,
+                    "audio_path": str(record.audio_path),
+                    "midi_path": str(record.midi_path),
+                }
+            )
+    reused = len(entries)
+    failed: dict[str, str] = {}
+
+    def save_index() -> None:
+        ordered = [asdict(entries[r.name]) for r in records if r.name in entries]
+        write_json_atomic(cache / INDEX_NAME, {"version": FORMAT_VERSION, "entries": ordered})
+
+    if todo:
+        with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+            futures = [pool.submit(_prepare_one, item, str(cache)) for item in todo]
+            for done, future in enumerate(tqdm(as_completed(futures), total=len(futures), desc="prepare"), 1):
+                name, entry, error = future.result()
+                if error is not None:
+                    failed[name] = error
+                    tqdm.write(f"skipped {error}", file=sys.stderr)
+                else:
+                    entries[name] = Entry(**entry)
+                if done % 20 == 0:
+                    save_index()  # progress survives an interruption
+    save_index()
+    write_json_atomic(cache / FAILURES_NAME, failed)
+    return {"stored": len(entries) - reused, "reused": reused, "failed": failed}
+
+
+def load_index(cache: str | Path, missing_ok: bool = False) -> list[Entry]:
+    """The entries of a cache folder (empty if ``missing_ok`` and there is none)."""
+    path = Path(cache) / INDEX_NAME
+    if not path.exists():
+        if missing_ok:
+            return []
+        raise CacheError(f"{cache}: no {INDEX_NAME}; run `pianomtl prepare --dataset DIR --cache {cache}` first")
+    payload = json.loads(path.read_text())
+    if payload.get("version") != FORMAT_VERSION:
+        raise CacheError(f"{path}: cache format {payload.get('version')}, expected {FORMAT_VERSION}; prepare again")
+    return [Entry(**e) for e in payload["entries"]]
+
+
+class Recording:
+    """Memory-mapped arrays of one cached recording."""
+
+    def __init__(self, root: Path, entry: Entry) -> None:
+        self.entry = entry
+        self.features = np.load(root / entry.features, mmap_mode="r")
+        self.labels = np.load(root / entry.labels, mmap_mode="r")
+        if self.features.shape != (entry.n_frames, N_BINS) or self.labels.shape != (entry.n_frames, N_LABELS):
+            raise CacheError(f"{root / entry.features}: shape does not match the index; prepare again")
+
+    def __len__(self) -> int:
+        return self.entry.n_frames
+
+
+def open_split(cache: str | Path, split: str) -> list[Recording]:
+    """All cached recordings of one split, memory-mapped."""
+    root = Path(cache)
+    recordings = [Recording(root, e) for e in load_index(root) if e.split == split]
+    if not recordings:
+        raise CacheError(f"{cache}: no recordings in split '{split}'")
+    return recordings
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, help="MAESTRO or pianomtl corpus folder")
+    parser.add_argument("--cache", required=True, help="output folder for features and targets")
+    parser.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    parser.add_argument("--split", default=None, help="only this split (train, validation, test)")
+
+
+def run(args: argparse.Namespace) -> int:
+    summary = prepare(args.dataset, args.cache, workers=args.workers, split=args.split)
+    print(f"stored {summary['stored']}, reused {summary['reused']}, failed {len(summary['failed'])}")
+    for name, reason in summary["failed"].items():
+        print(f"  failed {name}: {reason}")
+    return 0
