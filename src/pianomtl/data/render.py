@@ -80,7 +80,7 @@ def render(
             events.append((event.time, 1, ("cc", PEDAL_CC, fluidsynth_pedal_value(event.value))))
         events.sort(key=lambda e: (e[0], e[1]))
         total_seconds = performance.end_time + RELEASE_TAIL_SECONDS if duration is None else duration
-        n_total = max(1, int(round(total_seconds * sample_rate)))
+        n_total = max(1, round(total_seconds * sample_rate))
         left = np.zeros(n_total, dtype=np.float32)
         right = np.zeros(n_total, dtype=np.float32)
         position = 0
@@ -98,7 +98,7 @@ def render(
                 position += count
 
         for time, _, (kind, number, value) in events:
-            advance(int(round(time * sample_rate)))
+            advance(round(time * sample_rate))
             if kind == "on":
                 synth.noteon(0, number, value)
             elif kind == "off":
