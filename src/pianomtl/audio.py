@@ -44,7 +44,7 @@ def prepare_array(samples: np.ndarray, sample_rate: float, name: str = "<array>"
         samples = samples.T  # accept channels-first arrays, as torchaudio/librosa give them
     if samples.ndim not in (1, 2):
         raise AudioError(f"{name}: expected a 1-D or 2-D sample array, got shape {samples.shape}")
-    if samples.shape[0] == 0:
+    if samples.size == 0:  # also [0, channels], which the channels-first check above turns into [channels, 0]
         raise AudioError(f"{name}: contains no samples")
     if np.issubdtype(samples.dtype, np.integer):
         samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max)
@@ -55,6 +55,31 @@ def prepare_array(samples: np.ndarray, sample_rate: float, name: str = "<array>"
     if peak >= 1.0:
         warnings.warn(f"{name}: signal reaches full scale ({peak:.2f}); it may be clipped", stacklevel=2)
     return resample(mono, sample_rate)
+
+
+def _truncated_wav_data(path: Path) -> tuple[int, int] | None:
+    """``(declared, present)`` data bytes of a RIFF/WAVE file whose data chunk is cut short.
+
+    libsndfile reads such a file without complaint (it shrinks the length to what is
+    there), so a WAV cut in transfer would otherwise load as a shorter recording.
+    Returns ``None`` for complete WAVs, other formats, and open-ended (streamed) sizes.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        header = handle.read(12)
+        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            return None
+        while True:
+            chunk = handle.read(8)
+            if len(chunk) < 8:
+                return None
+            declared = int.from_bytes(chunk[4:8], "little")
+            if chunk[:4] == b"data":
+                present = size - handle.tell()
+                if declared in (0, 0xFFFFFFFF) or present >= declared:  # streaming writers leave 0 or -1
+                    return None
+                return declared, present
+            handle.seek(declared + (declared & 1), 1)  # chunks are padded to even length
 
 
 def load(path: str | Path) -> np.ndarray:
@@ -80,6 +105,9 @@ def load(path: str | Path) -> np.ndarray:
         declared = samples.shape[0]
     if 0 < samples.shape[0] < declared:
         raise AudioError(f"{path}: truncated (header declares {declared} samples, {samples.shape[0]} present)")
+    truncated = _truncated_wav_data(path)
+    if truncated is not None:
+        raise AudioError(f"{path}: truncated (header declares {truncated[0]} data bytes, {truncated[1]} present)")
     return prepare_array(samples, sample_rate, name=str(path))
 
 
