@@ -71,11 +71,11 @@ def read_midi(path: str | Path) -> Performance:
         raise MidiError(f"{path}: file not found")
     try:
         midi_file = mido.MidiFile(str(path))
-        messages = list(midi_file)
     except (OSError, EOFError, ValueError, KeyError, IndexError) as error:
         raise MidiError(f"{path}: not a readable MIDI file ({error})") from None
-    if midi_file.type == 2:
+    if midi_file.type == 2:  # checked first: mido refuses to merge (iterate) type 2 tracks
         raise MidiError(f"{path}: MIDI type 2 (independent sequences) is not supported")
+    messages = list(midi_file)
     now = 0.0
     held: dict[int, tuple[float, int]] = {}
     notes: list[Note] = []
@@ -107,10 +107,19 @@ def write_midi(path: str | Path, performance: Performance, program: int = 0) -> 
     """Write notes and pedal as a type 1 MIDI file (one piano track), atomically."""
     path = Path(path)
     events: list[tuple[int, int, mido.Message]] = []  # (tick, order, message)
-    for note in performance.notes:
-        velocity = int(np.clip(round(note.velocity), 1, MIDI_MAX))
+    # MIDI cannot hold one key twice: a note ends where its key is struck again (as read_midi reads it)
+    next_start: dict[int, int] = {}
+    stops: dict[int, int] = {}
+    for index in sorted(range(len(performance.notes)), key=lambda i: performance.notes[i].onset, reverse=True):
+        note = performance.notes[index]
         start = seconds_to_ticks(note.onset)
         stop = max(seconds_to_ticks(note.offset), start + 1)
+        stops[index] = min(stop, next_start.get(int(note.key), stop))
+        next_start[int(note.key)] = start
+    for index, note in enumerate(performance.notes):
+        velocity = int(np.clip(round(note.velocity), 1, MIDI_MAX))
+        start = seconds_to_ticks(note.onset)
+        stop = stops[index]
         # at equal ticks: releases first, then pedal, then new notes, so re-strikes stay separate
         events.append((start, 2, mido.Message("note_on", note=int(note.key), velocity=velocity)))
         events.append((stop, 0, mido.Message("note_off", note=int(note.key), velocity=0)))
