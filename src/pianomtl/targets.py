@@ -13,8 +13,9 @@ Frame conventions (frame ``t`` is centred at ``t / 50`` s):
   velocity on frame ``a`` (maximum where two notes of a key share a frame);
 * ``sus`` is the CC64 value in force at each frame, continuous (half-pedal kept);
 * ``on``, ``off`` and ``vel`` are widened by a temporal maximum filter of length 3;
-* keys outside A0–C8 are dropped with a warning; notes starting at or after the
-  last frame are dropped; notes running past it are cut there (no ``off`` label).
+* keys outside A0–C8 are dropped with a warning; notes whose onset frame lies past
+  the last frame (``a >= n_frames``) are dropped; notes running past the last frame
+  are cut there (no ``off`` label).
 """
 
 from __future__ import annotations
