@@ -1,0 +1,416 @@
+"""Frame activations → notes and sustain-pedal events, and note-level scores.
+
+Decoding is a pure function of the activations (the network's outputs at 50 fps:
+``on``/``int``/``off`` probabilities ``[T, 88]``, ``vel`` ``[T, 88]`` and ``sus``
+``[T, 1]`` in [0, 1]) and a few thresholds (:class:`DecoderParams`). Frame ``t`` is
+the time ``t / 50`` s, the centre of the frame, as in :mod:`pianomtl.targets`.
+
+Notes (a threshold decoder in the spirit of Onsets & Frames):
+
+* **Onsets** are peaks of the onset head, per key, at or above ``onset_threshold``.
+  The training labels are widened by a 3-frame maximum filter, so a confident onset
+  is a plateau about three frames wide: a plateau counts once, at its middle, and
+  peaks closer than ``onset_merge_frames`` to a kept peak of the same key are merged
+  into it (the higher one wins).
+* A note lasts at least ``min_frames`` frames. After that it ends at the first of:
+  a frame where ``int`` falls below ``frame_threshold``; a peak of the offset head at
+  or above ``offset_threshold`` (the middle of the widened offset label is the first
+  frame after the note, exactly where ``int`` would drop); the next onset of the
+  same key (a re-struck key ends the held note); the end of the recording.
+* **Velocity** is the maximum of the velocity head over the onset frame ±1, times
+  127, rounded and clipped to 1–127.
+
+Pedal: the ``sus`` curve goes through a hysteresis (down when it rises above
+``pedal_high``, up when it falls below ``pedal_low``), giving CC64 127/0 events. A
+change between frames ``t-1`` and ``t`` is placed half-way, at ``(t - 0.5) / 50`` s.
+With ``half_pedal`` the curve's own values are written instead (CC64 = 127·sus,
+only when they moved by ``pedal_step`` or more), keeping partial pedalling.
+
+Note-level evaluation (:func:`note_scores`) wraps ``mir_eval`` with the field's
+conventions: onset tolerance 50 ms; "note" F1 ignores offsets; "note with offset"
+F1 also needs the offset within 20 % of the note's length or 50 ms; the velocity
+variant adds ``mir_eval.transcription_velocity``'s velocity match. **Reference
+offsets are pedal-extended** (:func:`pianomtl.midi.sustain_notes`), the MAESTRO /
+Onsets-and-Frames convention, which is also what the ``int`` head is trained on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+
+import numpy as np
+from scipy.signal import find_peaks
+
+from pianomtl.constants import FPS, MIDI_MAX, MIN_KEY, N_KEYS
+from pianomtl.midi import Note, PedalEvent, Performance, sustain_notes
+
+ONSET_TOLERANCE = 0.05
+"""Seconds: an estimated onset within this of a reference onset matches (mir_eval default)."""
+OFFSET_RATIO = 0.2
+OFFSET_MIN_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True)
+class DecoderParams:
+    """Thresholds of the decoder; tuned on validation data by :func:`tune`."""
+
+    onset_threshold: float = 0.5
+    """Minimum onset-head peak that starts a note."""
+    frame_threshold: float = 0.5
+    """A note continues while the ``int`` head is at or above this."""
+    offset_threshold: float = 0.5
+    """An offset-head peak at or above this ends a note (above 1: offsets from ``int`` only)."""
+    min_frames: int = 2
+    """Shortest note in frames (2 frames = 40 ms); offsets are only looked for after it."""
+    onset_merge_frames: int = 2
+    """Onset peaks of one key closer than this many frames are one onset."""
+    pedal_high: float = 0.6
+    """The pedal goes down when ``sus`` rises above this (CC64 ≈ 76)."""
+    pedal_low: float = 0.4
+    """The pedal comes up when ``sus`` falls below this (CC64 ≈ 51)."""
+    half_pedal: bool = False
+    """Write the continuous pedal curve (partial pedalling) instead of 0/127 events."""
+    pedal_step: int = 8
+    """With ``half_pedal``: a new CC64 event only when the value moved by this much."""
+
+    def __post_init__(self) -> None:
+        if self.min_frames < 1:
+            raise ValueError(f"min_frames must be at least 1, got {self.min_frames}")
+        if self.onset_merge_frames < 1:
+            raise ValueError(f"onset_merge_frames must be at least 1, got {self.onset_merge_frames}")
+        if not self.pedal_low <= self.pedal_high:
+            raise ValueError(f"pedal_low ({self.pedal_low}) must not exceed pedal_high ({self.pedal_high})")
+        if self.pedal_step < 1:
+            raise ValueError(f"pedal_step must be at least 1, got {self.pedal_step}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> DecoderParams:
+        """Build from a dict; keys this version does not know are ignored with a warning."""
+        values = dict(values or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            warnings.warn(f"ignoring unknown decoder parameters: {', '.join(unknown)}", stacklevel=2)
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+# -- notes -------------------------------------------------------------------------
+
+
+def _check_activations(activations: dict[str, np.ndarray]) -> int:
+    n_frames = len(activations["on"])
+    for task in ("on", "int", "off", "vel"):
+        shape = np.shape(activations[task])
+        if shape != (n_frames, N_KEYS):
+            raise ValueError(f"activations[{task!r}] has shape {shape}, expected ({n_frames}, {N_KEYS})")
+    return n_frames
+
+
+def pick_onsets(on: np.ndarray, threshold: float, merge_frames: int = 2) -> list[np.ndarray]:
+    """Onset frames of each key: peaks of ``on[:, k]`` at or above ``threshold``.
+
+    A flat-topped peak (the 3-frame widened label) counts once at its middle; peaks
+    of a key closer than ``merge_frames`` to the previous kept one are merged (the
+    higher survives). Returns one sorted int array per key.
+    """
+    n_frames = len(on)
+    result: list[np.ndarray] = []
+    empty = np.zeros(0, dtype=np.int64)
+    if n_frames == 0:
+        return [empty] * on.shape[1]
+    above = np.asarray(on) >= threshold
+    candidates = set(np.flatnonzero(above.any(axis=0)).tolist())
+    for key in range(on.shape[1]):
+        if key not in candidates:
+            result.append(empty)
+            continue
+        # pad below any probability so peaks at the first/last frame are found
+        padded = np.concatenate([[-1.0], np.asarray(on[:, key], dtype=np.float64), [-1.0]])
+        peaks, _ = find_peaks(padded, height=threshold)
+        peaks = peaks - 1
+        if len(peaks) > 1:
+            heights = on[peaks, key]
+            kept: list[int] = [int(peaks[0])]
+            for peak, height in zip(peaks[1:], heights[1:], strict=True):
+                if peak - kept[-1] < merge_frames:
+                    if height > on[kept[-1], key]:
+                        kept[-1] = int(peak)
+                else:
+                    kept.append(int(peak))
+            peaks = np.asarray(kept, dtype=np.int64)
+        result.append(peaks.astype(np.int64))
+    return result
+
+
+def _offset_peaks(off: np.ndarray, threshold: float) -> list[np.ndarray]:
+    """Offset-head peaks per key (plateaus at their middle), no merging."""
+    if threshold > 1.0:
+        return [np.zeros(0, dtype=np.int64)] * off.shape[1]
+    return pick_onsets(off, threshold, merge_frames=1)
+
+
+def _note_ends(
+    onsets: list[np.ndarray], frame: np.ndarray, offsets: list[np.ndarray], params: DecoderParams
+) -> list[tuple[int, int, int]]:
+    """``(key column, start frame, end frame)`` of every note (end exclusive)."""
+    n_frames = len(frame)
+    notes: list[tuple[int, int, int]] = []
+    for key, starts in enumerate(onsets):
+        if len(starts) == 0:
+            continue
+        inactive = np.flatnonzero(np.asarray(frame[:, key]) < params.frame_threshold)
+        key_offsets = offsets[key]
+        for index, start in enumerate(starts):
+            earliest = start + params.min_frames
+            limit = int(starts[index + 1]) if index + 1 < len(starts) else n_frames
+            end = limit
+            position = np.searchsorted(inactive, earliest)
+            if position < len(inactive):
+                end = min(end, int(inactive[position]))
+            position = np.searchsorted(key_offsets, earliest)
+            if position < len(key_offsets):
+                end = min(end, int(key_offsets[position]))
+            notes.append((key, int(start), end))
+    return notes
+
+
+def _velocity(vel: np.ndarray, key: int, start: int) -> int:
+    window = vel[max(start - 1, 0) : start + 2, key]
+    return int(np.clip(np.rint(float(np.max(window)) * MIDI_MAX), 1, MIDI_MAX))
+
+
+def decode_notes(activations: dict[str, np.ndarray], params: DecoderParams | None = None) -> list[Note]:
+    """Notes (key, onset s, offset s, velocity 1–127) sorted by onset, then key."""
+    params = params or DecoderParams()
+    _check_activations(activations)
+    onsets = pick_onsets(activations["on"], params.onset_threshold, params.onset_merge_frames)
+    return _notes_from_onsets(activations, onsets, params)
+
+
+def _notes_from_onsets(
+    activations: dict[str, np.ndarray], onsets: list[np.ndarray], params: DecoderParams
+) -> list[Note]:
+    offsets = _offset_peaks(activations["off"], params.offset_threshold)
+    spans = _note_ends(onsets, activations["int"], offsets, params)
+    vel = activations["vel"]
+    notes = [Note(MIN_KEY + key, start / FPS, end / FPS, _velocity(vel, key, start)) for key, start, end in spans]
+    notes.sort(key=lambda n: (n.onset, n.key))
+    return notes
+
+
+# -- pedal -------------------------------------------------------------------------
+
+
+def _change_time(frame: int) -> float:
+    """A change first seen at frame ``t`` happened between frames ``t-1`` and ``t``."""
+    return max(frame - 0.5, 0.0) / FPS
+
+
+def decode_pedal(sus: np.ndarray, params: DecoderParams | None = None) -> list[PedalEvent]:
+    """CC64 events from the ``sus`` curve (``[T]`` or ``[T, 1]``, values in [0, 1])."""
+    params = params or DecoderParams()
+    curve = np.asarray(sus, dtype=np.float64).reshape(len(sus), -1)[:, 0] if len(sus) else np.zeros(0)
+    curve = np.nan_to_num(curve, nan=0.0)
+    events: list[PedalEvent] = []
+    if params.half_pedal:
+        values = np.clip(np.rint(curve * MIDI_MAX), 0, MIDI_MAX).astype(int)
+        last = 0
+        for t, value in enumerate(values):
+            moved = abs(value - last) >= params.pedal_step
+            reaches_end = value != last and value in (0, MIDI_MAX)
+            if moved or reaches_end:
+                events.append(PedalEvent(_change_time(t), int(value)))
+                last = int(value)
+        return events
+    down = False
+    for t, value in enumerate(curve):
+        if not down and value > params.pedal_high:
+            down = True
+            events.append(PedalEvent(_change_time(t), MIDI_MAX))
+        elif down and value < params.pedal_low:
+            down = False
+            events.append(PedalEvent(_change_time(t), 0))
+    return events
+
+
+def decode(activations: dict[str, np.ndarray], params: DecoderParams | None = None) -> Performance:
+    """Notes and pedal events of a recording's activations."""
+    params = params or DecoderParams()
+    notes = decode_notes(activations, params)
+    sus = activations.get("sus")
+    pedal = decode_pedal(sus, params) if sus is not None else []
+    return Performance(notes, pedal)
+
+
+# -- note-level evaluation ----------------------------------------------------------
+
+
+def _mir_eval_arrays(notes: Sequence[Note]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Intervals ``[N, 2]`` (s), pitches (Hz) and velocities for mir_eval.
+
+    mir_eval rejects zero-length intervals, so offsets are kept at least 1 ms after onsets.
+    """
+    import mir_eval
+
+    if not notes:
+        return np.zeros((0, 2)), np.zeros(0), np.zeros(0)
+    array = np.asarray([(n.onset, n.offset, n.key, n.velocity) for n in notes], dtype=np.float64)
+    intervals = np.stack([array[:, 0], np.maximum(array[:, 1], array[:, 0] + 1e-3)], axis=1)
+    return intervals, mir_eval.util.midi_to_hz(array[:, 2]), array[:, 3]
+
+
+def reference_notes(reference: Performance | Sequence[Note], pedal_extended: bool = True) -> list[Note]:
+    """The notes a transcription is scored against: pedal-extended by default (MAESTRO)."""
+    if isinstance(reference, Performance):
+        return sustain_notes(reference) if pedal_extended else list(reference.notes)
+    return list(reference)
+
+
+def note_scores(
+    reference: Performance | Sequence[Note],
+    estimated_notes: Sequence[Note] | Performance,
+    pedal_extended: bool = True,
+) -> dict[str, float]:
+    """mir_eval note-level precision/recall/F1 of a transcription against a reference.
+
+    ``reference``: a :class:`Performance` (its offsets are pedal-extended with
+    :func:`~pianomtl.midi.sustain_notes` unless ``pedal_extended=False``) or a list of
+    notes used as given. Returns ``note_{precision,recall,f1}`` (onsets within 50 ms),
+    ``note_offset_*`` (and offsets within max(20 %, 50 ms)), ``note_offset_velocity_*``
+    (and velocity, mir_eval's rule), plus ``n_reference``, ``n_estimated`` and the
+    matched counts ``*_matched`` for summing over a corpus (:func:`aggregate_scores`).
+    Empty reference or estimate give zeros (no crash).
+    """
+    import mir_eval
+
+    ref = reference_notes(reference, pedal_extended)
+    est = list(estimated_notes.notes if isinstance(estimated_notes, Performance) else estimated_notes)
+    ref_intervals, ref_pitches, ref_velocities = _mir_eval_arrays(ref)
+    est_intervals, est_pitches, est_velocities = _mir_eval_arrays(est)
+    scores: dict[str, float] = {"n_reference": float(len(ref)), "n_estimated": float(len(est))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # mir_eval warns about empty note lists
+        for name, offset_ratio in (("note", None), ("note_offset", OFFSET_RATIO)):
+            if len(ref) and len(est):
+                matched = len(
+                    mir_eval.transcription.match_notes(
+                        ref_intervals,
+                        ref_pitches,
+                        est_intervals,
+                        est_pitches,
+                        onset_tolerance=ONSET_TOLERANCE,
+                        offset_ratio=offset_ratio,
+                        offset_min_tolerance=OFFSET_MIN_TOLERANCE,
+                    )
+                )
+            else:
+                matched = 0
+            scores.update(_prf(name, matched, len(ref), len(est)))
+        if len(ref) and len(est):
+            matched = len(
+                mir_eval.transcription_velocity.match_notes(
+                    ref_intervals,
+                    ref_pitches,
+                    ref_velocities,
+                    est_intervals,
+                    est_pitches,
+                    est_velocities,
+                    onset_tolerance=ONSET_TOLERANCE,
+                    offset_ratio=OFFSET_RATIO,
+                    offset_min_tolerance=OFFSET_MIN_TOLERANCE,
+                )
+            )
+        else:
+            matched = 0
+        scores.update(_prf("note_offset_velocity", matched, len(ref), len(est)))
+    return scores
+
+
+MEASURES = ("note", "note_offset", "note_offset_velocity")
+
+
+def _prf(name: str, matched: int, n_reference: int, n_estimated: int) -> dict[str, float]:
+    precision = matched / n_estimated if n_estimated else 0.0
+    recall = matched / n_reference if n_reference else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        f"{name}_precision": precision,
+        f"{name}_recall": recall,
+        f"{name}_f1": f1,
+        f"{name}_matched": float(matched),
+    }
+
+
+def aggregate_scores(scores: Iterable[dict[str, float]]) -> dict[str, float]:
+    """Corpus-level scores: matched, reference and estimated note counts summed first.
+
+    (mir_eval scores one recording; averaging per-recording F1 would weigh a short
+    piece like a long one.)
+    """
+    scores = list(scores)
+    n_reference = int(sum(s["n_reference"] for s in scores))
+    n_estimated = int(sum(s["n_estimated"] for s in scores))
+    total: dict[str, float] = {"n_reference": float(n_reference), "n_estimated": float(n_estimated)}
+    for name in MEASURES:
+        matched = int(sum(s[f"{name}_matched"] for s in scores))
+        total.update(_prf(name, matched, n_reference, n_estimated))
+    return total
+
+
+# -- threshold tuning ---------------------------------------------------------------
+
+ONSET_GRID = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+FRAME_GRID = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+OFFSET_GRID = (0.3, 0.5, 0.7, 1.01)  # 1.01: offsets from int alone
+
+
+def tune(
+    activations_list: Sequence[dict[str, np.ndarray]],
+    reference_performances_list: Sequence[Performance],
+    base: DecoderParams | None = None,
+    onset_grid: Sequence[float] = ONSET_GRID,
+    frame_grid: Sequence[float] = FRAME_GRID,
+    offset_grid: Sequence[float] = OFFSET_GRID,
+) -> DecoderParams:
+    """Grid-search the thresholds on validation recordings.
+
+    Two stages, because note F1 (onsets only) does not depend on the frame and
+    offset thresholds: the onset threshold maximises corpus note F1; with it fixed,
+    the frame and offset thresholds maximise corpus note-with-offset F1. Ties go to
+    the value nearest 0.5. Scores are summed over recordings (:func:`aggregate_scores`).
+    """
+    if len(activations_list) != len(reference_performances_list):
+        raise ValueError("tune needs one reference performance per activation set")
+    base = base or DecoderParams()
+    references = [reference_notes(p) for p in reference_performances_list]
+
+    def corpus(params: DecoderParams, onsets_per_recording: list[list[np.ndarray]]) -> dict[str, float]:
+        return aggregate_scores(
+            note_scores(ref, _notes_from_onsets(acts, onsets, params))
+            for acts, onsets, ref in zip(activations_list, onsets_per_recording, references, strict=True)
+        )
+
+    def onsets_for(threshold: float) -> list[list[np.ndarray]]:
+        return [pick_onsets(a["on"], threshold, base.onset_merge_frames) for a in activations_list]
+
+    best_onset, best_score = base.onset_threshold, -1.0
+    for threshold in sorted(onset_grid, key=lambda v: abs(v - 0.5)):
+        score = corpus(replace(base, onset_threshold=threshold), onsets_for(threshold))["note_f1"]
+        if score > best_score:
+            best_onset, best_score = threshold, score
+    onsets = onsets_for(best_onset)
+    best = replace(base, onset_threshold=best_onset)
+    tuned, best_score = best, -1.0
+    grid = sorted(itertools.product(frame_grid, offset_grid), key=lambda v: abs(v[0] - 0.5) + abs(v[1] - 0.5))
+    for frame_threshold, offset_threshold in grid:
+        candidate = replace(best, frame_threshold=frame_threshold, offset_threshold=offset_threshold)
+        score = corpus(candidate, onsets)["note_offset_f1"]
+        if score > best_score:
+            tuned, best_score = candidate, score
+    return tuned

@@ -1,0 +1,158 @@
+"""Decoding activations into notes and pedal, and the mir_eval note scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import clip_performance
+from pianomtl.constants import FPS, MIN_KEY, N_KEYS
+from pianomtl.decode import (
+    DecoderParams,
+    aggregate_scores,
+    decode,
+    decode_notes,
+    decode_pedal,
+    note_scores,
+    pick_onsets,
+    tune,
+)
+from pianomtl.midi import Note, PedalEvent, Performance, sustain_notes
+from pianomtl.targets import compute_labels, to_float
+
+
+def perfect_activations(performance: Performance, seconds: float) -> dict[str, np.ndarray]:
+    """The training targets of a performance, used as if a perfect network had output them."""
+    return to_float(compute_labels(performance, round(seconds * FPS)))
+
+
+def empty_activations(n_frames: int) -> dict[str, np.ndarray]:
+    acts = {t: np.zeros((n_frames, N_KEYS), np.float32) for t in ("on", "int", "off", "vel")}
+    acts["sus"] = np.zeros((n_frames, 1), np.float32)
+    return acts
+
+
+def test_perfect_activations_give_the_reference_back() -> None:
+    performance = clip_performance()
+    decoded = decode(perfect_activations(performance, 3.0))
+    scores = note_scores(performance, decoded.notes)
+    assert scores["note_f1"] == pytest.approx(1.0)
+    assert scores["note_offset_f1"] == pytest.approx(1.0)
+    assert scores["note_offset_velocity_f1"] == pytest.approx(1.0)
+    reference = sustain_notes(performance)
+    assert len(decoded.notes) == len(reference)
+    for ref, est in zip(reference, decoded.notes, strict=True):
+        assert est.key == ref.key
+        assert abs(est.onset - ref.onset) <= 0.5 / FPS + 1e-9
+        assert abs(est.offset - ref.offset) <= 0.5 / FPS + 1e-9  # the pedal-extended offset
+        assert abs(est.velocity - ref.velocity) <= 1
+    # the pedal goes down at 1.25 s and up at 1.90 s
+    assert [e.value for e in decoded.pedal] == [127, 0]
+    assert decoded.pedal[0].time == pytest.approx(1.25, abs=0.011)
+    assert decoded.pedal[1].time == pytest.approx(1.90, abs=0.011)
+
+
+def test_re_struck_key_ends_the_held_note() -> None:
+    # key 60 struck three times under the pedal; 120 ms apart is 6 frames
+    notes = [Note(60, 0.20, 1.00, 80), Note(60, 0.32, 1.00, 60), Note(60, 0.60, 0.90, 100)]
+    performance = Performance(notes, [PedalEvent(0.0, 127), PedalEvent(1.5, 0)])
+    decoded = decode_notes(perfect_activations(performance, 2.0))
+    assert [n.key for n in decoded] == [60, 60, 60]
+    assert [n.onset for n in decoded] == pytest.approx([0.20, 0.32, 0.60])
+    assert [n.offset for n in decoded] == pytest.approx([0.32, 0.60, 1.50])  # each cut by the next
+    assert [n.velocity for n in decoded] == [80, 60, 100]
+    assert note_scores(performance, decoded)["note_offset_f1"] == pytest.approx(1.0)
+
+
+def test_onset_plateau_counts_once_and_close_peaks_merge() -> None:
+    on = np.zeros((40, 1))
+    on[10:13, 0] = 0.9  # a widened label: one onset in the middle
+    on[20, 0], on[21, 0], on[22, 0] = 0.7, 0.4, 0.8  # two peaks 2 frames apart: one onset (the higher)
+    on[30, 0] = 0.45  # below threshold
+    on[39, 0] = 0.6  # at the last frame
+    assert pick_onsets(on, 0.5, merge_frames=3)[0].tolist() == [11, 22, 39]
+    assert pick_onsets(on, 0.5, merge_frames=1)[0].tolist() == [11, 20, 22, 39]
+
+
+def test_short_notes_and_notes_sounding_at_the_end() -> None:
+    acts = empty_activations(50)
+    acts["on"][10, 5] = 0.9  # onset with no frame activation at all: gets the minimum length
+    acts["vel"][11, 5] = 0.5  # velocity one frame after the onset peak still counts
+    acts["on"][45, 7] = 0.9  # note still sounding when the recording ends
+    acts["int"][45:, 7] = 0.9
+    params = DecoderParams(min_frames=2)
+    notes = decode_notes(acts, params)
+    assert notes[0] == Note(MIN_KEY + 5, 10 / FPS, 12 / FPS, 64)
+    assert notes[1].key == MIN_KEY + 7
+    assert notes[1].offset == pytest.approx(50 / FPS)
+    assert notes[1].velocity == 1  # velocity is clipped to 1–127
+
+
+def test_offset_head_ends_a_note_before_int_drops() -> None:
+    acts = empty_activations(60)
+    acts["on"][10, 0] = 1.0
+    acts["int"][10:50, 0] = 1.0
+    acts["off"][29:32, 0] = 0.8  # offset plateau around frame 30
+    acts["off"][11, 0] = 0.9  # an offset right after the onset is ignored (minimum duration)
+    assert decode_notes(acts)[0].offset == pytest.approx(30 / FPS)
+    assert decode_notes(acts, DecoderParams(offset_threshold=1.01))[0].offset == pytest.approx(50 / FPS)
+
+
+def test_empty_activations_give_no_notes_and_scores_do_not_crash() -> None:
+    for n_frames in (0, 1, 100):
+        performance = decode(empty_activations(n_frames))
+        assert performance.notes == [] and performance.pedal == []
+    scores = note_scores(Performance(), [])
+    assert scores["note_f1"] == 0.0 and scores["n_reference"] == 0
+    scores = note_scores(clip_performance(), [])
+    assert scores["note_recall"] == 0.0
+    scores = note_scores(Performance(), [Note(60, 0.0, 0.5, 64)])
+    assert scores["note_precision"] == 0.0
+
+
+def test_pedal_hysteresis_and_half_pedal() -> None:
+    sus = np.array([0.0, 0.7, 0.55, 0.45, 0.7, 0.3, 0.0, 0.5, 0.5])[:, None]
+    events = decode_pedal(sus, DecoderParams(pedal_high=0.6, pedal_low=0.4))
+    assert events == [PedalEvent(0.5 / FPS, 127), PedalEvent(4.5 / FPS, 0)]
+    half = decode_pedal(sus, DecoderParams(half_pedal=True, pedal_step=8))
+    values = [e.value for e in half]
+    assert values[0] == 89 and 64 in values and values[-1] == 64
+    assert all(abs(b - a) >= 8 or b in (0, 127) for a, b in zip([0, *values], values, strict=False))
+
+
+def test_scores_match_mir_eval_directly() -> None:
+    mir_eval = pytest.importorskip("mir_eval")
+    reference = Performance([Note(60, 0.0, 1.0, 80), Note(64, 0.5, 1.0, 80), Note(67, 1.0, 2.0, 80)], [])
+    estimate = [Note(60, 0.03, 1.0, 80), Note(64, 0.58, 1.0, 80), Note(67, 1.0, 1.5, 80)]
+    scores = note_scores(reference, estimate)
+    ref = np.array([[n.onset, n.offset] for n in reference.notes])
+    est = np.array([[n.onset, n.offset] for n in estimate])
+    hz = mir_eval.util.midi_to_hz
+    p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(
+        ref, hz(np.array([60, 64, 67])), est, hz(np.array([60, 64, 67])), offset_ratio=None
+    )
+    assert (scores["note_precision"], scores["note_recall"], scores["note_f1"]) == pytest.approx((p, r, f))
+    assert scores["note_f1"] == pytest.approx(2 / 3)
+    assert scores["note_offset_f1"] == pytest.approx(1 / 3)
+    total = aggregate_scores([scores, scores])
+    assert total["note_f1"] == pytest.approx(scores["note_f1"]) and total["n_reference"] == 6
+
+
+def test_decoder_params_round_trip_and_validation() -> None:
+    params = DecoderParams(onset_threshold=0.3, half_pedal=True)
+    assert DecoderParams.from_dict(params.to_dict()) == params
+    with pytest.warns(UserWarning, match="unknown"):
+        assert DecoderParams.from_dict({"onset_threshold": 0.3, "future": 1}).onset_threshold == 0.3
+    with pytest.raises(ValueError):
+        DecoderParams(pedal_low=0.7, pedal_high=0.6)
+
+
+def test_tune_finds_thresholds_that_fit_scaled_activations() -> None:
+    performance = clip_performance()
+    acts = perfect_activations(performance, 3.0)
+    # a timid network: every probability at most 0.35, so the default 0.5 finds nothing
+    timid = {t: (v * 0.35 if t in ("on", "int", "off") else v) for t, v in acts.items()}
+    assert decode_notes(timid) == []
+    params = tune([timid], [performance], onset_grid=(0.3, 0.5), frame_grid=(0.3, 0.5), offset_grid=(0.3, 1.01))
+    assert params.onset_threshold == 0.3 and params.frame_threshold == 0.3
+    assert note_scores(performance, decode_notes(timid, params))["note_offset_f1"] == pytest.approx(1.0)
