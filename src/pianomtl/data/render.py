@@ -73,9 +73,17 @@ def render(
             raise RenderError(f"{soundfont}: FluidSynth failed to load the SoundFont")
         synth.program_select(0, font_id, bank, program)
         events: list[tuple[float, int, tuple[str, int, int]]] = []
-        for note in performance.notes:
+        # a note-off silences every voice of its key, so a note ends where its key is struck
+        # again (as the targets cut it); otherwise it would cut the re-struck note short
+        next_onset: dict[int, float] = {}
+        offsets: dict[int, float] = {}
+        for index in sorted(range(len(performance.notes)), key=lambda i: performance.notes[i].onset, reverse=True):
+            note = performance.notes[index]
+            offsets[index] = min(max(note.offset, note.onset), next_onset.get(int(note.key), np.inf))
+            next_onset[int(note.key)] = note.onset
+        for index, note in enumerate(performance.notes):
             events.append((note.onset, 2, ("on", int(note.key), int(max(1, min(127, note.velocity))))))
-            events.append((max(note.offset, note.onset), 0, ("off", int(note.key), 0)))
+            events.append((offsets[index], 0, ("off", int(note.key), 0)))
         for event in performance.pedal:
             events.append((event.time, 1, ("cc", PEDAL_CC, fluidsynth_pedal_value(event.value))))
         events.sort(key=lambda e: (e[0], e[1]))
