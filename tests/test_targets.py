@@ -330,3 +330,20 @@ def test_label_properties(performance: Performance, n_frames: int) -> None:
     for event in sorted(performance.pedal, key=lambda e: e.time):
         expected_sus[int(np.ceil(event.time * FPS - 1e-6)) :] = event.value
     np.testing.assert_allclose(result["sus"][:, 0], expected_sus / 127, atol=1e-7)
+
+
+def test_rendered_audio_follows_the_restrike_cut(soundfont) -> None:
+    """The renderer ends a held note where its key is struck again, as the targets do.
+
+    A FluidSynth note-off silences every voice of its key, so sending the first
+    note's original release would silence the re-struck note that the labels say
+    is still sounding.
+    """
+    from pianomtl.data.render import render
+
+    overlapping = Performance([Note(KEY, 0.0, 1.0, 80), Note(KEY, 0.5, 1.5, 80)])
+    cut = Performance(sustain_notes(overlapping))
+    assert [(n.onset, n.offset) for n in cut.notes] == [(0.0, 0.5), (0.5, 1.5)]
+    audio = render(overlapping, soundfont, duration=2.0)
+    np.testing.assert_array_equal(audio, render(cut, soundfont, duration=2.0))
+    assert np.sqrt(np.mean(audio[int(1.1 * 44100) : int(1.4 * 44100)] ** 2)) > 1e-3  # still sounding
