@@ -1,0 +1,224 @@
+"""The transcription API and CLI, the bundled-model file format, and the plot.
+
+A randomly initialised tiny network stands in for a trained one: these tests check
+the plumbing (streaming, chunking, file formats, errors), not transcription quality.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from pianomtl import cli
+from pianomtl.audio import load
+from pianomtl.bundled import DEFAULT_BUNDLE, ModelFileError, load_model, make_bundle
+from pianomtl.constants import FPS, N_BINS, N_KEYS, SAMPLE_RATE
+from pianomtl.decode import DecoderParams, note_scores
+from pianomtl.features import spectrogram
+from pianomtl.midi import read_midi
+from pianomtl.transcribe import Transcriber, file_features, transcribe
+
+TINY = {"name": "hard", "small": 4, "large": 4, "head": 2}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # the machine is shared with training jobs
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A training-format checkpoint of a random tiny model (what ``train.py`` writes, minus the optimiser)."""
+    from pianomtl.models.registry import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**TINY))
+    path = tmp_path_factory.mktemp("model") / "checkpoint.pt"
+    torch.save({"model_config": model.config.to_dict(), "model": model.state_dict(), "step": 0}, path)
+    return path
+
+
+def test_streamed_features_equal_whole_file(rendered_clip, tmp_path: Path, monkeypatch) -> None:
+    import pianomtl.transcribe as module
+
+    monkeypatch.setattr(module, "READ_BLOCK_SECONDS", 0.37)  # many blocks, none aligned to frames
+    features, duration = file_features(rendered_clip.wav)
+    expected = spectrogram(load(rendered_clip.wav))
+    assert features.shape == expected.shape == (150, N_BINS)
+    np.testing.assert_allclose(features, expected, atol=1e-5)
+    assert duration == pytest.approx(3.0)
+    # stereo at 96 kHz: streamed resampling equals soxr's one-shot resampling
+    stereo = np.stack([rendered_clip.samples, 0.5 * rendered_clip.samples], axis=1)
+    stereo = np.repeat(stereo, 2, axis=0)[: int(96000 * 1.3)]  # crude 96 kHz version, 1.3 s
+    path = tmp_path / "stereo96k.flac"
+    sf.write(str(path), stereo, 96000, subtype="PCM_24")
+    features, duration = file_features(path)
+    np.testing.assert_allclose(features, spectrogram(load(path)), atol=1e-5)
+    assert duration == pytest.approx(1.3)
+
+
+def test_chunked_activations_equal_whole_file(rendered_clip, tiny_checkpoint: Path) -> None:
+    whole = transcribe(rendered_clip.wav, model=tiny_checkpoint, chunk_frames=10_000)
+    chunked = transcribe(rendered_clip.wav, model=tiny_checkpoint, chunk_frames=37)
+    for task, value in whole.activations.items():
+        np.testing.assert_allclose(chunked.activations[task], value, atol=1e-5, err_msg=task)
+    assert chunked.notes == whole.notes
+
+
+def test_transcribe_end_to_end_writes_valid_outputs(rendered_clip, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    result = transcribe(rendered_clip.wav, model=tiny_checkpoint)
+    n_frames = round(3.0 * FPS)
+    assert result.duration == pytest.approx(3.0)
+    assert {t: v.shape for t, v in result.activations.items()} == {
+        "on": (n_frames, N_KEYS),
+        "int": (n_frames, N_KEYS),
+        "off": (n_frames, N_KEYS),
+        "vel": (n_frames, N_KEYS),
+        "sus": (n_frames, 1),
+    }
+    assert all(0.0 <= v.min() and v.max() <= 1.0 for t, v in result.activations.items() if t in ("on", "int", "off"))
+    back = read_midi(result.to_midi(tmp_path / "clip.mid"))
+    assert len(back.notes) == len(result.notes)
+    assert [n.key for n in back.notes] == [n.key for n in sorted(result.notes, key=lambda n: (n.onset, n.key))]
+    assert len(back.pedal) == len(result.pedal)
+    rows = (result.to_csv(tmp_path / "clip.csv")).read_text().splitlines()
+    assert rows[0] == "onset,offset,key,velocity,name" and len(rows) == len(result.notes) + 1
+    data = json.loads(result.to_json(tmp_path / "clip.json").read_text())
+    assert len(data["notes"]) == len(result.notes) and data["duration"] == pytest.approx(3.0)
+    # the file's samples as an array give the same notes as the file
+    from_array = transcribe(load(rendered_clip.wav), sr=SAMPLE_RATE, model=tiny_checkpoint, keep_activations=False)
+    assert from_array.activations is None and from_array.notes == result.notes
+    with pytest.raises(ValueError, match="sr"):
+        transcribe(rendered_clip.samples, model=tiny_checkpoint)
+
+
+def test_plot_writes_a_png(rendered_clip, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from pianomtl.plot import plot_transcription
+
+    result = transcribe(rendered_clip.wav, model=tiny_checkpoint)
+    path = plot_transcription(result, tmp_path / "clip.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="activations"):
+        plot_transcription(transcribe(rendered_clip.wav, model=tiny_checkpoint, keep_activations=False), path)
+
+
+def test_bundle_round_trip(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    params = DecoderParams(onset_threshold=0.35, frame_threshold=0.45)
+    bundle = make_bundle(tiny_checkpoint, params, tmp_path / "default.pt", metadata={"trained_on": "test"})
+    state = torch.load(bundle, weights_only=True)  # a bundle is plain data
+    assert all(t.dtype == torch.float32 for t in state["model"].values() if t.is_floating_point())
+    n_parameters = sum(t.numel() for t in state["model"].values())
+    assert bundle.stat().st_size < 4 * n_parameters + 20_000
+    model, decoder, metadata = load_model(bundle)
+    assert decoder == params
+    assert metadata["trained_on"] == "test" and metadata["format"] == "bundle"
+    reference = torch.load(tiny_checkpoint, weights_only=False)["model"]
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, reference[name]), name
+    _, decoder, metadata = load_model(tiny_checkpoint)
+    assert decoder == DecoderParams() and metadata["format"] == "checkpoint"
+
+
+def test_bad_model_files_give_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match="not found"):
+        load_model(tmp_path / "missing.pt")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"PK\x03\x04 definitely not a model" * 10)
+    with pytest.raises(ModelFileError, match="not a readable model file") as error:
+        load_model(corrupt)
+    assert "\n" not in str(error.value)
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"something": 1}, wrong)
+    with pytest.raises(ModelFileError, match="not a pianomtl model"):
+        load_model(wrong)
+
+
+@pytest.mark.skipif(not DEFAULT_BUNDLE.is_file(), reason="the bundled model (assets/default.pt) is not built yet")
+def test_bundled_model_transcribes_the_clip(rendered_clip) -> None:
+    result = transcribe(rendered_clip.wav)
+    assert note_scores(rendered_clip.performance, result.notes)["note_f1"] > 0.5
+    silence = transcribe(np.zeros(SAMPLE_RATE * 2, np.float32), sr=SAMPLE_RATE)
+    assert silence.notes == []
+
+
+# -- the command line --------------------------------------------------------------------
+
+
+@pytest.fixture
+def awkward_inputs(rendered_clip, tmp_path: Path) -> Path:
+    """A folder of the inputs users actually feed a transcriber, valid and not."""
+    folder = tmp_path / "inputs"
+    (folder / "nested").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    clip = rendered_clip.samples
+    sf.write(str(folder / "silence.wav"), np.zeros(2 * SAMPLE_RATE, np.float32), SAMPLE_RATE)
+    sf.write(str(folder / "noise.wav"), np.clip(0.2 * rng.standard_normal(2 * SAMPLE_RATE), -0.99, 0.99), SAMPLE_RATE)
+    sf.write(str(folder / "one_second.wav"), clip[:SAMPLE_RATE], SAMPLE_RATE)
+    sf.write(str(folder / "tiny.wav"), clip[:100], SAMPLE_RATE)  # 2 ms: a single frame
+    stereo = np.repeat(np.stack([clip, clip[::-1]], axis=1), 2, axis=0)[: 96000 * 2]
+    sf.write(str(folder / "stereo96k.wav"), stereo, 96000, subtype="PCM_24")
+    sf.write(str(folder / "nested" / "clip.mp3"), clip, SAMPLE_RATE, format="MP3")
+    (folder / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + bytes(rng.integers(0, 256, 500, np.uint8)))
+    (folder / "notes.txt").write_text("not audio, not picked up by the folder search")
+    return folder
+
+
+def _cli(*args: str) -> int:
+    return cli.main(["transcribe", *map(str, args)])
+
+
+def test_cli_batch_survives_bad_files(awkward_inputs: Path, tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    code = _cli(awkward_inputs, "-o", out, "--model", tiny_checkpoint, "--format", "mid,csv,json")
+    assert code == 1  # one file failed
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "corrupt.wav" in errors[0]
+    for name in ("silence", "noise", "one_second", "tiny", "stereo96k", "nested/clip"):
+        performance = read_midi(out / f"{name}.mid")
+        assert all(0 <= n.onset < n.offset for n in performance.notes), name
+        assert (out / f"{name}.csv").is_file() and (out / f"{name}.json").is_file()
+    assert not (out / "corrupt.mid").exists() and not list(out.rglob("*.part"))
+    assert json.loads((out / "stereo96k.json").read_text())["duration"] == pytest.approx(2.0)
+
+
+def test_cli_never_overwrites_without_permission(rendered_clip, tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    assert _cli(rendered_clip.wav, "-o", out, "--model", tiny_checkpoint, "--plot") == 0
+    first = (out / "clip.mid").stat().st_mtime_ns
+    assert (out / "clip.png").is_file()
+    capsys.readouterr()
+    assert _cli(rendered_clip.wav, "-o", out, "--model", tiny_checkpoint) == 1
+    assert "exists (use --overwrite" in capsys.readouterr().err
+    assert (out / "clip.mid").stat().st_mtime_ns == first
+    assert _cli(rendered_clip.wav, "-o", out, "--model", tiny_checkpoint, "--skip-existing") == 0
+    assert _cli(rendered_clip.wav, "-o", out, "--model", tiny_checkpoint, "--overwrite") == 0
+    # next to the input when no output folder is given
+    copy = tmp_path / "here" / "piece.flac"
+    copy.parent.mkdir()
+    copy.write_bytes(rendered_clip.flac.read_bytes())
+    assert _cli(copy, "--model", tiny_checkpoint) == 0
+    assert read_midi(tmp_path / "here" / "piece.mid") is not None
+
+
+def test_cli_reports_unusable_outputs_and_models(rendered_clip, tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert _cli(rendered_clip.wav, "-o", blocker / "out", "--model", tiny_checkpoint) == 2
+    err = capsys.readouterr().err
+    assert "cannot create output folder" in err and len(err.strip().splitlines()) == 1
+    assert _cli(rendered_clip.wav, "-o", tmp_path / "o", "--model", tmp_path / "missing.pt") == 2
+    assert "missing.pt: model file not found" in capsys.readouterr().err
+    assert _cli(tmp_path / "nothing.wav", "-o", tmp_path / "o", "--model", tiny_checkpoint) == 2
+    assert "nothing.wav: file not found" in capsys.readouterr().err
+
+
+def test_transcriber_accepts_a_loaded_module(rendered_clip, tiny_checkpoint: Path) -> None:
+    model, _, _ = load_model(tiny_checkpoint)
+    transcriber = Transcriber(model, decoder={"onset_threshold": 0.9})
+    assert transcriber.decoder.onset_threshold == 0.9
+    assert transcriber(rendered_clip.wav).duration == pytest.approx(3.0)
