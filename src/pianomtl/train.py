@@ -95,13 +95,24 @@ def to_float_tensor(labels: torch.Tensor) -> dict[str, torch.Tensor]:
     return {t: labels[..., LABEL_SLICES[t]].float() * scale.get(t, 1.0) for t in TASKS}
 
 
-def evaluate_recordings(model: torch.nn.Module, recordings, device: str, max_frames: int | None = None) -> dict:
-    """Framewise paper measures of ``model`` over cached recordings."""
+def evaluate_recordings(
+    model: torch.nn.Module,
+    recordings,
+    device: str,
+    max_frames: int | None = None,
+    threshold: float | None = None,
+    on_predictions=None,  # optional callback(recording, predictions), e.g. for note-level decoding
+) -> dict:
+    """Framewise paper measures of ``model`` over cached recordings (on/int/off at ``threshold``, default 0.5)."""
     evaluator = FramewiseEvaluator()
+    if threshold is not None:
+        evaluator.thresholds = dict.fromkeys(BINARY_TASKS, threshold)
     for recording in recordings:
         stop = len(recording) if max_frames is None else min(len(recording), max_frames)
         predictions = run_model(model, np.asarray(recording.features[:stop]), device=device)
         evaluator.add(predictions, to_float(np.asarray(recording.labels[:stop])))
+        if on_predictions is not None:
+            on_predictions(recording, predictions)
     return evaluator.results()
 
 
