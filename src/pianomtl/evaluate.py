@@ -1,0 +1,260 @@
+"""Score a checkpoint on a cached split: the paper's framewise measures and note-level mir_eval.
+
+Framewise (paper eq. 1–6): precision, recall and F1 of on/int/off with the counts
+summed over all frames and keys of the split, at one threshold (0.5 unless given),
+and R² = 1 − SSE/SST of vel/sus over all frames — computed by
+:func:`pianomtl.train.evaluate_recordings`, exactly what training validates with.
+
+Note-level (what the field compares, mir_eval with 50 ms onset tolerance): note F1
+(onsets), note-with-offset F1 (offset within 20 % of the note or 50 ms) and
+note-with-offset-and-velocity F1, after decoding the activations to notes with
+:mod:`pianomtl.decode`. References are the cache entries' MIDI files with offsets
+extended by the sustain pedal (the MAESTRO convention, same as the training
+targets). Note counts (matched, reference, estimated) are summed over the
+recordings before dividing, so a long piece weighs more than a short one, like the
+framewise measures. The decoder uses a bundle's tuned thresholds, or its defaults
+(0.5) for a training checkpoint. The note-level part is skipped when :mod:`pianomtl.decode` is not available.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pianomtl.constants import BINARY_TASKS, REGRESSION_TASKS
+from pianomtl.data.store import open_split, write_json_atomic
+from pianomtl.metrics import DEFAULT_THRESHOLD, headline
+from pianomtl.train import evaluate_recordings
+
+NOTE_MEASURES = ("note", "note_with_offset", "note_with_offset_velocity")
+NOTE_PREFIXES = {"note": "note", "note_with_offset": "note_offset", "note_with_offset_velocity": "note_offset_velocity"}
+NOTE_LABELS = {
+    "note": "note (onset)",
+    "note_with_offset": "note with offset",
+    "note_with_offset_velocity": "note with offset & velocity",
+}
+
+
+class CheckpointError(ValueError):
+    """A file is not a checkpoint this program can load."""
+
+
+def load_model(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """The network stored in ``path`` (in eval mode) and a description of it.
+
+    Accepts ``train.py`` checkpoints (``checkpoint.pt``/``best.pt``: keys
+    ``model_config`` and ``model``) and, through :func:`pianomtl.bundled.load_model`
+    when that module exists, model bundles, whose tuned decoder parameters are then
+    returned as ``info["decoder"]`` (None: the decoder's defaults).
+    """
+    path = Path(path)
+    bundled = _optional_module("pianomtl.bundled")
+    if bundled is not None and hasattr(bundled, "load_model"):
+        try:
+            model, decoder, metadata = bundled.load_model(path, device=device)
+        except ValueError as error:  # bundled.ModelFileError: one line naming the file
+            raise CheckpointError(str(error)) from None
+        step = metadata.get("step", metadata.get("training_step"))
+        info = {
+            "format": metadata.get("format"),
+            "model_config": metadata.get("model_config"),
+            "step": step,
+            "decoder": decoder,
+        }
+        return model, info
+    return _load_checkpoint(path, device)
+
+
+def _load_checkpoint(path: Path, device: str) -> tuple[torch.nn.Module, dict]:
+    """A ``train.py`` checkpoint, without :mod:`pianomtl.bundled`."""
+    from pianomtl.models.registry import ModelConfig, build_model
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except Exception as error:  # an arbitrary file can make unpickling raise anything
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
+    if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
+        raise CheckpointError(f"{path}: not a pianomtl checkpoint (expected keys model_config and model)")
+    model = build_model(ModelConfig.from_dict(state["model_config"])).to(device)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, {"format": "checkpoint", "model_config": state["model_config"], "step": state.get("step")}
+
+
+def _optional_module(name: str):  # type: ignore[no-untyped-def]
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name == name:
+            return None  # the module itself is missing, not one of its imports
+        raise
+
+
+# -- note level --------------------------------------------------------------------
+
+
+class NoteScorer:
+    """Decodes each recording's activations and scores the notes against its MIDI file.
+
+    Uses :func:`pianomtl.decode.decode_notes` and :func:`pianomtl.decode.note_scores`
+    (pedal-extended references); :meth:`results` sums matched/reference/estimated
+    counts over the recordings (:func:`pianomtl.decode.aggregate_scores`).
+    """
+
+    def __init__(self, decode, params=None) -> None:  # type: ignore[no-untyped-def]
+        self.decode = decode
+        self.params = params
+        self.per_recording: dict[str, dict[str, float]] = {}
+
+    @classmethod
+    def available(cls, params=None) -> NoteScorer | None:  # type: ignore[no-untyped-def]
+        """A scorer decoding with ``params`` (None: the decoder's defaults), or None without a decoder."""
+        decode = _optional_module("pianomtl.decode")
+        if decode is None or not all(
+            hasattr(decode, name) for name in ("decode_notes", "note_scores", "aggregate_scores")
+        ):
+            return None
+        return cls(decode, params)
+
+    def __call__(self, recording, predictions: dict[str, np.ndarray]) -> None:  # type: ignore[no-untyped-def]
+        from pianomtl.midi import read_midi
+
+        notes = self.decode.decode_notes(predictions, self.params)
+        reference = read_midi(recording.entry.midi_path)
+        self.per_recording[recording.entry.name] = self.decode.note_scores(reference, notes)
+
+    def results(self) -> dict[str, dict[str, float]]:
+        """``{measure: {precision, recall, f1}}`` over all recordings (counts summed)."""
+        total = self.decode.aggregate_scores(self.per_recording.values())
+        return {
+            measure: {k: float(total[f"{prefix}_{k}"]) for k in ("precision", "recall", "f1")}
+            for measure, prefix in NOTE_PREFIXES.items()
+        } | {"counts": {"reference": total["n_reference"], "estimated": total["n_estimated"]}}
+
+
+# -- the whole evaluation -------------------------------------------------------------
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    cache: str | Path,
+    split: str = "validation",
+    threshold: float = DEFAULT_THRESHOLD,
+    device: str = "cpu",
+    notes: bool = True,
+) -> dict:
+    """Framewise and (if a decoder exists) note-level scores of ``checkpoint`` on ``split``."""
+    model, info = load_model(checkpoint, device=device)
+    recordings = open_split(cache, split)
+    scorer = NoteScorer.available(info.get("decoder")) if notes else None
+    framewise = evaluate_recordings(model, recordings, device, threshold=threshold, on_predictions=scorer)
+    return {
+        "checkpoint": str(checkpoint),
+        "model_config": info.get("model_config"),
+        "step": info.get("step"),
+        "cache": str(cache),
+        "split": split,
+        "recordings": len(recordings),
+        "frames": int(sum(len(r) for r in recordings)),
+        "threshold": threshold,
+        "framewise": framewise,
+        "headline": headline(framewise),
+        "note_level": scorer.results() if scorer is not None else None,
+        "note_level_per_recording": scorer.per_recording if scorer is not None else None,
+        "note_level_conventions": {
+            "onset_tolerance_s": 0.05,
+            "offset_ratio": 0.2,
+            "offset_min_tolerance_s": 0.05,
+            "reference_offsets": "pedal-extended (CC64 > 64)",
+            "aggregate": "matched/reference/estimated note counts summed over recordings",
+            "decoder": info["decoder"].to_dict() if hasattr(info.get("decoder"), "to_dict") else "defaults",
+        },
+    }
+
+
+def _number(value: float) -> str:
+    return f"{value:.4f}" if math.isfinite(value) else "nan"
+
+
+def format_report(report: dict) -> str:
+    """A plain-text table of the results."""
+    lines = [
+        f"{report['checkpoint']} on {report['split']}: {report['recordings']} recordings, "
+        f"{report['frames']} frames, threshold {report['threshold']:g}",
+        "",
+        f"{'framewise':<30} {'P':>8} {'R':>8} {'F1':>8} {'R²':>8}",
+    ]
+    framewise = report["framewise"]
+    for task in BINARY_TASKS:
+        scores = framewise[task]
+        lines.append(
+            f"{task:<30} {_number(scores['precision']):>8} {_number(scores['recall']):>8} {_number(scores['f1']):>8}"
+        )
+    for task in REGRESSION_TASKS:
+        lines.append(f"{task:<30} {'':>8} {'':>8} {'':>8} {_number(framewise[task]['r2']):>8}")
+    notes = report.get("note_level")
+    lines.append("")
+    if notes is None:
+        lines.append("note level: skipped (pianomtl.decode is not available)")
+    else:
+        counts = notes.get("counts", {})
+        lines.append(
+            f"{'note level (mir_eval)':<30} {'P':>8} {'R':>8} {'F1':>8}   "
+            f"({counts.get('reference', 0):.0f} reference notes, {counts.get('estimated', 0):.0f} estimated)"
+        )
+        for measure in NOTE_MEASURES:
+            scores = notes[measure]
+            lines.append(
+                f"{NOTE_LABELS[measure]:<30} {_number(scores['precision']):>8} {_number(scores['recall']):>8} "
+                f"{_number(scores['f1']):>8}"
+            )
+    return "\n".join(lines)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="checkpoint.pt / best.pt of a run (or a model bundle)")
+    parser.add_argument("--cache", required=True, help="feature cache made by `pianomtl prepare`")
+    parser.add_argument("--split", default="validation", help="validation (default), test or train")
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="on/int/off threshold (0.5)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--no-notes", action="store_true", help="skip the note-level (decoded) evaluation")
+    parser.add_argument("--json", default=None, help="write the full results to this JSON file")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        report = evaluate_checkpoint(
+            args.checkpoint, args.cache, args.split, args.threshold, args.device, notes=not args.no_notes
+        )
+    except (CheckpointError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, _jsonable(report))
+        print(f"\nwrote {path}")
+    return 0
+
+
+def _jsonable(value):  # type: ignore[no-untyped-def]
+    """NaN → null so that the JSON is standard."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,235 @@
+"""Sweeps: grid expansion, the paper's configs, tables, resumability, α plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import tiny_cache
+from pianomtl import cli
+from pianomtl.constants import TASKS
+from pianomtl.data.store import write_json_atomic
+from pianomtl.models.registry import ModelConfig, build_model
+from pianomtl.sweep import (
+    PENDING,
+    UNSTABLE,
+    UNTRAINED_TASK,
+    SweepError,
+    build_tables,
+    expand,
+    load_sweep,
+    plot_all_alphas,
+    render_tables,
+    run_sweep,
+)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+TABLE_I_LAMBDAS = [(0, 0), (0, 0.01), (0, 0.1), (0.01, 0), (0.01, 0.01), (0.01, 0.1), (0.1, 0), (0.1, 0.01), (0.1, 0.1)]
+TABLE_I_LAMBDAS += [(0.5, 0), (1, 0)]
+TABLE_III = {  # paper Table III (cross-stitch, η = 0.01): On, Int, Off F1, Vel, Sus R²
+    ("detached", "balanced"): [0.8271, 0.7844, 0.4909, 0.7270, 0.1455],
+    ("detached", "imbalanced"): [0.8321, 0.7915, 0.5057, 0.7392, 0.1603],
+    ("full", "balanced"): [0.8257, 0.8053, 0.5287, 0.7118, 0.1750],
+    ("full", "imbalanced"): [0.8265, 0.8016, 0.5240, 0.7223, 0.1741],
+}
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    reason = tiny_cache.available()
+    if reason:
+        pytest.skip(reason)
+    return tiny_cache.build(tmp_path_factory.getbasetemp() / "tiny_cache")
+
+
+def fake_result(folder: Path, status: str, scores: list[float] | None = None) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    validation = dict(zip(TASKS, scores, strict=True)) if scores else {}
+    write_json_atomic(folder / "result.json", {"status": status, "validation": validation})
+
+
+def test_paper_hard_config_is_table_i_and_ii(tmp_path: Path) -> None:
+    settings = expand(load_sweep(CONFIGS / "paper_hard.json"), cache="c", out=str(tmp_path))
+    assert len(settings) == 22 and len({s.name for s in settings}) == 22
+    tables = build_tables(settings)
+    assert [(t.family, t.lr) for t in tables] == [("hard", 0.01), ("hard", 0.05)]
+    for table in tables:
+        assert table.key_columns == ["λ_vel", "λ_sus"]
+        assert [(s["setting"].values["lambda_vel"], s["setting"].values["lambda_sus"]) for s in table.rows] == (
+            TABLE_I_LAMBDAS
+        )
+        assert all(s["setting"].config.lambdas["on"] == 1 for s in table.rows)
+    assert "(cf. paper Table I)" in tables[0].title and "(cf. paper Table II)" in tables[1].title
+    assert settings[4].name == "hard_lr0.01_vel0.01_sus0.01"
+    assert settings[4].folder == tmp_path / "hard_lr0.01_vel0.01_sus0.01"
+
+
+def test_paper_cross_stitch_config_is_table_iii_and_iv(tmp_path: Path) -> None:
+    settings = expand(load_sweep(CONFIGS / "paper_cross_stitch.json"), cache="c", out=str(tmp_path))
+    assert len(settings) == 8
+    for setting in settings:
+        assert setting.config.lambdas == dict.fromkeys(TASKS, 1.0)
+        assert ModelConfig.from_dict(setting.config.model).name == "cross-stitch"
+    table = build_tables(settings)[0]
+    assert table.key_columns == ["Type", "Init"]
+    assert [row["keys"] for row in table.rows] == [["Det", "Bal"], ["Det", "Imb"], ["Full", "Bal"], ["Full", "Imb"]]
+    assert settings[0].name == "cross-stitch_detached_balanced_lr0.01"
+
+
+def test_small_config_expands(tmp_path: Path) -> None:
+    settings = expand(load_sweep(CONFIGS / "small.json"), cache="c", out=str(tmp_path))
+    assert [s.family for s in settings] == ["hard"] * 3 + ["cross-stitch"] * 2
+    assert all(s.config.threads == 1 for s in settings)
+
+
+def test_tables_reproduce_the_papers_mean_and_std(tmp_path: Path) -> None:
+    spec = {
+        "cache": "c",
+        "out": str(tmp_path),
+        "fixed": {"model": "cross-stitch", "lr": 0.01},
+        "grid": {"gradient": ["detached", "full"], "init": ["balanced", "imbalanced"]},
+    }
+    settings = expand(spec)
+    for setting in settings:
+        fake_result(setting.folder, "finished", TABLE_III[(setting.values["gradient"], setting.values["init"])])
+    paths = render_tables(settings, tmp_path)
+    markdown = paths["md"].read_text()
+    paper = {"mean": [0.8278, 0.7957, 0.5123, 0.7251, 0.1637], "std": [0.0025, 0.0082, 0.0151, 0.0098, 0.0120]}
+    for label, expected in paper.items():  # population std; the paper rounded from unrounded scores
+        line = next(line for line in markdown.splitlines() if f"| {label} |" in line)
+        values = [float(v) for v in line.strip("| ").split("|")[-5:]]
+        assert values == pytest.approx(expected, abs=1.5e-4), label
+    assert "| 2 | Det | Imb | **0.8321** |" in markdown  # best of each column in bold
+    rows = list(csv.DictReader(paths["csv"].open()))
+    assert [r["row"] for r in rows] == ["1", "2", "3", "4", "mean", "std"]
+    assert float(rows[0]["on_f1"]) == pytest.approx(0.8271)
+
+
+def test_tables_mark_unstable_untrained_and_pending(tmp_path: Path) -> None:
+    spec = {
+        "cache": "c",
+        "out": str(tmp_path),
+        "grid": {"model": ["hard"], "lr": [0.01]},
+        "combos": [
+            {"lambda_vel": 0, "lambda_sus": 0},
+            {"lambda_vel": 0.1, "lambda_sus": 0.01},
+            {"lambda_vel": 1, "lambda_sus": 0.1},
+            {"lambda_vel": 0.5, "lambda_sus": 0},
+        ],
+    }
+    settings = expand(spec)
+    fake_result(settings[0].folder, "finished", [0.8, 0.7, 0.5, 0.3, 0.2])
+    fake_result(settings[1].folder, "finished", [0.9, 0.8, 0.6, 0.5, 0.1])
+    fake_result(settings[2].folder, "unstable")
+    table = build_tables(settings)[0]
+    cells = [row["cells"] for row in table.rows]
+    assert cells[0]["vel"] == UNTRAINED_TASK and cells[0]["sus"] == UNTRAINED_TASK  # λ = 0: nothing to report
+    assert cells[0]["on"] == 0.8
+    assert all(cells[2][t] == UNSTABLE for t in TASKS)
+    assert cells[3]["on"] == PENDING and cells[3]["sus"] == UNTRAINED_TASK
+    stats = table.statistics()
+    assert stats["mean"]["on"] == pytest.approx(0.85) and stats["std"]["on"] == pytest.approx(0.05)
+    assert stats["mean"]["vel"] == pytest.approx(0.5)  # only the row that trained vel
+    markdown = render_tables(settings, tmp_path)["md"].read_text()
+    assert f"| 3 | 1 | 0.1 | {' | '.join([UNSTABLE] * 5)} |" in markdown
+
+
+def test_bad_sweep_files_are_reported(tmp_path: Path) -> None:
+    with pytest.raises(SweepError, match="unknown keys"):
+        expand({"cache": "c", "out": "o", "fixed": {"lr": 0.1, "learning_rate": 1}})
+    with pytest.raises(SweepError, match="learning rate"):
+        expand({"cache": "c", "out": "o", "grid": {"model": ["hard"]}})
+    bad = tmp_path / "bad.json"
+    bad.write_text("{ not json")
+    assert cli.main(["sweep", str(bad)]) == 2
+
+
+def test_toml_sweep_and_list(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(
+        f'cache = "c"\nout = "{tmp_path / "runs"}"\n[fixed]\nlr = 0.05\n[grid]\nmodel = ["hard", "cross-stitch"]\n'
+        'gradient = ["full", "detached"]\n'
+    )
+    assert cli.main(["sweep", str(path), "--list"]) == 0
+    listed = capsys.readouterr().out.split("\n")
+    # hard ignores the gradient axis: 1 + 2 settings
+    assert [line.split()[-1] for line in listed if line] == [
+        "hard_lr0.05_vel1_sus1",
+        "cross-stitch_full_imbalanced_lr0.05",
+        "cross-stitch_detached_imbalanced_lr0.05",
+    ]
+
+
+def test_sweep_skips_finished_runs_and_retrains_a_deleted_one(cache: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    spec = {
+        "cache": str(cache),
+        "out": str(tmp_path / "runs"),
+        "fixed": {
+            "model": "hard", "batch_size": 2, "sequence_frames": 12, "steps": 2, "validate_every": 2,
+            "checkpoint_every": 2, "validation_frames": 150, "threads": 1, "restarts": 0,
+        },
+        "grid": {"lr": [0.01, 1e6]},
+    }  # fmt: skip
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(spec))
+    assert cli.main(["sweep", str(path)]) == 0
+    settings = expand(spec)
+    stable, exploding = settings
+    results = {s.name: json.loads((s.folder / "result.json").read_text()) for s in settings}
+    assert results[stable.name]["status"] == "finished"
+    assert results[exploding.name]["status"] == "unstable"
+    markdown = (tmp_path / "runs" / "tables.md").read_text()
+    assert f"| 1 | 1 | 1 | {' | '.join([UNSTABLE] * 5)} |" in markdown  # the η = 1e6 table
+    manifest = json.loads((tmp_path / "runs" / "sweep.json").read_text())
+    assert [s["status"] for s in manifest["settings"]] == ["finished", "unstable"]
+
+    unstable_stamp = (exploding.folder / "result.json").stat().st_mtime_ns
+    for item in stable.folder.iterdir():  # delete one run entirely
+        if item.is_file():
+            item.unlink()
+    summary = run_sweep(settings, tmp_path / "runs")
+    assert summary == {"trained": [stable.name], "skipped": [exploding.name], "failed": {}}
+    assert (exploding.folder / "result.json").stat().st_mtime_ns == unstable_stamp
+    retrained = json.loads((stable.folder / "result.json").read_text())
+    assert retrained["status"] == "finished"
+    for task in TASKS:  # same seed, same data: the same run again
+        assert np.isclose(retrained["validation"][task], results[stable.name]["validation"][task], equal_nan=True)
+
+    # a third time: nothing to do
+    assert run_sweep(settings, tmp_path / "runs")["trained"] == []
+
+
+def test_plot_alphas_of_cross_stitch_runs(tmp_path: Path) -> None:
+    spec = {"cache": "c", "out": str(tmp_path), "fixed": {"lr": 0.01}, "grid": {"model": ["hard", "cross-stitch"]}}
+    settings = expand(spec)
+    for setting in settings:
+        model = build_model(ModelConfig.from_dict(setting.config.model))
+        setting.folder.mkdir(parents=True)
+        torch.save(
+            {"model_config": setting.config.model, "model": model.state_dict(), "step": 0},
+            setting.folder / "checkpoint.pt",
+        )
+    written = plot_all_alphas(settings, tmp_path)
+    assert written == [tmp_path / "alphas" / f"{settings[1].name}.png"]
+    assert written[0].read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_parallel_sweep(cache: Path, tmp_path: Path) -> None:
+    spec = {
+        "cache": str(cache),
+        "out": str(tmp_path / "runs"),
+        "fixed": {"model": "hard", "batch_size": 2, "sequence_frames": 12, "steps": 2, "threads": 1},
+        "grid": {"lr": [0.01, 0.02]},
+    }
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(spec))
+    assert cli.main(["sweep", str(path), "--jobs", "2"]) == 0
+    for setting in expand(spec):
+        assert json.loads((setting.folder / "result.json").read_text())["status"] == "finished"

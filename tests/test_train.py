@@ -1,0 +1,175 @@
+"""Training runs on a tiny rendered cache: learning, exact resume, divergence, evaluation.
+
+Everything runs with one torch thread and minibatches of 2 × 12 frames, so each
+update takes a fraction of a second even on a busy 2-core machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import tiny_cache
+from pianomtl import cli
+from pianomtl.constants import BINARY_TASKS, REGRESSION_TASKS, TASKS
+from pianomtl.data.store import open_split
+from pianomtl.evaluate import CheckpointError, evaluate_checkpoint, load_model
+from pianomtl.models.registry import ModelConfig
+from pianomtl.train import Run, TrainConfig, evaluate_recordings, train
+
+FAMILIES = {
+    "hard": ModelConfig(name="hard"),
+    "cross-stitch-full": ModelConfig(name="cross-stitch", gradient="full", init="imbalanced"),
+    "cross-stitch-detached": ModelConfig(name="cross-stitch", gradient="detached", init="imbalanced"),
+}
+SMOKE_LR = {"hard": 0.01, "cross-stitch-full": 0.02, "cross-stitch-detached": 0.02}
+"""Rates at which 12 updates on one fixed 2 × 12-frame batch lower the loss by 15–25 %
+(larger ones can blow up on so small a batch; "balanced" α learns much more slowly at
+first, its columns starting identical, so the smoke test uses "imbalanced")."""
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    reason = tiny_cache.available()
+    if reason:
+        pytest.skip(reason)
+    return tiny_cache.build(tmp_path_factory.getbasetemp() / "tiny_cache")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def tiny_config(cache: Path, out: Path, **changes) -> TrainConfig:
+    config = TrainConfig(
+        cache=str(cache),
+        out=str(out),
+        model=FAMILIES["hard"].to_dict(),
+        lr=0.01,
+        batch_size=2,
+        sequence_frames=12,
+        steps=4,
+        validate_every=1000,
+        checkpoint_every=2,
+        validation_frames=60,
+        threads=1,
+    )
+    return replace(config, **changes)
+
+
+def test_cache_has_both_splits(cache: Path) -> None:
+    train_split, validation = open_split(cache, "train"), open_split(cache, "validation")
+    assert len(train_split) == 2 and len(validation) == 1
+    assert all(len(r) == 150 for r in [*train_split, *validation])  # 3 s at 50 fps
+    labels = np.asarray(train_split[0].labels)
+    assert labels.any(), "the rendered performance produced no labels"
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_loss_falls_on_a_fixed_batch(cache: Path, tmp_path: Path, family: str) -> None:
+    config = tiny_config(cache, tmp_path, model=FAMILIES[family].to_dict(), lr=SMOKE_LR[family], steps=12)
+    run = Run(config, seed=0, resume=False)
+    batch = run.sampler.sample()
+    run.sampler.sample = lambda: batch  # the same excerpts every step
+    losses = [run.train_step()["loss"] for _ in range(config.steps)]
+    assert all(math.isfinite(v) for v in losses)
+    first, last = np.mean(losses[:3]), np.mean(losses[-3:])
+    assert last < 0.92 * first, f"{family}: loss {first:.4f} → {last:.4f} ({losses})"
+
+
+def _interrupt_after(monkeypatch: pytest.MonkeyPatch, steps: int) -> None:
+    """Make Run.train_step raise KeyboardInterrupt on call ``steps + 1`` (like Ctrl-C)."""
+    original = Run.train_step
+    calls = {"n": 0}
+
+    def train_step(self: Run) -> dict:
+        calls["n"] += 1
+        if calls["n"] > steps:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Run, "train_step", train_step)
+
+
+def test_resume_gives_the_same_parameters_as_one_straight_run(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = FAMILIES["cross-stitch-detached"].to_dict()  # noise layers, α and both columns' states
+    straight = train(tiny_config(cache, tmp_path / "straight", model=model, validate_every=2))
+    assert straight["status"] == "finished"
+
+    interrupted = tiny_config(cache, tmp_path / "resumed", model=model, validate_every=2)
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, 2)
+        with pytest.raises(KeyboardInterrupt):
+            train(interrupted)
+    assert not (tmp_path / "resumed" / "result.json").exists()
+    assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["step"] == 2
+    resumed = train(interrupted, resume=True)
+    assert resumed["status"] == "finished" and resumed["steps"] == 4
+
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    assert a["step"] == b["step"] == 4
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), f"{name} differs after resume"
+    for state_a, state_b in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True):
+        assert torch.equal(state_a["momentum_buffer"], state_b["momentum_buffer"])
+    assert json.dumps(straight["validation"]) == json.dumps(resumed["validation"])  # NaN-safe equality
+
+    # a finished run is not trained again
+    again = train(interrupted, resume=True)
+    assert again["wall_seconds"] == resumed["wall_seconds"]
+
+
+def test_divergence_after_restarts_is_unstable(cache: Path, tmp_path: Path) -> None:
+    result = train(tiny_config(cache, tmp_path, lr=1e6, restarts=1))
+    assert result["status"] == "unstable"
+    assert [a["status"] for a in result["attempts"]] == ["diverged", "diverged"]
+    assert len({a["seed"] for a in result["attempts"]}) == 2  # each restart has a new seed
+    stored = json.loads((tmp_path / "result.json").read_text())
+    assert stored["status"] == "unstable"
+    assert not (tmp_path / "checkpoint.pt").exists()
+    assert train(tiny_config(cache, tmp_path, lr=1e6, restarts=1), resume=True)["status"] == "unstable"
+
+
+def test_evaluate_checkpoint_matches_training_validation(cache: Path, tmp_path: Path) -> None:
+    result = train(tiny_config(cache, tmp_path / "run", steps=2, validation_frames=10_000))
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    report = evaluate_checkpoint(checkpoint, cache, split="validation")
+    for task in TASKS:  # same numbers as the run's final validation (same model, whole recordings)
+        assert report["headline"][task] == pytest.approx(result["validation"][task], abs=1e-6, nan_ok=True)
+    model, info = load_model(checkpoint)
+    assert info["step"] == 2
+    lenient = evaluate_recordings(model, open_split(cache, "validation"), "cpu", threshold=0.05)
+    assert lenient["on"]["recall"] >= report["framewise"]["on"]["recall"]
+    assert report["frames"] == 150 and report["threshold"] == 0.5
+    if report["note_level"] is not None:  # pianomtl.decode present
+        for measure in ("note", "note_with_offset", "note_with_offset_velocity"):
+            assert 0.0 <= report["note_level"][measure]["f1"] <= 1.0
+        assert report["note_level"]["counts"]["reference"] == 9  # the validation performance's notes
+
+    out = tmp_path / "scores.json"
+    assert cli.main(["evaluate", str(checkpoint), "--cache", str(cache), "--threshold", "0.3", "--json", str(out)]) == 0
+    stored = json.loads(out.read_text())
+    assert stored["threshold"] == 0.3
+    assert set(stored["framewise"]) == set(BINARY_TASKS) | set(REGRESSION_TASKS)
+    assert set(stored["framewise"]["on"]) == {"precision", "recall", "f1"}
+
+
+def test_evaluate_rejects_other_files(tmp_path: Path, cache: Path) -> None:
+    bogus = tmp_path / "bogus.pt"
+    torch.save({"weights": torch.zeros(2)}, bogus)
+    with pytest.raises(CheckpointError):
+        load_model(bogus)
+    assert cli.main(["evaluate", str(bogus), "--cache", str(cache)]) == 2
