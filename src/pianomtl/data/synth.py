@@ -1,0 +1,637 @@
+"""``pianomtl synth``: render a MAESTRO-layout corpus from performance MIDI.
+
+Output (``--out DIR``)::
+
+    DIR/pianomtl_corpus.csv            split, midi_filename, audio_filename, duration, + render settings
+    DIR/train/train_00000_maestro-Maestro_5_salamander.flac / .midi
+    DIR/validation/…  DIR/test/…
+
+Recipe (defaults; splits are by piece, so no music is shared between them):
+
+- **test**: consecutive 15–30 s excerpts of Maestro_3 and Maestro_10, rendered only
+  with the held-out timbre (MuseScore General, bank 0 program 0), no augmentation;
+- **validation**: consecutive excerpts of Maestro_9 with the training timbres in turn,
+  no augmentation;
+- **train**: random 15–30 s excerpts of the other 7 MAESTRO pieces (60 %), POP909
+  (10 %) and procedural material (30 %), with MIDI augmentation (transpose ±3 keeping
+  keys in 21–108, tempo ×0.85–1.15, velocity curve γ ∈ [0.8, 1.25]) and audio
+  augmentation (synthetic room reverb RT60 0.2–1 s or none, gentle EQ tilt, white or
+  pink noise at 25–60 dB SNR, peak level), with the training timbres Salamander,
+  FluidR3 and TimGM.
+
+The ground-truth ``.midi`` is exactly what was rendered: augmented, velocity clamped
+to what the timbre can sound, times rounded to the MIDI file's 1/960 s tick.
+
+Every item is planned from ``numpy.random.default_rng((seed, split, index))``, so a
+seed gives the same corpus on any machine and with any number of workers. Each
+item's files are written atomically; rerunning the command renders only what is
+missing, and the CSV is rewritten (atomically) from the files that exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from pianomtl.constants import MAX_KEY, MIN_KEY, PEDAL_CC, SAMPLE_RATE
+from pianomtl.data import material
+from pianomtl.data.assets import AssetError
+from pianomtl.midi import Performance, write_midi
+
+CSV_NAME = "pianomtl_corpus.csv"
+SPLITS = ("train", "validation", "test")
+SPLIT_CODE = {"train": 0, "validation": 1, "test": 2}
+RENDER_TAIL_S = 1.0
+"""Audio rendered after the last note offset / pedal lift."""
+FLUID_BLOCK = 64
+"""FluidSynth's internal block size (samples)."""
+
+
+@dataclass(frozen=True)
+class Timbre:
+    name: str
+    path: str  # a file, or "salamander" (built at set-up)
+    bank: int = 0
+    program: int = 0
+    min_velocity: int = 1  # lowest velocity that still sounds
+    gain: float = 0.5
+
+    def soundfont(self) -> Path:
+        if self.path == "salamander":
+            from pianomtl.data.assets import require_salamander_sf2
+
+            return require_salamander_sf2()
+        path = Path(self.path)
+        if not path.is_file():
+            package = {"fluidr3": "fluid-soundfont-gm", "timgm": "timgm6mb-soundfont"}.get(
+                self.name, "musescore-general-soundfont"
+            )
+            raise AssetError(f"{self.name} SoundFont not found at {path}; install the Debian package '{package}'")
+        return path
+
+
+TIMBRES: dict[str, Timbre] = {
+    "salamander": Timbre("salamander", "salamander"),
+    # min_velocity: C4's first 200 ms at -75 dBFS or louder (gain 0.5); below it a note is inaudible once the
+    # item is normalised and noise is added. Measured: FluidR3/TimGM -112 dB at velocity 1, -72 dB at 10;
+    # MuseScore silent at 1–2, -79 dB at 3; Salamander -69 dB at 1.
+    "fluidr3": Timbre("fluidr3", "/usr/share/sounds/sf2/FluidR3_GM.sf2", min_velocity=8),
+    "timgm": Timbre("timgm", "/usr/share/sounds/sf2/TimGM6mb.sf2", min_velocity=8),
+    "musescore": Timbre("musescore", "/usr/share/sounds/sf3/MuseScore_General.sf3", min_velocity=4),
+}
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    train_hours: float = 3.0
+    valid_minutes: float = 12.0
+    test_minutes: float = 12.0
+    train_timbres: tuple[str, ...] = ("salamander", "fluidr3", "timgm")
+    train_timbre_weights: tuple[float, ...] | None = None  # default: Salamander 0.5, the others share 0.5
+    test_timbres: tuple[str, ...] = ("musescore",)
+    sources: tuple[str, ...] = ("maestro", "pop909", "procedural")
+    source_weights: dict[str, float] = field(default_factory=lambda: {"maestro": 0.6, "pop909": 0.1, "procedural": 0.3})
+    test_pieces: tuple[str, ...] = ("Maestro_3", "Maestro_10")
+    valid_pieces: tuple[str, ...] = ("Maestro_9",)
+    min_length: float = 15.0
+    max_length: float = 30.0
+
+
+@dataclass
+class Item:
+    """One planned recording: what to render and how; the corpus CSV row comes from it."""
+
+    split: str
+    index: int
+    source: str
+    timbre: str
+    seed: int
+    start: float = 0.0
+    transpose: int = 0
+    stretch: float = 1.0
+    gamma: float = 1.0
+    reverb_rt60: float = 0.0  # 0: no reverb
+    drr_db: float = 0.0
+    eq_tilt_db: float = 0.0
+    noise: str = "none"  # none, white, pink
+    snr_db: float = 0.0
+    peak_db: float = -3.0
+    duration: float = 0.0
+    performance: Performance = field(default_factory=Performance, repr=False)
+
+    @property
+    def name(self) -> str:
+        source = self.source.replace("/", "-")
+        return f"{self.split}/{self.split}_{self.index:05d}_{source}_{self.timbre}"
+
+    @property
+    def audio_filename(self) -> str:
+        return self.name + ".flac"
+
+    @property
+    def midi_filename(self) -> str:
+        return self.name + ".midi"
+
+    def row(self) -> dict[str, object]:
+        row: dict[str, object] = {
+            "split": self.split,
+            "midi_filename": self.midi_filename,
+            "audio_filename": self.audio_filename,
+            "duration": f"{self.duration:.6f}",
+        }
+        for f in fields(self):
+            if f.name not in ("split", "duration", "performance", "index"):
+                value = getattr(self, f.name)
+                row[f.name] = f"{value:.4f}" if isinstance(value, float) else value
+        row["notes"] = len(self.performance.notes)
+        return row
+
+
+CSV_COLUMNS = [
+    "split", "midi_filename", "audio_filename", "duration", "source", "timbre", "seed", "start", "transpose",
+    "stretch", "gamma", "reverb_rt60", "drr_db", "eq_tilt_db", "noise", "snr_db", "peak_db", "notes",
+]  # fmt: skip
+
+
+# ---------------------------------------------------------------- planning
+
+
+def _item_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, SPLIT_CODE[split], index])
+
+
+def _finish(item: Item, performance: Performance, augment: bool, rng: np.random.Generator) -> Item:
+    """Apply MIDI augmentation (train), velocity clamp and quantisation; fix the duration."""
+    if augment:
+        low, high = material.transpose_range(performance, 3)
+        item.transpose = int(rng.integers(low, high + 1)) if high >= low else 0
+        performance = material.transpose(performance, item.transpose)
+        performance = material.stretch(performance, item.stretch)
+        item.gamma = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
+        performance = material.velocity_curve(performance, item.gamma)
+    performance = material.clamp_velocity(performance, TIMBRES[item.timbre].min_velocity)
+    item.performance = material.quantize(performance)
+    n_samples = round((item.performance.end_time + RENDER_TAIL_S) * SAMPLE_RATE)
+    item.duration = n_samples / SAMPLE_RATE
+    return item
+
+
+def _audio_settings(item: Item, rng: np.random.Generator) -> None:
+    if rng.random() < 0.65:
+        item.reverb_rt60 = float(rng.uniform(0.2, 1.0))
+        item.drr_db = float(rng.uniform(-2.0, 12.0))
+    if rng.random() < 0.7:
+        item.eq_tilt_db = float(rng.uniform(-5.0, 5.0))
+    if rng.random() < 0.85:
+        item.noise = str(rng.choice(["white", "pink"]))
+        item.snr_db = float(rng.uniform(25.0, 60.0))
+    item.peak_db = float(rng.uniform(-14.0, -1.0))
+
+
+def _train_weights(config: Config) -> np.ndarray:
+    if config.train_timbre_weights is not None:
+        weights = np.asarray(config.train_timbre_weights, dtype=float)
+    else:
+        weights = np.array([2.0 if t == "salamander" else 1.0 for t in config.train_timbres])
+        if "salamander" in config.train_timbres and len(config.train_timbres) > 1:
+            weights[weights == 1.0] = 1.0 / (len(config.train_timbres) - 1)
+            weights[weights == 2.0] = 1.0
+    return weights / weights.sum()
+
+
+def _consecutive_items(
+    split: str, config: Config, sources: dict[str, Performance], pieces: Iterable[str], budget: float, timbres
+) -> list[Item]:
+    """Back-to-back excerpts of each piece until its share of ``budget`` seconds is used."""
+    items: list[Item] = []
+    pieces = list(pieces)
+    index = 0
+    remaining = budget
+    for number, piece in enumerate(pieces):
+        performance = sources[piece]
+        share = remaining / (len(pieces) - number)  # a short piece leaves its unused share to the next
+        used = 0.0
+        start = performance.notes[0].onset
+        while used < share and start < performance.end_time - 2.0:
+            rng = _item_rng(config.seed, split, index)
+            length = float(rng.uniform(config.min_length, config.max_length))
+            piece_excerpt = material.excerpt(performance, round(start, 3), length)
+            timbre = timbres[index % len(timbres)]
+            item = Item(split, index, f"maestro/{piece}", timbre, config.seed, start=round(start, 3))
+            item = _finish(item, piece_excerpt, False, rng)
+            start += length
+            index += 1
+            if not item.performance.notes:
+                continue
+            items.append(item)
+            used += item.duration
+        remaining -= used
+    return items
+
+
+def _procedural_items(split: str, config: Config, budget: float, timbres, augment: bool) -> list[Item]:
+    items: list[Item] = []
+    used = 0.0
+    index = 0
+    while used < budget:
+        rng = _item_rng(config.seed, split, index)
+        length = float(rng.uniform(config.min_length, config.max_length))
+        timbre = timbres[index % len(timbres)]
+        item = Item(split, index, "procedural", timbre, config.seed)
+        item = _finish(item, material.procedural(rng, length), augment, rng)
+        if augment:
+            _audio_settings(item, rng)
+        items.append(item)
+        used += item.duration
+        index += 1
+    return items
+
+
+def load_sources(config: Config) -> dict[str, Performance]:
+    """The MIDI sources the config needs (none when it uses only procedural material)."""
+    if not ({"maestro", "pop909"} & set(config.sources)):
+        return {}
+    return material.load_midi_sources()
+
+
+def plan(config: Config, sources: dict[str, Performance] | None = None) -> list[Item]:
+    """Every item of the corpus, deterministically from the config (cheap: no audio)."""
+    if sources is None:
+        sources = load_sources(config)
+    for timbre in (*config.train_timbres, *config.test_timbres):
+        if timbre not in TIMBRES:
+            raise ValueError(f"unknown timbre {timbre!r}; choose from {', '.join(TIMBRES)}")
+    items: list[Item] = []
+    if "maestro" in config.sources:
+        items += _consecutive_items(
+            "test", config, sources, config.test_pieces, config.test_minutes * 60, config.test_timbres
+        )
+        items += _consecutive_items(
+            "validation", config, sources, config.valid_pieces, config.valid_minutes * 60, config.train_timbres
+        )
+    else:
+        items += _procedural_items("test", config, config.test_minutes * 60, config.test_timbres, False)
+        items += _procedural_items("validation", config, config.valid_minutes * 60, config.train_timbres, False)
+
+    held_out = set(config.test_pieces) | set(config.valid_pieces)
+    maestro = [name for name in sources if name.startswith("Maestro_") and name not in held_out]
+    pop909 = [name for name in sources if name.startswith("POP909_")]
+    kinds = [k for k in ("maestro", "pop909", "procedural") if k in config.sources]
+    kinds = [k for k in kinds if k == "procedural" or (maestro if k == "maestro" else pop909)]
+    if not kinds:
+        raise ValueError("no training material: the sources given hold no training pieces")
+    kind_weights = np.array([config.source_weights.get(k, 0.0) for k in kinds])
+    kind_weights = kind_weights / kind_weights.sum()
+    timbre_weights = _train_weights(config)
+    budget = config.train_hours * 3600
+    used = 0.0
+    index = 0
+    while used < budget:
+        rng = _item_rng(config.seed, "train", index)
+        kind = kinds[int(rng.choice(len(kinds), p=kind_weights))]
+        timbre = config.train_timbres[int(rng.choice(len(config.train_timbres), p=timbre_weights))]
+        stretch_factor = float(rng.uniform(0.85, 1.15))
+        length = float(rng.uniform(config.min_length, config.max_length))
+        if kind == "procedural":
+            item = Item("train", index, "procedural", timbre, config.seed, stretch=stretch_factor)
+            performance = material.procedural(rng, length / stretch_factor)
+        else:
+            names = maestro if kind == "maestro" else pop909
+            lengths = np.array([sources[n].end_time for n in names])
+            piece = names[int(rng.choice(len(names), p=lengths / lengths.sum()))]
+            start, performance = material.random_excerpt(sources[piece], rng, length / stretch_factor)
+            item = Item("train", index, f"{kind}/{piece}", timbre, config.seed, start=start, stretch=stretch_factor)
+        item = _finish(item, performance, True, rng)
+        _audio_settings(item, rng)
+        items.append(item)
+        used += item.duration
+        index += 1
+    return items
+
+
+# ---------------------------------------------------------------- rendering
+
+
+@functools.cache
+def _synth(timbre_name: str):  # type: ignore[no-untyped-def]
+    """A FluidSynth instance with the timbre's SoundFont loaded, one per process and timbre."""
+    from pianomtl.data.render import RenderError, _write_float
+
+    fluidsynth, _ = _write_float()
+    timbre = TIMBRES[timbre_name]
+    soundfont = timbre.soundfont()
+    synth = fluidsynth.Synth(
+        gain=timbre.gain,
+        samplerate=float(SAMPLE_RATE),
+        **{"synth.reverb.active": 0, "synth.chorus.active": 0, "synth.polyphony": 4096},
+    )
+    font_id = synth.sfload(str(soundfont))
+    if font_id < 0:
+        raise RenderError(f"{soundfont}: FluidSynth failed to load the SoundFont")
+    _settle(synth, font_id, timbre, warm_up=True)
+    return synth, font_id
+
+
+def _settle(synth, font_id: int, timbre: Timbre, warm_up: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """Bring the synth to the same state before every item, so renders are reproducible.
+
+    FluidSynth's first use of a sample differs slightly from later ones, and
+    ``system_reset`` leaves sounding voices alone: so play and discard every key at every
+    velocity once after loading, silence all voices after each reset, and render (discard) a little
+    silence so the freed voices leave the mixer.
+    """
+    from pianomtl.data.render import _write_float
+
+    _, write_float = _write_float()
+    scratch = np.zeros(8 * FLUID_BLOCK, dtype=np.float32)
+
+    def reset() -> None:
+        synth.system_reset()  # controllers and programs; it leaves sounding voices alone
+        synth.program_select(0, font_id, timbre.bank, timbre.program)
+        synth.cc(0, PEDAL_CC, 0)
+        synth.all_sounds_off(0)  # silences at once (before system_reset it would be undone)
+        write_float(synth.synth, len(scratch), scratch.ctypes.data, 0, 1, scratch.ctypes.data, 0, 1)
+
+    reset()
+    if warm_up:  # every sample of every key and velocity zone once
+        for velocity in range(1, 128):
+            for key in range(MIN_KEY, MAX_KEY + 1):
+                synth.noteon(0, key, velocity)
+            write_float(synth.synth, FLUID_BLOCK, scratch.ctypes.data, 0, 1, scratch.ctypes.data, 0, 1)
+            synth.all_sounds_off(0)
+        reset()
+
+
+def render_performance(performance: Performance, timbre_name: str, n_samples: int) -> np.ndarray:
+    """Render with the process's preloaded synth (same event order as :func:`render.render`)."""
+    from pianomtl.data.render import BLOCK, _write_float, fluidsynth_pedal_value
+
+    _, write_float = _write_float()
+    synth, font_id = _synth(timbre_name)
+    events: list[tuple[float, int, tuple[str, int, int]]] = []
+    for note in performance.notes:
+        events.append((note.onset, 2, ("on", int(note.key), int(max(1, min(127, note.velocity))))))
+        events.append((max(note.offset, note.onset), 0, ("off", int(note.key), 0)))
+    for event in performance.pedal:
+        events.append((event.time, 1, ("cc", PEDAL_CC, fluidsynth_pedal_value(event.value))))
+    events.sort(key=lambda e: (e[0], e[1]))
+    n_wanted = n_samples
+    # FluidSynth applies events at its internal 64-sample block boundaries and keeps its block phase
+    # across calls: render whole blocks so that every item starts in the same phase (reproducible).
+    n_samples = -(-n_samples // FLUID_BLOCK) * FLUID_BLOCK
+    left = np.zeros(n_samples, dtype=np.float32)
+    right = np.zeros(n_samples, dtype=np.float32)
+    position = 0
+
+    def advance(until: int) -> None:
+        nonlocal position
+        until = min(until, n_samples)
+        while position < until:
+            count = min(BLOCK, until - position)
+            write_float(synth.synth, count, left[position:].ctypes.data, 0, 1, right[position:].ctypes.data, 0, 1)
+            position += count
+
+    for moment, _, (kind, number, value) in events:
+        advance(round(moment * SAMPLE_RATE))
+        if kind == "on":
+            synth.noteon(0, number, value)
+        elif kind == "off":
+            synth.noteoff(0, number)
+        else:
+            synth.cc(0, number, value)
+    advance(n_samples)
+    _settle(synth, font_id, TIMBRES[timbre_name])
+    return 0.5 * (left[:n_wanted] + right[:n_wanted])
+
+
+def room_impulse_response(rng: np.random.Generator, rt60: float, drr_db: float) -> np.ndarray:
+    """Synthetic room: direct path, a few early reflections, exponentially decaying noise tail.
+
+    The tail darkens with time (a one-pole low-pass per 50 ms block), as air and walls
+    absorb high frequencies faster; ``drr_db`` is the direct-to-reverberant energy ratio.
+    """
+    from scipy.signal import lfilter
+
+    n = int(min(1.5 * rt60, 1.5) * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    tail = rng.standard_normal(n) * np.exp(-6.908 * t / rt60)
+    predelay = int(rng.uniform(0.005, 0.02) * SAMPLE_RATE)
+    tail[:predelay] = 0.0
+    for delay in rng.uniform(0.003, 0.03, size=6):
+        tail[int(delay * SAMPLE_RATE)] += rng.uniform(-0.6, 0.6) * np.sqrt(np.mean(tail[predelay:] ** 2) * 50)
+    bright = lfilter([0.5], [1, -0.5], tail)  # gentle overall darkening
+    mix = np.exp(-t / max(rt60, 1e-3))  # later parts lean on the low-passed version
+    tail = mix * tail + (1 - mix) * bright
+    tail *= np.sqrt(10 ** (-drr_db / 10) / np.sum(tail**2))
+    ir = tail.astype(np.float64)
+    ir[0] += 1.0
+    return ir
+
+
+def tilt_eq(samples: np.ndarray, tilt_db: float) -> np.ndarray:
+    """A gentle spectral tilt about 800 Hz: highs up and lows down by ±tilt/2 dB (first order)."""
+    from scipy.signal import butter, lfilter
+
+    if tilt_db == 0.0:
+        return samples
+    b, a = butter(1, 800.0, fs=SAMPLE_RATE)
+    low = lfilter(b, a, samples)
+    high = samples - low
+    g = 10 ** (tilt_db / 40)
+    return low / g + high * g
+
+
+def coloured_noise(rng: np.random.Generator, n: int, colour: str) -> np.ndarray:
+    white = rng.standard_normal(n)
+    if colour == "white":
+        return white
+    spectrum = np.fft.rfft(white)
+    f = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
+    spectrum /= np.sqrt(np.maximum(f, 20.0))
+    pink = np.fft.irfft(spectrum, n)
+    return pink / (np.std(pink) + 1e-12)
+
+
+def augment_audio(item: Item, dry: np.ndarray) -> np.ndarray:
+    from scipy.signal import fftconvolve
+
+    rng = np.random.default_rng([item.seed, SPLIT_CODE[item.split], item.index, 1])
+    x = dry.astype(np.float64)
+    if item.reverb_rt60 > 0:
+        x = fftconvolve(x, room_impulse_response(rng, item.reverb_rt60, item.drr_db))[: len(x)]
+    x = tilt_eq(x, item.eq_tilt_db)
+    if item.noise != "none":
+        active = x[np.abs(x) > 1e-4]
+        power = float(np.mean(active**2)) if len(active) else 1e-8
+        x = x + coloured_noise(rng, len(x), item.noise) * np.sqrt(power * 10 ** (-item.snr_db / 10))
+    peak = float(np.max(np.abs(x)))
+    if peak > 0:
+        x *= 10 ** (item.peak_db / 20) / peak
+    return x.astype(np.float32)
+
+
+def render_item(item: Item, out: Path) -> tuple[str, float, float]:
+    """Render one item's audio and MIDI into ``out`` (atomically); returns (name, audio s, wall s)."""
+    began = time.perf_counter()
+    audio_path = out / item.audio_filename
+    midi_path = out / item.midi_filename
+    audio_path.parent.mkdir(parents=True, exist_ok=True)
+    n_samples = round(item.duration * SAMPLE_RATE)
+    dry = render_performance(item.performance, item.timbre, n_samples)
+    wet = augment_audio(item, dry)
+    from pianomtl.audio import write_flac
+
+    write_midi(midi_path, item.performance)
+    write_flac(audio_path, wet, SAMPLE_RATE)  # written last: its presence marks the item complete
+    return item.name, item.duration, time.perf_counter() - began
+
+
+def _render_in_worker(args: tuple[Item, str]) -> tuple[str, float, float]:
+    item, out = args
+    return render_item(item, Path(out))
+
+
+def is_complete(item: Item, out: Path) -> bool:
+    return (out / item.audio_filename).is_file() and (out / item.midi_filename).is_file()
+
+
+def write_csv(items: list[Item], out: Path) -> int:
+    """Rewrite the corpus CSV (atomically) listing the items whose files exist; returns the count."""
+    rows = [item.row() for item in items if is_complete(item, out)]
+    temporary = out / (CSV_NAME + ".part")
+    with open(temporary, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    temporary.replace(out / CSV_NAME)
+    return len(rows)
+
+
+def synthesize(out: str | Path, config: Config, workers: int = 2, progress: bool = True) -> dict[str, float]:
+    """Plan and render the corpus into ``out``, skipping complete items; returns a summary."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    items = plan(config)
+    todo = [item for item in items if not is_complete(item, out)]
+    for timbre in {item.timbre for item in todo}:
+        TIMBRES[timbre].soundfont()  # fail early, with the one-line message, if one is missing
+    began = time.perf_counter()
+    audio_seconds = 0.0
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), unit="item", disable=not progress, desc="synth", dynamic_ncols=True)
+    last_csv = time.monotonic()
+    try:
+        if workers <= 1:
+            results: Iterable[tuple[str, float, float]] = (render_item(item, out) for item in todo)
+            pool = None
+        else:
+            import multiprocessing
+
+            pool = multiprocessing.get_context("spawn").Pool(workers)
+            # longest first, so the last worker does not finish alone on a long item
+            order = sorted(todo, key=lambda i: (i.timbre != "musescore", -i.duration))
+            results = pool.imap_unordered(_render_in_worker, [(item, str(out)) for item in order], chunksize=1)
+        for _, seconds, _ in results:
+            audio_seconds += seconds
+            bar.update(1)
+            bar.set_postfix(speed=f"{audio_seconds / (time.perf_counter() - began):.0f}x")
+            if time.monotonic() - last_csv > 60:
+                write_csv(items, out)
+                last_csv = time.monotonic()
+        if pool is not None:
+            pool.close()
+            pool.join()
+    finally:
+        bar.close()
+        complete = write_csv(items, out)
+    wall = time.perf_counter() - began
+    return {
+        "items": len(items),
+        "complete": complete,
+        "rendered": len(todo),
+        "audio_seconds": audio_seconds,
+        "wall_seconds": wall,
+        "speed": audio_seconds / wall if wall > 0 else 0.0,
+        "hours": {split: sum(i.duration for i in items if i.split == split) / 3600 for split in SPLITS},
+    }
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _timbre_list(text: str) -> tuple[str, ...]:
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    unknown = [t for t in names if t not in TIMBRES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown timbre(s) {unknown}; choose from {', '.join(TIMBRES)}")
+    return names
+
+
+def _source_list(text: str) -> tuple[str, ...]:
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    unknown = [t for t in names if t not in ("maestro", "pop909", "procedural")]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown source(s) {unknown}; choose from maestro, pop909, procedural")
+    return names
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    defaults = Config()
+    parser.add_argument("--out", required=True, help="output folder (MAESTRO layout)")
+    parser.add_argument("--hours", type=float, default=defaults.train_hours, help="hours of training audio (3)")
+    parser.add_argument("--valid-minutes", type=float, default=defaults.valid_minutes, help="validation minutes (12)")
+    parser.add_argument("--test-minutes", type=float, default=defaults.test_minutes, help="test minutes (12)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--timbres", type=_timbre_list, default=defaults.train_timbres,
+        help=f"training/validation timbres, comma-separated, from {', '.join(TIMBRES)} "
+        f"(default {','.join(defaults.train_timbres)})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--test-timbres", type=_timbre_list, default=defaults.test_timbres,
+        help=f"held-out test timbres (default {','.join(defaults.test_timbres)})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sources", type=_source_list, default=defaults.sources,
+        help="material: maestro,pop909,procedural (without maestro, validation/test are procedural too)",
+    )  # fmt: skip
+    parser.add_argument("--test-pieces", default=",".join(defaults.test_pieces), help="pieces held out for test")
+    parser.add_argument("--valid-pieces", default=",".join(defaults.valid_pieces), help="pieces for validation")
+    parser.add_argument("--workers", type=int, default=2, help="parallel processes (2)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = Config(
+        seed=args.seed,
+        train_hours=args.hours,
+        valid_minutes=args.valid_minutes,
+        test_minutes=args.test_minutes,
+        train_timbres=args.timbres,
+        test_timbres=args.test_timbres,
+        sources=args.sources,
+        test_pieces=tuple(p for p in args.test_pieces.split(",") if p),
+        valid_pieces=tuple(p for p in args.valid_pieces.split(",") if p),
+    )
+    try:
+        summary = synthesize(args.out, config, workers=args.workers, progress=not args.no_progress)
+    except (AssetError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    hours = ", ".join(f"{split} {h:.2f} h" for split, h in summary["hours"].items())
+    print(
+        f"{summary['complete']}/{summary['items']} items in {args.out} ({hours}); rendered {summary['rendered']} "
+        f"({summary['audio_seconds'] / 3600:.2f} h of audio) in {summary['wall_seconds']:.0f} s, "
+        f"{summary['speed']:.0f}x real time"
+    )
+    return 0 if summary["complete"] == summary["items"] else 1
