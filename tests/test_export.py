@@ -80,7 +80,7 @@ def test_export_command_and_onnxruntime_backend(rendered_clip, tiny_bundle: Path
         for task in TASKS:
             np.testing.assert_allclose(result.activations[task], reference.activations[task], atol=TOLERANCE)
     midi = tmp_path / "clip.mid"
-    arguments = [str(rendered_clip.wav), "-o", str(tmp_path), "--model", str(out), "--backend", "onnxruntime"]
+    arguments = [str(rendered_clip.wav), "-o", str(tmp_path), "--model", str(out)]  # backend chosen by the suffix
     code = cli.main(["transcribe", *arguments])
     assert code == 0 and midi.is_file()
 

@@ -26,6 +26,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import os
 import sys
 import types
@@ -145,10 +146,13 @@ class StreamingSpectrogram:
 
     Frame ``t`` covers samples ``[t·882 − 2048, t·882 + 2048)`` (zero outside the
     signal); it is computed once all its samples have arrived, or at :meth:`finish`.
-    Only the samples still needed by future frames are kept.
+    Only the samples still needed by future frames are kept. Frames go into one
+    preallocated array (``expected_frames`` sizes it; it grows if the guess was
+    short): keeping many small arrays alive between the large temporaries of the
+    FFT fragments glibc's heap, which then grows by megabytes per block.
     """
 
-    def __init__(self, device: str | torch.device = "cpu", chunk_frames: int = 2048) -> None:
+    def __init__(self, device: str | torch.device = "cpu", chunk_frames: int = 2048, expected_frames: int = 0) -> None:
         self.module = LogFilteredSpectrogram().to(device)
         self.device = device
         self.chunk_frames = chunk_frames
@@ -157,7 +161,7 @@ class StreamingSpectrogram:
         self.buffer_start = -half  # absolute sample index of buffer[0]
         self.n_samples = 0
         self.next_frame = 0
-        self.chunks: list[np.ndarray] = []
+        self.features = np.empty((max(expected_frames, 1), N_BINS), dtype=np.float32)
 
     def push(self, samples: np.ndarray) -> None:
         self.buffer = np.concatenate([self.buffer, np.asarray(samples, dtype=np.float32)])
@@ -173,9 +177,11 @@ class StreamingSpectrogram:
             self.buffer = np.concatenate([self.buffer, np.zeros(needed, dtype=np.float32)])
         self._emit(total)
         self.buffer = np.zeros(0, dtype=np.float32)
-        if not self.chunks:
-            return np.zeros((0, N_BINS), dtype=np.float32)
-        return np.concatenate(self.chunks)
+        features = self.features[: self.next_frame]
+        if len(features) < 0.9 * len(self.features):
+            features = features.copy()  # do not hold on to a much larger allocation
+        self.features = np.empty((0, N_BINS), dtype=np.float32)
+        return features
 
     @torch.inference_mode()
     def _emit(self, stop: int) -> None:
@@ -186,7 +192,11 @@ class StreamingSpectrogram:
             last = (end - 1) * HOP_SIZE + half - self.buffer_start
             segment = torch.from_numpy(self.buffer[first:last]).to(self.device)
             frames = segment.unfold(-1, FRAME_SIZE, HOP_SIZE)
-            self.chunks.append(self.module.frames_to_features(frames).cpu().numpy())
+            if end > len(self.features):
+                grown = np.empty((max(end, 2 * len(self.features)), N_BINS), dtype=np.float32)
+                grown[:start] = self.features[:start]
+                self.features = grown
+            self.features[start:end] = self.module.frames_to_features(frames).cpu().numpy()
         if stop <= self.next_frame:
             return
         self.next_frame = stop
@@ -224,7 +234,8 @@ def file_features(path: str | Path, device: str | torch.device = "cpu") -> tuple
         resampler = None
         if rate != SAMPLE_RATE:
             resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-        spectrogram = StreamingSpectrogram(device)
+        expected = frame_count(math.ceil(declared * SAMPLE_RATE / rate)) if declared > 0 else 0
+        spectrogram = StreamingSpectrogram(device, expected_frames=expected)
         read, peak = 0, 0.0
         while True:
             try:
@@ -258,7 +269,7 @@ def array_features(
     """``([T, 144] spectrogram, duration in s)`` of an in-memory signal at rate ``sr``."""
     samples = np.asarray(samples)
     mono = prepare_array(samples, sr, name=name)
-    spectrogram = StreamingSpectrogram(device)
+    spectrogram = StreamingSpectrogram(device, expected_frames=frame_count(len(mono)))
     spectrogram.push(mono)
     duration = len(mono) / SAMPLE_RATE
     return spectrogram.finish(), duration
@@ -268,37 +279,43 @@ def array_features(
 
 
 def resolve_model(
-    model: Any = None, device: str | torch.device = "cpu", backend: str = "torch"
+    model: Any = None, device: str | torch.device = "cpu", backend: str | None = None
 ) -> tuple[Any, DecoderParams, dict]:
     """``(runnable model, decoder parameters, metadata)`` for what ``transcribe`` accepts.
 
     ``model``: ``None`` (the bundled default), a path to a bundle, training
-    checkpoint or ``.onnx`` file, a loaded torch module (decoder defaults) or an
-    :class:`~pianomtl.export.OnnxModel`. With ``backend="onnxruntime"`` a torch model
+    checkpoint or ``.onnx`` file, a loaded torch module (moved to ``device``; decoder defaults) or an
+    :class:`~pianomtl.export.OnnxModel`. ``backend=None`` picks ``onnxruntime`` for ONNX
+    models and ``torch`` otherwise. With ``backend="onnxruntime"`` a torch model
     is exported to ONNX in memory first.
     """
     from pianomtl.bundled import load_model
     from pianomtl.export import OnnxModel, export_onnx
 
+    if backend is None:
+        is_onnx = isinstance(model, OnnxModel) or (
+            isinstance(model, str | Path) and Path(model).suffix.lower() == ".onnx"
+        )
+        backend = "onnxruntime" if is_onnx else "torch"
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
     if isinstance(model, OnnxModel):
-        return model, model.decoder, {"format": "onnx", **model.metadata}
+        return model, model.decoder, {**model.metadata, "format": "onnx"}
     if isinstance(model, str | Path) and Path(model).suffix.lower() == ".onnx":
         if backend != "onnxruntime":
             raise ValueError(f"{model}: an ONNX model needs backend='onnxruntime'")
         if not Path(model).is_file():
             raise ValueError(f"{model}: model file not found")
-        onnx_model = OnnxModel(model)
-        return onnx_model, onnx_model.decoder, {"format": "onnx", "path": str(model), **onnx_model.metadata}
+        onnx_model = OnnxModel(model, threads=torch.get_num_threads())
+        return onnx_model, onnx_model.decoder, {**onnx_model.metadata, "format": "onnx", "path": str(model)}
     if isinstance(model, torch.nn.Module):
         network, decoder, metadata = model, DecoderParams(), {"format": "module"}
     else:
         network, decoder, metadata = load_model(model, device="cpu" if backend == "onnxruntime" else device)
     if backend == "onnxruntime":
         buffer = export_onnx(network, io.BytesIO(), decoder=decoder, metadata=metadata)
-        return OnnxModel(buffer.getvalue()), decoder, metadata
-    return network, decoder, metadata
+        return OnnxModel(buffer.getvalue(), threads=torch.get_num_threads()), decoder, metadata
+    return network.to(device), decoder, metadata
 
 
 class Transcriber:
@@ -309,12 +326,14 @@ class Transcriber:
         model: Any = None,
         device: str | torch.device = "cpu",
         decoder: DecoderParams | dict | None = None,
-        backend: str = "torch",
+        backend: str | None = None,
         chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     ) -> None:
-        self.device = device if backend == "torch" else "cpu"
-        self.backend = backend
-        self.model, default_decoder, self.metadata = resolve_model(model, self.device, backend)
+        self.model, default_decoder, self.metadata = resolve_model(model, device, backend)
+        from pianomtl.export import OnnxModel
+
+        self.backend = "onnxruntime" if isinstance(self.model, OnnxModel) else "torch"
+        self.device = device if self.backend == "torch" else "cpu"
         if isinstance(decoder, dict):
             decoder = DecoderParams.from_dict(decoder)
         self.decoder = decoder or default_decoder
@@ -359,7 +378,7 @@ def transcribe(
     model: Any = None,
     device: str | torch.device = "cpu",
     decoder: DecoderParams | dict | None = None,
-    backend: str = "torch",
+    backend: str | None = None,
     keep_activations: bool = True,
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
 ) -> Transcription:
@@ -456,7 +475,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", type=_formats, default=["mid"], help="comma-separated: mid,csv,json (default mid)")
     parser.add_argument("--plot", action="store_true", help="also write a PNG of spectrogram, activations, notes")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps ...")
-    parser.add_argument("--backend", default="torch", choices=BACKENDS, help="network runtime (default torch)")
+    parser.add_argument(
+        "--backend", default=None, choices=BACKENDS, help="network runtime (default: onnxruntime for .onnx, else torch)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--skip-existing", action="store_true", help="skip inputs whose outputs all exist")
     parser.add_argument("--onset-threshold", type=float, default=None, help="override the model's decoder")
