@@ -39,7 +39,8 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     model = build_model(ModelConfig(**TINY))
     path = tmp_path_factory.mktemp("model") / "checkpoint.pt"
-    torch.save({"model_config": model.config.to_dict(), "model": model.state_dict(), "step": 0}, path)
+    rng = {"numpy": np.random.get_state()}  # numpy objects, as train.py stores: not loadable with weights_only
+    torch.save({"model_config": model.config.to_dict(), "model": model.state_dict(), "step": 0, "rng": rng}, path)
     return path
 
 
