@@ -23,6 +23,7 @@ import argparse
 import csv
 import json
 import math
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -234,9 +235,13 @@ def run(args: argparse.Namespace) -> int:
         amp=args.amp,
         threads=args.threads,
     )
-    result = range_test(
-        config, args.start, args.end, args.steps, smoothing=args.smoothing, diverge_factor=args.diverge_factor
-    )
+    try:
+        result = range_test(
+            config, args.start, args.end, args.steps, smoothing=args.smoothing, diverge_factor=args.diverge_factor
+        )
+    except ValueError as error:  # CacheError, bad start/end
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     model = config.model["name"] + ("" if config.model["name"] == "hard" else f" ({args.gradient}, {args.init})")
     paths = save(result, args.out, title=f"range test: {model}, batch {args.batch_size}×{args.sequence_frames}")
     summary = result.summary()

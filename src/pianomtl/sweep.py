@@ -427,7 +427,9 @@ def tables_markdown(tables: list[Table], title: str = "") -> str:
     """The tables as markdown, best value of each column in bold."""
     lines = [f"# {title or 'Sweep results'}", ""]
     lines.append(
-        f"Validation split. F1 for on/int/off, R² for vel/sus. `{UNSTABLE}`: unstable (diverged after all "
+        "Each run's final validation scores (the first `validation_frames` frames of each validation recording; "
+        "`pianomtl evaluate` scores whole recordings). "
+        f"F1 for on/int/off, R² for vel/sus. `{UNSTABLE}`: unstable (diverged after all "
         f"restarts); `{UNTRAINED_TASK}`: task not trained (λ = 0); `{PENDING}`: not finished. "
         "Mean and std (population) over the rows with a value."
     )
@@ -527,7 +529,7 @@ def plot_alphas(alphas: list, path: str | Path, title: str = "") -> None:
                         axis.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6, color=shade)
         figure.colorbar(image, ax=list(axes[0]), shrink=0.8)
         figure.suptitle(title or "cross-stitch α", fontsize="small")
-        figure.savefig(path, dpi=100)
+        figure.savefig(path, dpi=100, bbox_inches="tight")
     finally:
         plt.close(figure)
 
