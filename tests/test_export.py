@@ -14,7 +14,7 @@ from pianomtl.constants import CONTEXT, N_BINS, TASKS
 from pianomtl.decode import DecoderParams
 from pianomtl.export import OnnxModel, export_onnx
 from pianomtl.inference import run_model
-from pianomtl.transcribe import transcribe
+from pianomtl.transcriber import transcribe
 
 pytest.importorskip("onnxruntime")
 

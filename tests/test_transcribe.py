@@ -21,7 +21,7 @@ from pianomtl.constants import FPS, N_BINS, N_KEYS, SAMPLE_RATE
 from pianomtl.decode import DecoderParams, note_scores
 from pianomtl.features import spectrogram
 from pianomtl.midi import read_midi
-from pianomtl.transcribe import Transcriber, file_features, transcribe
+from pianomtl.transcriber import Transcriber, file_features, transcribe
 
 TINY = {"name": "hard", "small": 4, "large": 4, "head": 2}
 
@@ -45,7 +45,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_streamed_features_equal_whole_file(rendered_clip, tmp_path: Path, monkeypatch) -> None:
-    import pianomtl.transcribe as module
+    import pianomtl.transcriber as module
 
     monkeypatch.setattr(module, "READ_BLOCK_SECONDS", 0.37)  # many blocks, none aligned to frames
     features, duration = file_features(rendered_clip.wav)

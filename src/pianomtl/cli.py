@@ -13,7 +13,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, one-line help)
-    "transcribe": ("pianomtl.transcribe", "transcribe piano recordings to MIDI (notes, velocities, pedal)"),
+    "transcribe": ("pianomtl.transcriber", "transcribe piano recordings to MIDI (notes, velocities, pedal)"),
     "demo": ("pianomtl.demo", "render a demo piece, transcribe it with the bundled model, score it"),
     "synth": ("pianomtl.data.synth", "render a MAESTRO-layout training corpus from performance MIDI"),
     "prepare": ("pianomtl.data.store", "compute features and targets of a dataset into an on-disk cache"),

@@ -18,7 +18,7 @@ from pianomtl.constants import FPS, MAX_KEY, MIN_KEY, N_KEYS, PEDAL_DOWN_ABOVE
 from pianomtl.midi import pedal_down_intervals
 
 if TYPE_CHECKING:
-    from pianomtl.transcribe import Transcription
+    from pianomtl.transcriber import Transcription
 
 MAX_WIDTH_INCHES = 60.0
 

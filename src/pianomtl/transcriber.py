@@ -29,7 +29,6 @@ import json
 import math
 import os
 import sys
-import types
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -604,19 +603,3 @@ def _write_outputs(transcription: Transcription, outputs: dict[str, Path]) -> No
 
 
 __all__ = ["Transcriber", "Transcription", "file_features", "transcribe"]
-
-
-class _CallableModule(types.ModuleType):
-    """``pianomtl.transcribe`` is both this module and the function users call.
-
-    Importing a submodule rebinds the package attribute of the same name to the
-    module, so after ``import pianomtl.transcribe`` (which the CLI and tests do)
-    ``pianomtl.transcribe(...)`` would call a module. Calling the module calls
-    :func:`transcribe`, so both spellings work whatever was imported first.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Transcription:
-        return transcribe(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
