@@ -454,10 +454,13 @@ def coloured_noise(rng: np.random.Generator, n: int, colour: str) -> np.ndarray:
     white = rng.standard_normal(n)
     if colour == "white":
         return white
-    spectrum = np.fft.rfft(white)
-    f = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
+    from scipy.fft import irfft, next_fast_len, rfft
+
+    size = next_fast_len(n, real=True)  # an item's length may have large prime factors: slow FFT
+    spectrum = rfft(white, size)
+    f = np.fft.rfftfreq(size, 1 / SAMPLE_RATE)
     spectrum /= np.sqrt(np.maximum(f, 20.0))
-    pink = np.fft.irfft(spectrum, n)
+    pink = irfft(spectrum, size)[:n]
     return pink / (np.std(pink) + 1e-12)
 
 
