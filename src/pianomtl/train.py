@@ -71,6 +71,7 @@ class TrainConfig:
     amp: bool = False  # bf16 autocast (meant for GPUs)
     restarts: int = 0
     explode_factor: float = 20.0
+    clip_grad_norm: float = 0.0  # 0 = off (the paper); > 0 rescales larger gradients to this norm
     threads: int = 0  # torch intra-op threads; 0 = torch's default
 
 
@@ -226,6 +227,8 @@ class Run:
             raise Diverged(f"loss exploded to {value:.3g} at step {self.step} (start {self.reference_loss:.3g})")
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
+        if self.config.clip_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
         self.optimizer.step()
         self.step += 1
         return {"loss": value, **{t: float(losses[t].detach()) for t in TASKS}}
@@ -338,6 +341,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="hard", choices=["hard", "cross-stitch"])
     parser.add_argument("--gradient", default="full", choices=["full", "detached"], help="cross-stitch only")
     parser.add_argument("--init", default="imbalanced", choices=["balanced", "imbalanced"], help="cross-stitch α")
+    parser.add_argument("--small", type=int, default=None, help="feature maps of the 3×3 stem convs (default: paper)")
+    parser.add_argument("--large", type=int, default=None, help="feature maps of the 1×35, 5×1 convs (default: paper)")
+    parser.add_argument("--head", type=int, default=None, help="feature maps of each head's 3×3 conv (default: paper)")
     parser.add_argument("--batch-size", type=int, default=8, help="excerpts per minibatch")
     parser.add_argument("--sequence-frames", type=int, default=64, help="output frames per excerpt")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
@@ -351,7 +357,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def model_config_from_args(args: argparse.Namespace) -> dict:
-    return ModelConfig(name=args.model, gradient=args.gradient, init=args.init).to_dict()
+    widths = {k: getattr(args, k, None) for k in ("small", "large", "head")}
+    return ModelConfig(name=args.model, gradient=args.gradient, init=args.init, **widths).to_dict()
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -364,6 +371,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=250)
     parser.add_argument("--validation-frames", type=int, default=3000)
     parser.add_argument("--restarts", type=int, default=0, help="fresh restarts with new seeds after divergence")
+    parser.add_argument("--clip-grad-norm", type=float, default=0.0, help="clip the gradient norm (0: off, as paper)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
 
 
@@ -385,6 +393,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         device=args.device,
         amp=args.amp,
         restarts=args.restarts,
+        clip_grad_norm=args.clip_grad_norm,
         threads=args.threads,
     )
 
