@@ -58,7 +58,7 @@ from pianomtl.constants import BINARY_TASKS, TASKS
 from pianomtl.data.store import write_json_atomic
 from pianomtl.train import DEFAULT_LAMBDAS, TrainConfig, train
 
-MODEL_KEYS = ("model", "gradient", "init")
+MODEL_KEYS = ("model", "gradient", "init", "small", "large", "head")
 LAMBDA_KEYS = tuple(f"lambda_{t}" for t in TASKS)
 TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig) if f.name not in ("cache", "out", "model", "lambdas"))
 KNOWN_KEYS = (*MODEL_KEYS, *LAMBDA_KEYS, *TRAIN_KEYS)
@@ -66,6 +66,9 @@ DEFAULTS = {
     "model": "hard",
     "gradient": "full",
     "init": "imbalanced",  # ModelConfig's and `pianomtl train`'s default
+    "small": None,  # widths: None = the architecture's paper default
+    "large": None,
+    "head": None,
     **{f"lambda_{t}": v for t, v in DEFAULT_LAMBDAS.items()},
 }
 
@@ -198,10 +201,11 @@ def expand(spec: dict, cache: str | None = None, out: str | None = None, threads
 def _train_config(values: dict, cache: str, out: str) -> TrainConfig:
     from pianomtl.models.registry import ModelConfig
 
+    widths = {k: values.get(k) for k in ("small", "large", "head")}
     if values["model"] == "hard":
-        model = ModelConfig(name="hard")
+        model = ModelConfig(name="hard", **widths)
     else:
-        model = ModelConfig(name=values["model"], gradient=values["gradient"], init=values["init"])
+        model = ModelConfig(name=values["model"], gradient=values["gradient"], init=values["init"], **widths)
     lambdas = {t: float(values[f"lambda_{t}"]) for t in TASKS}
     options = {k: values[k] for k in TRAIN_KEYS if k in values}
     return TrainConfig(cache=str(cache), out=out, model=model.to_dict(), lambdas=lambdas, **options)
