@@ -15,6 +15,10 @@ is an order of magnitude cheaper per frame on a CPU; ``--batch-size 64
 A run writes into its folder: ``checkpoint.pt`` (latest, atomic), ``best.pt`` (best
 validation), ``log.csv``, ``tensorboard/``, ``result.json`` (status ``finished``,
 ``diverged`` or ``unstable`` plus the final validation scores).
+
+Several processes (``--nproc N``, or ``torchrun``) train one model data-parallel with
+DistributedDataParallel: each rank draws its own excerpts and the global minibatch is
+N × ``batch_size`` excerpts; only rank 0 writes files (:mod:`pianomtl.distributed`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from pianomtl import distributed
 from pianomtl.constants import BINARY_TASKS, TASKS
 from pianomtl.data.sampler import ExcerptSampler
 from pianomtl.data.store import open_split, write_json_atomic
@@ -138,22 +144,34 @@ def _atomic_save(payload: dict, path: Path) -> None:
 class Run:
     """State of one training attempt; ``train()`` drives it to the end or to divergence."""
 
-    def __init__(self, config: TrainConfig, seed: int, resume: bool) -> None:
+    def __init__(self, config: TrainConfig, seed: int, resume: bool, dist: distributed.Context | None = None) -> None:
         self.config = config
+        self.dist = dist or distributed.SINGLE
         self.out = Path(config.out)
         self.out.mkdir(parents=True, exist_ok=True)
         if config.threads:
             torch.set_num_threads(config.threads)
-        self.device = torch.device(config.device)
+        self.device = torch.device(distributed.local_device(config.device, self.dist))
         _set_seeds(seed)
         self.model = build_model(ModelConfig.from_dict(config.model)).to(self.device)
+        if self.dist.rank > 0:  # own noise-layer stream per rank (rank 0's weights are broadcast by DDP)
+            torch.manual_seed(int(np.random.SeedSequence([seed, self.dist.rank]).generate_state(1)[0]))
+        self.network = distributed.wrap(self.model, self.dist)  # the model itself in one process
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True)
         self.train_recordings = open_split(config.cache, "train")
         try:
             self.validation_recordings = open_split(config.cache, "validation")
         except ValueError:
             self.validation_recordings = []
-        self.sampler = ExcerptSampler(self.train_recordings, config.sequence_frames, config.batch_size, seed=seed)
+        self.sampler = ExcerptSampler(
+            self.train_recordings,
+            config.sequence_frames,
+            config.batch_size,
+            seed=seed,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+        )
+        self.rank_rng: list[dict] | None = None  # every rank's random state at the last boundary (DDP)
         self.step = 0
         self.seed = seed
         self.reference_loss: float | None = None
@@ -163,8 +181,25 @@ class Run:
             self._load(self.out / "checkpoint.pt")
 
     # -- checkpoints -------------------------------------------------------------
-    def payload(self) -> dict:
+    def _rng_state(self) -> dict:
         return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+            "sampler": self.sampler.state(),
+        }
+
+    def _set_rng_state(self, rng: dict) -> None:
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        self.sampler.set_state(rng["sampler"])
+
+    def payload(self) -> dict:
+        payload = {
             "config": asdict(self.config),
             "model_config": self.model.config.to_dict(),
             "model": self.model.state_dict(),
@@ -174,14 +209,12 @@ class Run:
             "reference_loss": self.reference_loss,
             "best_score": self.best_score,
             "history": self.history,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-                "sampler": self.sampler.state(),
-            },
+            "rng": self._rng_state(),
         }
+        if self.dist.enabled:
+            payload["rng_ranks"] = self.rank_rng
+            payload["world_size"] = self.dist.world_size
+        return payload
 
     def _load(self, path: Path) -> None:
         state = torch.load(path, map_location=self.device, weights_only=False)
@@ -192,13 +225,15 @@ class Run:
         self.reference_loss = state["reference_loss"]
         self.best_score = state["best_score"]
         self.history = state["history"]
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        self.sampler.set_state(rng["sampler"])
+        if not self.dist.enabled:
+            self._set_rng_state(state["rng"])
+            return
+        ranks = state.get("rng_ranks") or []
+        if self.dist.rank < len(ranks) and state.get("world_size") == self.dist.world_size:
+            self._set_rng_state(ranks[self.dist.rank])
+        elif self.dist.is_main and not ranks:
+            self._set_rng_state(state["rng"])  # a single-process checkpoint continued by several processes
+        # (other ranks keep their fresh streams: they never repeat rank 0's draws)
 
     def save(self, name: str = "checkpoint.pt") -> None:
         _atomic_save(self.payload(), self.out / name)
@@ -215,10 +250,16 @@ class Run:
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.amp):
-            outputs = self.model(features)
+            outputs = self.network(features)
         losses = task_losses(outputs, labels)
         total = sum(self.config.lambdas.get(t, 0.0) * losses[t] for t in TASKS)
-        value = float(total.detach())
+        if self.dist.enabled:  # the global minibatch's losses, so every rank decides alike
+            values = distributed.mean_across(
+                torch.stack([total.detach(), *(losses[t].detach() for t in TASKS)]), self.dist
+            )
+            value, task_values = float(values[0]), dict(zip(TASKS, values[1:].tolist(), strict=True))
+        else:
+            value = float(total.detach())
         if not math.isfinite(value):
             raise Diverged(f"loss is {value} at step {self.step}")
         if self.reference_loss is None:
@@ -231,10 +272,12 @@ class Run:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
         self.optimizer.step()
         self.step += 1
+        if self.dist.enabled:
+            return {"loss": value, **task_values}
         return {"loss": value, **{t: float(losses[t].detach()) for t in TASKS}}
 
     def validate(self) -> dict[str, float] | None:
-        if not self.validation_recordings:
+        if not self.validation_recordings or not self.dist.is_main:
             return None
         results = evaluate_recordings(
             self.model, self.validation_recordings, str(self.device), self.config.validation_frames
@@ -248,14 +291,17 @@ class Run:
 
     def train(self) -> dict:
         config = self.config
+        main = self.dist.is_main  # only rank 0 writes logs and checkpoints
         log_path = self.out / "log.csv"
         columns = ["step", "lr", "loss", *TASKS, "frames_per_s", *(f"val_{t}" for t in TASKS)]
-        if not log_path.exists() or self.step == 0:
+        if main and (not log_path.exists() or self.step == 0):
             with log_path.open("w", newline="") as handle:
                 csv.writer(handle).writerow(columns)
-        writer = _tensorboard(self.out / "tensorboard")
-        frames_per_step = config.batch_size * config.sequence_frames
-        progress = tqdm(total=config.steps, initial=self.step, desc=f"train {self.out.name}", unit="step")
+        writer = _tensorboard(self.out / "tensorboard") if main else None
+        frames_per_step = config.batch_size * config.sequence_frames * self.dist.world_size
+        progress = tqdm(
+            total=config.steps, initial=self.step, desc=f"train {self.out.name}", unit="step", disable=not main
+        )
         window_start, window_steps, running = time.perf_counter(), 0, {}
         try:
             while self.step < config.steps:
@@ -270,19 +316,23 @@ class Run:
                     elapsed = time.perf_counter() - window_start
                     means = {k: v / window_steps for k, v in running.items()}
                     speed = window_steps * frames_per_step / max(elapsed, 1e-9)
+                    if self.dist.enabled:
+                        self.rank_rng = distributed.gather_objects(self._rng_state(), self.dist)
                     scores = self.validate() if validating else None
                     row = {"step": self.step, "lr": self.learning_rate(), **means, "frames_per_s": speed}
                     if scores:
                         row.update({f"val_{t}": v for t, v in scores.items()})
                         self.history.append({"step": self.step, **scores})
-                    with log_path.open("a", newline="") as handle:
-                        csv.writer(handle).writerow([row.get(c, "") for c in columns])
+                    if main:
+                        with log_path.open("a", newline="") as handle:
+                            csv.writer(handle).writerow([row.get(c, "") for c in columns])
                     if writer is not None:
                         for key, value in row.items():
                             if key != "step":
                                 writer.add_scalar(key, value, self.step)
                     progress.set_postfix(loss=f"{means['loss']:.4f}", fps=f"{speed:.0f}")
-                    self.save()
+                    if main:
+                        self.save()
                     window_start, window_steps, running = time.perf_counter(), 0, {}
         finally:
             progress.close()
@@ -300,12 +350,14 @@ def _tensorboard(folder: Path):  # type: ignore[no-untyped-def]
     return SummaryWriter(str(folder))
 
 
-def train(config: TrainConfig, resume: bool = False) -> dict:
+def train(config: TrainConfig, resume: bool = False, dist: distributed.Context | None = None) -> dict:
     """Train with up to ``config.restarts`` fresh restarts after divergence.
 
     Returns the result dict also written to ``result.json``; ``status`` is
-    ``unstable`` when every attempt diverged (the paper's "-").
+    ``unstable`` when every attempt diverged (the paper's "-"). ``dist``: this
+    process's place among several data-parallel ones (every rank calls ``train``).
     """
+    dist = dist or distributed.SINGLE
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     result_path = out / "result.json"
@@ -318,20 +370,23 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     for attempt in range(config.restarts + 1):
         seed = config.seed + 1000 * attempt
         try:
-            run = Run(config, seed=seed, resume=resume and attempt == 0)
+            run = Run(config, seed=seed, resume=resume and attempt == 0, dist=dist)
             result = run.train()
             result["attempts"] = [*attempts, {"seed": seed, "status": "finished"}]
             break
         except Diverged as error:
             attempts.append({"seed": seed, "status": "diverged", "reason": str(error)})
-            tqdm.write(f"diverged: {error}")
-            for name in ("checkpoint.pt", "best.pt"):
-                (out / name).unlink(missing_ok=True)
+            if dist.is_main:
+                tqdm.write(f"diverged: {error}")
+                for name in ("checkpoint.pt", "best.pt"):
+                    (out / name).unlink(missing_ok=True)
     else:
         result = {"status": "unstable", "attempts": attempts, "validation": {}}
     result["config"] = asdict(config)
     result["wall_seconds"] = time.perf_counter() - started
-    write_json_atomic(result_path, result)
+    if dist.is_main:
+        write_json_atomic(result_path, result)
+    distributed.barrier(dist)  # result.json exists when any rank returns
     return result
 
 
@@ -373,6 +428,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--restarts", type=int, default=0, help="fresh restarts with new seeds after divergence")
     parser.add_argument("--clip-grad-norm", type=float, default=0.0, help="clip the gradient norm (0: off, as paper)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="data-parallel processes (DDP: gloo on CPU, NCCL on CUDA); global batch = NPROC × batch size. "
+        "Or start with `torchrun --nproc-per-node N -m pianomtl.cli train ...`",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -398,7 +460,32 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
+def _spawned(context: distributed.Context, config: TrainConfig, resume: bool) -> None:
+    """Entry of each process started by ``--nproc`` (rank 0 writes result.json)."""
+    if not config.threads and torch.device(config.device).type == "cpu":
+        torch.set_num_threads(distributed.threads_per_process(context.world_size))
+    train(config, resume=resume, dist=context)
+
+
 def run(args: argparse.Namespace) -> int:
-    result = train(config_from_args(args), resume=args.resume)
+    config = config_from_args(args)
+    nproc = getattr(args, "nproc", 1) or 1
+    launched = distributed.environment_world_size()
+    if nproc > 1 and launched > 1:
+        print("error: use either --nproc or torchrun, not both", file=sys.stderr)
+        return 2
+    if nproc > 1:
+        distributed.spawn(_spawned, nproc, config, args.resume, device=config.device)
+        result = json.loads((Path(config.out) / "result.json").read_text())
+    elif launched > 1:  # started by torchrun: join its group
+        context = distributed.from_environment(config.device)
+        try:
+            result = train(config, resume=args.resume, dist=context)
+        finally:
+            distributed.shutdown()
+        if not context.is_main:
+            return 0 if result["status"] == "finished" else 3
+    else:
+        result = train(config, resume=args.resume)
     print(json.dumps({k: result[k] for k in ("status", "validation") if k in result}, indent=1))
     return 0 if result["status"] == "finished" else 3
