@@ -167,7 +167,7 @@ class Run:
         if self.dist.rank > 0:  # own noise-layer stream per rank (rank 0's weights are broadcast by DDP)
             torch.manual_seed(int(np.random.SeedSequence([seed, self.dist.rank]).generate_state(1)[0]))
         self.network = distributed.wrap(self.model, self.dist)  # the model itself in one process
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True)
+        self.optimizer = make_optimizer(self.model, config)
         self.train_recordings = open_split(config.cache, "train")
         try:
             self.validation_recordings = open_split(config.cache, "validation")
