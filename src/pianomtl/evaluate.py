@@ -13,13 +13,12 @@ extended by the sustain pedal (the MAESTRO convention, same as the training
 targets). Note counts (matched, reference, estimated) are summed over the
 recordings before dividing, so a long piece weighs more than a short one, like the
 framewise measures. The decoder uses a bundle's tuned thresholds, or its defaults
-(0.5) for a training checkpoint. The note-level part is skipped when :mod:`pianomtl.decode` is not available.
+(0.5) for a training checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import math
 import sys
 from pathlib import Path
@@ -27,9 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pianomtl import bundled, decode
 from pianomtl.constants import BINARY_TASKS, REGRESSION_TASKS
 from pianomtl.data.store import open_split, write_json_atomic
 from pianomtl.metrics import DEFAULT_THRESHOLD, headline
+from pianomtl.midi import read_midi
 from pianomtl.train import evaluate_recordings
 
 NOTE_MEASURES = ("note", "note_with_offset", "note_with_offset_velocity")
@@ -48,54 +49,21 @@ class CheckpointError(ValueError):
 def load_model(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
     """The network stored in ``path`` (in eval mode) and a description of it.
 
-    Accepts ``train.py`` checkpoints (``checkpoint.pt``/``best.pt``: keys
-    ``model_config`` and ``model``) and, through :func:`pianomtl.bundled.load_model`
-    when that module exists, model bundles, whose tuned decoder parameters are then
-    returned as ``info["decoder"]`` (None: the decoder's defaults).
+    Accepts ``train.py`` checkpoints and model bundles (through
+    :func:`pianomtl.bundled.load_model`); a bundle's tuned decoder parameters are
+    returned as ``info["decoder"]`` (a checkpoint gets the decoder's defaults).
     """
-    path = Path(path)
-    bundled = _optional_module("pianomtl.bundled")
-    if bundled is not None and hasattr(bundled, "load_model"):
-        try:
-            model, decoder, metadata = bundled.load_model(path, device=device)
-        except ValueError as error:  # bundled.ModelFileError: one line naming the file
-            raise CheckpointError(str(error)) from None
-        step = metadata.get("step", metadata.get("training_step"))
-        info = {
-            "format": metadata.get("format"),
-            "model_config": metadata.get("model_config"),
-            "step": step,
-            "decoder": decoder,
-        }
-        return model, info
-    return _load_checkpoint(path, device)
-
-
-def _load_checkpoint(path: Path, device: str) -> tuple[torch.nn.Module, dict]:
-    """A ``train.py`` checkpoint, without :mod:`pianomtl.bundled`."""
-    from pianomtl.models.registry import ModelConfig, build_model
-
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
     try:
-        state = torch.load(path, map_location=device, weights_only=False)
-    except Exception as error:  # an arbitrary file can make unpickling raise anything
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
-    if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
-        raise CheckpointError(f"{path}: not a pianomtl checkpoint (expected keys model_config and model)")
-    model = build_model(ModelConfig.from_dict(state["model_config"])).to(device)
-    model.load_state_dict(state["model"])
-    model.eval()
-    return model, {"format": "checkpoint", "model_config": state["model_config"], "step": state.get("step")}
-
-
-def _optional_module(name: str):  # type: ignore[no-untyped-def]
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as error:
-        if error.name == name:
-            return None  # the module itself is missing, not one of its imports
-        raise
+        model, decoder, metadata = bundled.load_model(path, device=device)
+    except ValueError as error:  # bundled.ModelFileError: one line naming the file
+        raise CheckpointError(str(error)) from None
+    info = {
+        "format": metadata.get("format"),
+        "model_config": metadata.get("model_config"),
+        "step": metadata.get("step", metadata.get("training_step")),
+        "decoder": decoder,
+    }
+    return model, info
 
 
 # -- note level --------------------------------------------------------------------
@@ -104,36 +72,23 @@ def _optional_module(name: str):  # type: ignore[no-untyped-def]
 class NoteScorer:
     """Decodes each recording's activations and scores the notes against its MIDI file.
 
-    Uses :func:`pianomtl.decode.decode_notes` and :func:`pianomtl.decode.note_scores`
-    (pedal-extended references); :meth:`results` sums matched/reference/estimated
-    counts over the recordings (:func:`pianomtl.decode.aggregate_scores`).
+    Pedal-extended references (:func:`pianomtl.decode.note_scores`); :meth:`results`
+    sums matched/reference/estimated counts over the recordings
+    (:func:`pianomtl.decode.aggregate_scores`).
     """
 
-    def __init__(self, decode, params=None) -> None:  # type: ignore[no-untyped-def]
-        self.decode = decode
+    def __init__(self, params: decode.DecoderParams | None = None) -> None:
         self.params = params
         self.per_recording: dict[str, dict[str, float]] = {}
 
-    @classmethod
-    def available(cls, params=None) -> NoteScorer | None:  # type: ignore[no-untyped-def]
-        """A scorer decoding with ``params`` (None: the decoder's defaults), or None without a decoder."""
-        decode = _optional_module("pianomtl.decode")
-        if decode is None or not all(
-            hasattr(decode, name) for name in ("decode_notes", "note_scores", "aggregate_scores")
-        ):
-            return None
-        return cls(decode, params)
-
     def __call__(self, recording, predictions: dict[str, np.ndarray]) -> None:  # type: ignore[no-untyped-def]
-        from pianomtl.midi import read_midi
-
-        notes = self.decode.decode_notes(predictions, self.params)
+        notes = decode.decode_notes(predictions, self.params)
         reference = read_midi(recording.entry.midi_path)
-        self.per_recording[recording.entry.name] = self.decode.note_scores(reference, notes)
+        self.per_recording[recording.entry.name] = decode.note_scores(reference, notes)
 
     def results(self) -> dict[str, dict[str, float]]:
         """``{measure: {precision, recall, f1}}`` over all recordings (counts summed)."""
-        total = self.decode.aggregate_scores(self.per_recording.values())
+        total = decode.aggregate_scores(self.per_recording.values())
         return {
             measure: {k: float(total[f"{prefix}_{k}"]) for k in ("precision", "recall", "f1")}
             for measure, prefix in NOTE_PREFIXES.items()
@@ -154,7 +109,7 @@ def evaluate_checkpoint(
     """Framewise and (if a decoder exists) note-level scores of ``checkpoint`` on ``split``."""
     model, info = load_model(checkpoint, device=device)
     recordings = open_split(cache, split)
-    scorer = NoteScorer.available(info.get("decoder")) if notes else None
+    scorer = NoteScorer(info.get("decoder")) if notes else None
     framewise = evaluate_recordings(model, recordings, device, threshold=threshold, on_predictions=scorer)
     return {
         "checkpoint": str(checkpoint),
@@ -203,7 +158,7 @@ def format_report(report: dict) -> str:
     notes = report.get("note_level")
     lines.append("")
     if notes is None:
-        lines.append("note level: skipped (pianomtl.decode is not available)")
+        lines.append("note level: skipped (--no-notes)")
     else:
         counts = notes.get("counts", {})
         lines.append(
