@@ -42,7 +42,7 @@ from pianomtl.audio import AudioError, _truncated_wav_data, prepare_array
 from pianomtl.constants import FPS, FRAME_SIZE, HOP_SIZE, N_BINS, SAMPLE_RATE
 from pianomtl.decode import DecoderParams, decode
 from pianomtl.features import LogFilteredSpectrogram, frame_count
-from pianomtl.inference import DEFAULT_CHUNK_FRAMES, run_model
+from pianomtl.inference import DEFAULT_CHUNK_FRAMES, PRECISIONS, run_model
 from pianomtl.midi import Note, PedalEvent, Performance, write_midi
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".w64", ".caf", ".au")
@@ -327,7 +327,10 @@ class Transcriber:
         decoder: DecoderParams | dict | None = None,
         backend: str | None = None,
         chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+        precision: str = "fp32",
     ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; choose from {PRECISIONS}")
         self.model, default_decoder, self.metadata = resolve_model(model, device, backend)
         from pianomtl.export import OnnxModel
 
@@ -337,6 +340,9 @@ class Transcriber:
             decoder = DecoderParams.from_dict(decoder)
         self.decoder = decoder or default_decoder
         self.chunk_frames = chunk_frames
+        if precision != "fp32" and self.backend != "torch":
+            raise ValueError(f"precision {precision!r} needs the torch backend")
+        self.precision = precision
 
     def features(self, audio: str | Path | np.ndarray, sr: float | None = None) -> tuple[np.ndarray, float, str]:
         if isinstance(audio, str | Path):
@@ -352,7 +358,9 @@ class Transcriber:
         return features, duration, "<array>"
 
     def activations(self, features: np.ndarray) -> dict[str, np.ndarray]:
-        return run_model(self.model, features, chunk_frames=self.chunk_frames, device=self.device)
+        return run_model(
+            self.model, features, chunk_frames=self.chunk_frames, device=self.device, precision=self.precision
+        )
 
     def __call__(
         self, audio: str | Path | np.ndarray, sr: float | None = None, keep_activations: bool = True
@@ -380,6 +388,7 @@ def transcribe(
     backend: str | None = None,
     keep_activations: bool = True,
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    precision: str = "fp32",
 ) -> Transcription:
     """Transcribe one recording: notes (key, onset, offset, velocity) and CC64 pedal events.
 
@@ -388,10 +397,13 @@ def transcribe(
     ``sr``. ``model``: ``None`` for the bundled model, a model file (bundle, training
     checkpoint, ``.onnx``), or a loaded model. ``decoder`` overrides the model's
     decoder parameters. ``keep_activations=False`` drops the activations and
-    spectrogram from the result (memory on long files). For many files, build one
-    :class:`Transcriber` and call it.
+    spectrogram from the result (memory on long files). ``precision="bf16"`` runs the
+    network in bfloat16 (faster on GPUs and AMX CPUs; see :mod:`pianomtl.inference`).
+    For many files, build one :class:`Transcriber` and call it.
     """
-    transcriber = Transcriber(model, device=device, decoder=decoder, backend=backend, chunk_frames=chunk_frames)
+    transcriber = Transcriber(
+        model, device=device, decoder=decoder, backend=backend, chunk_frames=chunk_frames, precision=precision
+    )
     return transcriber(audio, sr=sr, keep_activations=keep_activations)
 
 
@@ -477,6 +489,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend", default=None, choices=BACKENDS, help="network runtime (default: onnxruntime for .onnx, else torch)"
     )
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="network arithmetic: fp32 (exact, default) or bf16 (torch backend; ~2.5x faster network on GPUs "
+        "and CPUs with AMX/AVX512-BF16, activations within a few 1e-3)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--skip-existing", action="store_true", help="skip inputs whose outputs all exist")
     parser.add_argument("--onset-threshold", type=float, default=None, help="override the model's decoder")
@@ -539,7 +558,7 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         return 2 if failures else 0
     try:
-        transcriber = Transcriber(args.model, device=args.device, backend=args.backend)
+        transcriber = Transcriber(args.model, device=args.device, backend=args.backend, precision=args.precision)
     except (ModelFileError, ValueError, OSError) as problem:
         error(str(problem))
         return 2
