@@ -371,10 +371,13 @@ def train(config: TrainConfig, resume: bool = False, dist: distributed.Context |
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     result_path = out / "result.json"
+    earlier_seconds = 0.0  # wall time of the finished part of an extended run
     if resume and result_path.exists():
         previous = json.loads(result_path.read_text())
-        if previous.get("status") in ("finished", "unstable"):
-            return previous
+        extended = previous.get("status") == "finished" and previous.get("steps", 0) < config.steps
+        if previous.get("status") in ("finished", "unstable") and not extended:
+            return previous  # a larger --steps continues a finished run (the schedule follows the new total)
+        earlier_seconds = float(previous.get("wall_seconds", 0.0))
     attempts: list[dict] = []
     started = time.perf_counter()
     for attempt in range(config.restarts + 1):
@@ -393,7 +396,7 @@ def train(config: TrainConfig, resume: bool = False, dist: distributed.Context |
     else:
         result = {"status": "unstable", "attempts": attempts, "validation": {}}
     result["config"] = asdict(config)
-    result["wall_seconds"] = time.perf_counter() - started
+    result["wall_seconds"] = earlier_seconds + time.perf_counter() - started
     if dist.is_main:
         write_json_atomic(result_path, result)
     distributed.barrier(dist)  # result.json exists when any rank returns
