@@ -58,7 +58,18 @@ def render(
     ``duration`` (seconds) fixes the output length; by default the performance's end
     plus :data:`RELEASE_TAIL_SECONDS`.
     """
-    fluidsynth, write_float = _write_float()
+    synth, font_id = load_synth(soundfont, sample_rate, gain)
+    try:
+        synth.program_select(0, font_id, bank, program)
+        total_seconds = performance.end_time + RELEASE_TAIL_SECONDS if duration is None else duration
+        return play(synth, synth_events(performance), max(1, round(total_seconds * sample_rate)), sample_rate)
+    finally:
+        synth.delete()
+
+
+def load_synth(soundfont: str | Path, sample_rate: int = SAMPLE_RATE, gain: float = 0.5):  # type: ignore[no-untyped-def]
+    """A FluidSynth instance (no reverb, no chorus) with ``soundfont`` loaded: ``(synth, font_id)``."""
+    fluidsynth, _ = _write_float()
     soundfont = Path(soundfont)
     if not soundfont.is_file():
         raise RenderError(f"{soundfont}: SoundFont not found")
@@ -67,53 +78,66 @@ def render(
         samplerate=float(sample_rate),
         **{"synth.reverb.active": 0, "synth.chorus.active": 0, "synth.polyphony": 4096},
     )
-    try:
-        font_id = synth.sfload(str(soundfont))
-        if font_id < 0:
-            raise RenderError(f"{soundfont}: FluidSynth failed to load the SoundFont")
-        synth.program_select(0, font_id, bank, program)
-        events: list[tuple[float, int, tuple[str, int, int]]] = []
-        # a note-off silences every voice of its key, so a note ends where its key is struck
-        # again (as the targets cut it); otherwise it would cut the re-struck note short
-        next_onset: dict[int, float] = {}
-        offsets: dict[int, float] = {}
-        for index in sorted(range(len(performance.notes)), key=lambda i: performance.notes[i].onset, reverse=True):
-            note = performance.notes[index]
-            offsets[index] = min(max(note.offset, note.onset), next_onset.get(int(note.key), np.inf))
-            next_onset[int(note.key)] = note.onset
-        for index, note in enumerate(performance.notes):
-            events.append((note.onset, 2, ("on", int(note.key), int(max(1, min(127, note.velocity))))))
-            events.append((offsets[index], 0, ("off", int(note.key), 0)))
-        for event in performance.pedal:
-            events.append((event.time, 1, ("cc", PEDAL_CC, fluidsynth_pedal_value(event.value))))
-        events.sort(key=lambda e: (e[0], e[1]))
-        total_seconds = performance.end_time + RELEASE_TAIL_SECONDS if duration is None else duration
-        n_total = max(1, round(total_seconds * sample_rate))
-        left = np.zeros(n_total, dtype=np.float32)
-        right = np.zeros(n_total, dtype=np.float32)
-        position = 0
-
-        def advance(until: int) -> None:
-            nonlocal position
-            until = min(until, n_total)
-            while position < until:
-                count = min(BLOCK, until - position)
-                write_float(
-                    synth.synth, count,
-                    left[position:].ctypes.data, 0, 1,
-                    right[position:].ctypes.data, 0, 1,
-                )  # fmt: skip
-                position += count
-
-        for time, _, (kind, number, value) in events:
-            advance(round(time * sample_rate))
-            if kind == "on":
-                synth.noteon(0, number, value)
-            elif kind == "off":
-                synth.noteoff(0, number)
-            else:
-                synth.cc(0, number, value)
-        advance(n_total)
-    finally:
+    font_id = synth.sfload(str(soundfont))
+    if font_id < 0:
         synth.delete()
+        raise RenderError(f"{soundfont}: FluidSynth failed to load the SoundFont")
+    return synth, font_id
+
+
+Event = tuple[float, int, tuple[str, int, int]]
+"""(time in seconds, order at equal times: releases, pedal, onsets; (kind, number, value))."""
+
+
+def synth_events(performance: Performance) -> list[Event]:
+    """The performance as time-ordered FluidSynth calls.
+
+    A note-off silences every voice of its key, so a note is released where its key
+    is struck again (as the targets cut it); otherwise it would cut the re-struck
+    note short.
+    """
+    next_onset: dict[int, float] = {}
+    offsets: dict[int, float] = {}
+    for index in sorted(range(len(performance.notes)), key=lambda i: performance.notes[i].onset, reverse=True):
+        note = performance.notes[index]
+        offsets[index] = min(max(note.offset, note.onset), next_onset.get(int(note.key), np.inf))
+        next_onset[int(note.key)] = note.onset
+    events: list[Event] = []
+    for index, note in enumerate(performance.notes):
+        events.append((note.onset, 2, ("on", int(note.key), int(max(1, min(127, note.velocity))))))
+        events.append((offsets[index], 0, ("off", int(note.key), 0)))
+    for event in performance.pedal:
+        events.append((event.time, 1, ("cc", PEDAL_CC, fluidsynth_pedal_value(event.value))))
+    events.sort(key=lambda e: (e[0], e[1]))
+    return events
+
+
+def play(synth, events: list[Event], n_samples: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Drive a loaded pyfluidsynth ``Synth`` (channel 0) through ``events``; mono float32 output."""
+    _, write_float = _write_float()
+    left = np.zeros(n_samples, dtype=np.float32)
+    right = np.zeros(n_samples, dtype=np.float32)
+    position = 0
+
+    def advance(until: int) -> None:
+        nonlocal position
+        until = min(until, n_samples)
+        while position < until:
+            count = min(BLOCK, until - position)
+            write_float(
+                synth.synth, count,
+                left[position:].ctypes.data, 0, 1,
+                right[position:].ctypes.data, 0, 1,
+            )  # fmt: skip
+            position += count
+
+    for time, _, (kind, number, value) in events:
+        advance(round(time * sample_rate))
+        if kind == "on":
+            synth.noteon(0, number, value)
+        elif kind == "off":
+            synth.noteoff(0, number)
+        else:
+            synth.cc(0, number, value)
+    advance(n_samples)
     return 0.5 * (left + right)

@@ -324,19 +324,10 @@ def plan(config: Config, sources: dict[str, Performance] | None = None) -> list[
 @functools.cache
 def _synth(timbre_name: str):  # type: ignore[no-untyped-def]
     """A FluidSynth instance with the timbre's SoundFont loaded, one per process and timbre."""
-    from pianomtl.data.render import RenderError, _write_float
+    from pianomtl.data.render import load_synth
 
-    fluidsynth, _ = _write_float()
     timbre = TIMBRES[timbre_name]
-    soundfont = timbre.soundfont()
-    synth = fluidsynth.Synth(
-        gain=timbre.gain,
-        samplerate=float(SAMPLE_RATE),
-        **{"synth.reverb.active": 0, "synth.chorus.active": 0, "synth.polyphony": 4096},
-    )
-    font_id = synth.sfload(str(soundfont))
-    if font_id < 0:
-        raise RenderError(f"{soundfont}: FluidSynth failed to load the SoundFont")
+    synth, font_id = load_synth(timbre.soundfont(), SAMPLE_RATE, timbre.gain)
     _settle(synth, font_id, timbre, warm_up=True)
     return synth, font_id
 
@@ -372,45 +363,16 @@ def _settle(synth, font_id: int, timbre: Timbre, warm_up: bool = False) -> None:
 
 
 def render_performance(performance: Performance, timbre_name: str, n_samples: int) -> np.ndarray:
-    """Render with the process's preloaded synth (same event order as :func:`render.render`)."""
-    from pianomtl.data.render import BLOCK, _write_float, fluidsynth_pedal_value
+    """Render with the process's preloaded synth (the events of :func:`render.synth_events`)."""
+    from pianomtl.data.render import play, synth_events
 
-    _, write_float = _write_float()
     synth, font_id = _synth(timbre_name)
-    events: list[tuple[float, int, tuple[str, int, int]]] = []
-    for note in performance.notes:
-        events.append((note.onset, 2, ("on", int(note.key), int(max(1, min(127, note.velocity))))))
-        events.append((max(note.offset, note.onset), 0, ("off", int(note.key), 0)))
-    for event in performance.pedal:
-        events.append((event.time, 1, ("cc", PEDAL_CC, fluidsynth_pedal_value(event.value))))
-    events.sort(key=lambda e: (e[0], e[1]))
-    n_wanted = n_samples
     # FluidSynth applies events at its internal 64-sample block boundaries and keeps its block phase
     # across calls: render whole blocks so that every item starts in the same phase (reproducible).
-    n_samples = -(-n_samples // FLUID_BLOCK) * FLUID_BLOCK
-    left = np.zeros(n_samples, dtype=np.float32)
-    right = np.zeros(n_samples, dtype=np.float32)
-    position = 0
-
-    def advance(until: int) -> None:
-        nonlocal position
-        until = min(until, n_samples)
-        while position < until:
-            count = min(BLOCK, until - position)
-            write_float(synth.synth, count, left[position:].ctypes.data, 0, 1, right[position:].ctypes.data, 0, 1)
-            position += count
-
-    for moment, _, (kind, number, value) in events:
-        advance(round(moment * SAMPLE_RATE))
-        if kind == "on":
-            synth.noteon(0, number, value)
-        elif kind == "off":
-            synth.noteoff(0, number)
-        else:
-            synth.cc(0, number, value)
-    advance(n_samples)
+    whole_blocks = -(-n_samples // FLUID_BLOCK) * FLUID_BLOCK
+    audio = play(synth, synth_events(performance), whole_blocks, SAMPLE_RATE)
     _settle(synth, font_id, TIMBRES[timbre_name])
-    return 0.5 * (left[:n_wanted] + right[:n_wanted])
+    return audio[:n_samples]
 
 
 def room_impulse_response(rng: np.random.Generator, rt60: float, drr_db: float) -> np.ndarray:
