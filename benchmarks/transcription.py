@@ -50,7 +50,12 @@ VARIANTS: list[dict[str, Any]] = [
     {"label": "onnxruntime", "backend": "onnxruntime"},
     {"label": "torch bf16", "backend": "torch", "precision": "bf16"},
 ]
-"""Configurations measured side by side (``label`` + keyword arguments of :func:`measure`)."""
+"""Configurations measured side by side (``label`` + keyword arguments of :func:`measure`).
+
+``torch`` is what ``pianomtl transcribe`` does by default (float32, exact);
+``onnxruntime`` is ``--backend onnxruntime``; ``torch bf16`` is ``--precision bf16``.
+:func:`measure` also takes ``chunk_frames`` / ``spectrogram_chunk`` to time other
+chunk sizes (how the defaults were chosen, see ``RESULTS.md``)."""
 
 RTF_FLOOR = 100.0  # × real time, end to end, default model
 RSS_FLOOR_MB = 1500.0  # peak resident memory for a 1-hour recording
@@ -192,8 +197,12 @@ def child(args: argparse.Namespace) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from pianomtl import transcriber as transcriber_module
     from pianomtl.decode import decode
     from pianomtl.transcriber import Transcriber, Transcription
+
+    if args.spectrogram_chunk:
+        transcriber_module.SPECTROGRAM_CHUNK_FRAMES = dict.fromkeys(("cpu", "other"), args.spectrogram_chunk)
 
     imported = time.perf_counter()
     options: dict[str, Any] = {"device": args.device, "backend": args.backend}
@@ -225,6 +234,15 @@ def child(args: argparse.Namespace) -> None:
         del features, activations, performance
         runs.append({"features": t1 - t0, "network": t2 - t1, "decode": t3 - t2, "write": t4 - t3, "total": t4 - t0})
     median = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    peak_kb = 0  # this process's own high-water mark (ru_maxrss would include the parent's, copied at fork)
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peak_kb = int(line.split()[1])
+    except OSError:
+        import resource
+
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
         json.dumps(
             {
@@ -240,6 +258,7 @@ def child(args: argparse.Namespace) -> None:
                 "chunk_frames": transcriber.chunk_frames,
                 "precision": getattr(transcriber, "precision", "fp32"),
                 "frames": frames,
+                "peak_kb": peak_kb,
             }
         )
     )
@@ -252,6 +271,7 @@ def measure(
     threads: int = 0,
     device: str = "cpu",
     chunk_frames: int = 0,
+    spectrogram_chunk: int = 0,
     precision: str = "fp32",
     repeats: int = 1,
     extra_env: dict[str, str] | None = None,
@@ -261,6 +281,7 @@ def measure(
     command = [sys.executable, str(Path(__file__).resolve()), "--child", "--audio", str(audio), "--model", model]
     command += ["--backend", backend, "--threads", str(threads), "--device", device, "--midi", str(midi)]
     command += ["--chunk-frames", str(chunk_frames), "--repeats", str(repeats), "--precision", precision]
+    command += ["--spectrogram-chunk", str(spectrogram_chunk)]
     env = {**os.environ, **(extra_env or {})}
     with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
         began = time.perf_counter()
@@ -284,7 +305,8 @@ def measure(
         "rtf": duration / seconds["total"],  # × real time, file in → MIDI out
         "share": {k: seconds[k] / seconds["total"] for k in ("features", "network", "decode", "write")},
         "network_fps": result["frames"] / seconds["network"],
-        "peak_rss_mb": usage.ru_maxrss / 1024,  # Linux: kilobytes
+        "peak_rss_mb": result["peak_kb"] / 1024,  # the child's VmHWM (its peak resident memory)
+        "ru_maxrss_mb": usage.ru_maxrss / 1024,  # for reference: also counts the parent's RSS at fork
         "process_wall_s": wall,
         "process_rtf": duration / wall,
         "device": device,
@@ -318,14 +340,14 @@ def run(
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
     header = (
-        f"{'config':<22} {'audio':>6} {'features':>9} {'network':>8} {'decode':>7} {'write':>6} {'total':>7} "
+        f"{'config':<25} {'audio':>6} {'features':>9} {'network':>8} {'decode':>7} {'write':>6} {'total':>7} "
         f"{'× real time':>11} {'net f/s':>8} {'peak RSS':>9} {'process':>8}"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
         s = r["seconds"]
         lines.append(
-            f"{r['config']:<22} {r['minutes']:>4.0f}m {s['features']:>8.2f}s {s['network']:>7.2f}s "
+            f"{r['config']:<25} {r['minutes']:>4.0f}m {s['features']:>8.2f}s {s['network']:>7.2f}s "
             f"{s['decode']:>6.2f}s {s['write']:>5.2f}s {s['total']:>6.2f}s {r['rtf']:>10.0f}x {r['network_fps']:>8.0f} "
             f"{r['peak_rss_mb']:>6.0f} MB {r['process_wall_s']:>7.1f}s"
         )
@@ -356,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     parser.add_argument("--backend", default="torch", help=argparse.SUPPRESS)
+    parser.add_argument("--spectrogram-chunk", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child(args)
