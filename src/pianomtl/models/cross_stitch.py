@@ -66,15 +66,11 @@ class CrossStitchNet(MultitaskNet):
     """Five task columns joined by cross-stitch units (see module docstring)."""
 
     memory_format = torch.channels_last
+    architecture = "cross-stitch"
 
     def __init__(self, config: ModelConfig | None = None) -> None:
-        if config is None:
-            from pianomtl.models.registry import ModelConfig
-
-            config = ModelConfig(name="cross-stitch")
-        if config.name != "cross-stitch":
-            raise ValueError(f"CrossStitchNet needs a 'cross-stitch' config, got {config.name!r}")
         super().__init__(config)
+        config = self.config
         small, large, head = config.small, config.large, config.head
         assert small is not None and large is not None and head is not None
         m = len(TASKS)

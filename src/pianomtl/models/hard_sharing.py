@@ -71,15 +71,11 @@ class HardSharingNet(MultitaskNet):
     """Shared 4-layer conv stem, one conv 10@3×3 + dense head per task (see module docstring)."""
 
     memory_format = torch.channels_last
+    architecture = "hard"
 
     def __init__(self, config: ModelConfig | None = None) -> None:
-        if config is None:
-            from pianomtl.models.registry import ModelConfig
-
-            config = ModelConfig(name="hard")
-        if config.name != "hard":
-            raise ValueError(f"HardSharingNet needs a 'hard' config, got {config.name!r}")
         super().__init__(config)
+        config = self.config
         small, large, head = config.small, config.large, config.head
         assert small is not None and large is not None and head is not None
         n = len(TASKS)

@@ -375,9 +375,17 @@ class MultitaskNet(nn.Module):
     """Layout the input is converted to (a speed choice; results do not depend on it)."""
 
     config: ModelConfig
+    architecture: str = ""
+    """The registry name this class builds (``ModelConfig.name``)."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig | None = None) -> None:
         super().__init__()
+        if config is None:
+            from pianomtl.models.registry import ModelConfig
+
+            config = ModelConfig(name=self.architecture)
+        if config.name != self.architecture:
+            raise ValueError(f"{type(self).__name__} needs a {self.architecture!r} config, got {config.name!r}")
         self.config = config
 
     def _prepare(self, x: Tensor) -> Tensor:
