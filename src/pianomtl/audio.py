@@ -82,11 +82,12 @@ def _truncated_wav_data(path: Path) -> tuple[int, int] | None:
             handle.seek(declared + (declared & 1), 1)  # chunks are padded to even length
 
 
-def load(path: str | Path) -> np.ndarray:
-    """Read ``path`` (wav, flac, ogg, mp3, ...) as mono float32 samples at 44.1 kHz.
+def open_audio(path: str | Path) -> sf.SoundFile:
+    """Open an audio file for reading, or raise :class:`AudioError` naming it and the reason.
 
-    Raises :class:`AudioError` with the file name and reason for a missing,
-    unreadable, truncated or empty file.
+    The one place that checks a path before decoding (missing, a folder, not audio,
+    a WAV whose data chunk is cut short), shared by :func:`load` and the streaming
+    reader of :mod:`pianomtl.transcriber`.
     """
     path = Path(path)
     if not path.exists():
@@ -94,20 +95,35 @@ def load(path: str | Path) -> np.ndarray:
     if path.is_dir():
         raise AudioError(f"{path}: is a folder, not an audio file")
     try:
-        samples, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
+        handle = sf.SoundFile(str(path))
     except sf.LibsndfileError as error:
         raise AudioError(f"{path}: not a readable audio file ({error.error_string})") from None
-    except (RuntimeError, TypeError, ValueError) as error:
+    except (RuntimeError, TypeError, ValueError, OSError) as error:
         raise AudioError(f"{path}: not a readable audio file ({error})") from None
-    try:
-        declared = sf.info(str(path)).frames
-    except (sf.LibsndfileError, RuntimeError):
-        declared = samples.shape[0]
-    if 0 < samples.shape[0] < declared:
-        raise AudioError(f"{path}: truncated (header declares {declared} samples, {samples.shape[0]} present)")
     truncated = _truncated_wav_data(path)
     if truncated is not None:
+        handle.close()
         raise AudioError(f"{path}: truncated (header declares {truncated[0]} data bytes, {truncated[1]} present)")
+    return handle
+
+
+def load(path: str | Path) -> np.ndarray:
+    """Read ``path`` (wav, flac, ogg, mp3, ...) as mono float32 samples at 44.1 kHz.
+
+    Raises :class:`AudioError` with the file name and reason for a missing,
+    unreadable, truncated or empty file.
+    """
+    path = Path(path)
+    with open_audio(path) as handle:
+        declared, sample_rate = handle.frames, handle.samplerate
+        try:
+            samples = handle.read(dtype="float32", always_2d=True)
+        except sf.LibsndfileError as error:
+            raise AudioError(f"{path}: not a readable audio file ({error.error_string})") from None
+        except (RuntimeError, TypeError, ValueError) as error:
+            raise AudioError(f"{path}: not a readable audio file ({error})") from None
+    if 0 < samples.shape[0] < declared:
+        raise AudioError(f"{path}: truncated (header declares {declared} samples, {samples.shape[0]} present)")
     return prepare_array(samples, sample_rate, name=str(path))
 
 

@@ -38,7 +38,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from pianomtl.audio import AudioError, _truncated_wav_data, prepare_array
+from pianomtl.audio import AudioError, open_audio, prepare_array
 from pianomtl.constants import FPS, FRAME_SIZE, HOP_SIZE, N_BINS, SAMPLE_RATE
 from pianomtl.decode import DecoderParams, decode
 from pianomtl.features import LogFilteredSpectrogram, frame_count
@@ -218,20 +218,7 @@ def file_features(path: str | Path, device: str | torch.device = "cpu") -> tuple
     import soxr
 
     path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: file not found")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a folder, not an audio file")
-    try:
-        handle = sf.SoundFile(str(path))
-    except sf.LibsndfileError as error:
-        raise AudioError(f"{path}: not a readable audio file ({error.error_string})") from None
-    except (RuntimeError, TypeError, ValueError, OSError) as error:
-        raise AudioError(f"{path}: not a readable audio file ({error})") from None
-    truncated = _truncated_wav_data(path)
-    if truncated is not None:
-        handle.close()
-        raise AudioError(f"{path}: truncated (header declares {truncated[0]} data bytes, {truncated[1]} present)")
+    handle = open_audio(path)
     with handle:
         rate, declared = handle.samplerate, handle.frames
         block = max(1, int(READ_BLOCK_SECONDS * rate))
