@@ -97,19 +97,7 @@ def _prepare_directly(dataset: Path, cache: Path) -> None:
             audio, midi = dataset / row["audio_filename"], dataset / row["midi_filename"]
             features, labels = store.compute_pair(audio, midi)
             name = Path(row["midi_filename"]).stem
-            features_rel, labels_rel = f"arrays/{name}.features.npy", f"arrays/{name}.labels.npy"
-            np.save(cache / features_rel, features.astype(np.float32))
-            np.save(cache / labels_rel, labels)
-            entry = store.Entry(
-                name=name,
-                split=row["split"],
-                n_frames=len(features),
-                features=features_rel,
-                labels=labels_rel,
-                audio_path=str(audio),
-                midi_path=str(midi),
-                source_stamp=store._stamp(audio, midi),
-            )
+            entry = store.store_pair(cache, name, row["split"], audio, midi, features, labels)
             entries.append(asdict(entry))
     store.write_json_atomic(cache / store.INDEX_NAME, {"version": store.FORMAT_VERSION, "entries": entries})
 

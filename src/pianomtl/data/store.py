@@ -84,6 +84,26 @@ def compute_pair(audio_path: Path, midi_path: Path) -> tuple[np.ndarray, np.ndar
     return features, labels
 
 
+def store_pair(
+    root: Path, name: str, split: str, audio_path: Path, midi_path: Path, features: np.ndarray, labels: np.ndarray
+) -> Entry:
+    """Write one recording's arrays atomically under ``root/arrays`` and describe them."""
+    stem = _safe_name(name)
+    features_rel, labels_rel = f"arrays/{stem}.features.npy", f"arrays/{stem}.labels.npy"
+    _save_atomic(root / features_rel, features.astype(np.float32))
+    _save_atomic(root / labels_rel, labels)
+    return Entry(
+        name=name,
+        split=split,
+        n_frames=len(features),
+        features=features_rel,
+        labels=labels_rel,
+        audio_path=str(audio_path),
+        midi_path=str(midi_path),
+        source_stamp=_stamp(audio_path, midi_path),
+    )
+
+
 def _prepare_one(record_fields: dict, cache_root: str) -> tuple[str, dict | None, str | None]:
     """Worker: compute and store one record; returns (name, entry dict, error)."""
     import torch
@@ -95,21 +115,7 @@ def _prepare_one(record_fields: dict, cache_root: str) -> tuple[str, dict | None
         features, labels = compute_pair(audio_path, midi_path)
     except (AudioError, MidiError, OSError, ValueError) as error:
         return name, None, str(error)
-    root = Path(cache_root)
-    stem = _safe_name(name)
-    features_rel, labels_rel = f"arrays/{stem}.features.npy", f"arrays/{stem}.labels.npy"
-    _save_atomic(root / features_rel, features.astype(np.float32))
-    _save_atomic(root / labels_rel, labels)
-    entry = Entry(
-        name=name,
-        split=record_fields["split"],
-        n_frames=len(features),
-        features=features_rel,
-        labels=labels_rel,
-        audio_path=str(audio_path),
-        midi_path=str(midi_path),
-        source_stamp=_stamp(audio_path, midi_path),
-    )
+    entry = store_pair(Path(cache_root), name, record_fields["split"], audio_path, midi_path, features, labels)
     return name, asdict(entry), None
 
 
