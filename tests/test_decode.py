@@ -153,6 +153,79 @@ def test_tune_finds_thresholds_that_fit_scaled_activations() -> None:
     # a timid network: every probability at most 0.35, so the default 0.5 finds nothing
     timid = {t: (v * 0.35 if t in ("on", "int", "off") else v) for t, v in acts.items()}
     assert decode_notes(timid) == []
-    params = tune([timid], [performance], onset_grid=(0.3, 0.5), frame_grid=(0.3, 0.5), offset_grid=(0.3, 1.01))
-    assert params.onset_threshold == 0.3 and params.frame_threshold == 0.3
+    params = tune(
+        [timid],
+        [performance],
+        onset_grid=(0.3, 0.5),
+        frame_grid=(0.3, 0.5),
+        offset_grid=(0.3, 1.01),
+        methods=["threshold"],
+    ).params
+    assert params.method == "threshold" and params.onset_threshold == 0.3 and params.frame_threshold == 0.3
     assert note_scores(performance, decode_notes(timid, params))["note_offset_f1"] == pytest.approx(1.0)
+
+
+HMM = DecoderParams(method="hmm", hmm_onset_prior=0.3, hmm_end_prior=0.3)
+
+
+@pytest.mark.parametrize("pedal", [True, False])
+def test_hmm_gives_perfect_activations_back(pedal: bool) -> None:
+    performance = clip_performance()
+    if not pedal:
+        performance = Performance(performance.notes, [])
+    decoded = decode_notes(perfect_activations(performance, 3.0), HMM)
+    scores = note_scores(performance, decoded)
+    assert scores["note_f1"] == pytest.approx(1.0) and scores["note_offset_f1"] == pytest.approx(1.0)
+    for ref, est in zip(sustain_notes(performance), decoded, strict=True):
+        assert est.key == ref.key and abs(est.onset - ref.onset) <= 0.5 / FPS + 1e-9
+        assert abs(est.velocity - ref.velocity) <= 1
+
+
+def test_hmm_splits_re_struck_keys() -> None:
+    notes = [Note(60, 0.20, 1.00, 80), Note(60, 0.32, 1.00, 60), Note(60, 0.60, 0.90, 100)]
+    performance = Performance(notes, [PedalEvent(0.0, 127), PedalEvent(1.5, 0)])
+    decoded = decode_notes(perfect_activations(performance, 2.0), HMM)
+    assert [n.onset for n in decoded] == pytest.approx([0.20, 0.32, 0.60])
+    assert [n.offset for n in decoded] == pytest.approx([0.32, 0.60, 1.50])
+
+
+def test_hmm_weighs_onset_evidence_against_the_frame_head() -> None:
+    acts = empty_activations(60)
+    key = 60 - MIN_KEY
+    acts["on"][9:12, key] = 0.35  # a weak onset ...
+    acts["int"][10:40, key] = 0.95  # ... followed by a clearly sounding note
+    acts["on"][48, key + 2] = 0.7  # a confident onset spike with no sound after it
+    acts["vel"][9:12, key] = 0.5
+    threshold = decode_notes(acts)
+    hmm = decode_notes(acts, HMM)
+    assert [(n.key, n.onset) for n in threshold] == [(62, 48 / FPS)]
+    assert [(n.key, n.onset, n.offset, n.velocity) for n in hmm] == [(60, 10 / FPS, 40 / FPS, 64)]
+
+
+def test_hmm_on_silence_and_empty_input() -> None:
+    assert decode_notes(empty_activations(100), HMM) == []
+    assert decode_notes(empty_activations(0), HMM) == []
+
+
+def test_tune_compares_both_decoders_and_keeps_the_better() -> None:
+    performance = clip_performance()
+    acts = perfect_activations(performance, 3.0)
+    noisy = dict(acts)
+    noisy["on"] = np.clip(acts["on"] * 0.45 + 0.05 * (acts["int"] > 0), 0, 1)  # weak onsets, sound after them
+    result = tune([noisy], [performance], onset_grid=(0.5, 0.6), frame_grid=(0.5,), offset_grid=(1.01,))
+    assert set(result.scores) == {"threshold", "hmm"}
+    assert result.scores["threshold"]["note_f1"] == 0.0  # no onset peak reaches 0.5
+    assert result.params.method == "hmm" and result.scores["hmm"]["note_f1"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"method": "viterbi"}, "method must be one of"),
+        ({"hmm_onset_prior": 0.0}, "hmm_onset_prior must be in"),
+        ({"hmm_onset_prior": 0.6, "hmm_end_prior": 0.5}, "must be below 1"),
+    ],
+)
+def test_bad_hmm_parameters_are_refused(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DecoderParams(**changes)

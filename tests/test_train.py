@@ -105,10 +105,11 @@ def test_resume_gives_the_same_parameters_as_one_straight_run(
     cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = FAMILIES["cross-stitch-detached"].to_dict()  # noise layers, α and both columns' states
-    straight = train(tiny_config(cache, tmp_path / "straight", model=model, validate_every=2))
+    # the equaliser augmentation draws from the sampler's stream, which the checkpoint restores
+    straight = train(tiny_config(cache, tmp_path / "straight", model=model, validate_every=2, equaliser=0.5))
     assert straight["status"] == "finished"
 
-    interrupted = tiny_config(cache, tmp_path / "resumed", model=model, validate_every=2)
+    interrupted = tiny_config(cache, tmp_path / "resumed", model=model, validate_every=2, equaliser=0.5)
     with monkeypatch.context() as patch:
         _interrupt_after(patch, 2)
         with pytest.raises(KeyboardInterrupt):
@@ -130,6 +131,28 @@ def test_resume_gives_the_same_parameters_as_one_straight_run(
     # a finished run is not trained again
     again = train(interrupted, resume=True)
     assert again["wall_seconds"] == resumed["wall_seconds"]
+
+
+def test_init_from_starts_from_the_checkpoint_weights(cache: Path, tmp_path: Path) -> None:
+    first = train(tiny_config(cache, tmp_path / "first"))
+    assert first["status"] == "finished"
+    source = torch.load(tmp_path / "first" / "checkpoint.pt", weights_only=False)["model"]
+    tuned = Run(
+        tiny_config(cache, tmp_path / "tuned", init_from=str(tmp_path / "first" / "checkpoint.pt"), seed=9), 9, False
+    )
+    assert tuned.step == 0
+    for name, tensor in tuned.model.state_dict().items():
+        assert torch.equal(tensor, source[name]), name
+
+    other = replace(ModelConfig(name="hard"), small=8).to_dict()
+    with pytest.raises(ValueError, match=r"checkpoint\.pt: its model .* differs"):
+        Run(
+            tiny_config(cache, tmp_path / "other", model=other, init_from=str(tmp_path / "first" / "checkpoint.pt")),
+            0,
+            False,
+        )
+    with pytest.raises(ValueError, match="model file not found"):
+        Run(tiny_config(cache, tmp_path / "missing", init_from=str(tmp_path / "nothing.pt")), 0, False)
 
 
 def test_divergence_after_restarts_is_unstable(cache: Path, tmp_path: Path) -> None:

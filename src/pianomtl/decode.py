@@ -20,6 +20,14 @@ Notes (a threshold decoder in the spirit of Onsets & Frames):
 * **Velocity** is the maximum of the velocity head over the onset frame ±1, times
   127, rounded and clipped to 1–127.
 
+``method="hmm"`` decodes the notes instead with a per-key hidden Markov model in
+the spirit of the predecessor paper's ADSR decoding (:func:`hmm_note_spans`):
+states *off*, *attack* and *sounding*, the network's outputs read as the states'
+frame likelihoods, and a Viterbi path per key. A note starts where an attack run
+starts (its onset is the run's middle frame) and ends where the path leaves
+*sounding*. It can start a note on a weak onset peak where ``int`` rises clearly,
+and will not start one where an onset peak is not followed by sound.
+
 Pedal: the ``sus`` curve goes through a hysteresis (down when it rises above
 ``pedal_high``, up when it falls below ``pedal_low``), giving CC64 127/0 events. A
 change between frames ``t-1`` and ``t`` is placed half-way, at ``(t - 0.5) / 50`` s.
@@ -53,6 +61,9 @@ OFFSET_RATIO = 0.2
 OFFSET_MIN_TOLERANCE = 0.05
 
 
+NOTE_METHODS = ("threshold", "hmm")
+
+
 @dataclass(frozen=True)
 class DecoderParams:
     """Thresholds of the decoder; tuned on validation data by :func:`tune`."""
@@ -75,8 +86,23 @@ class DecoderParams:
     """Write the continuous pedal curve (partial pedalling) instead of 0/127 events."""
     pedal_step: int = 8
     """With ``half_pedal``: a new CC64 event only when the value moved by this much."""
+    method: str = "threshold"
+    """Note decoder: ``threshold`` (peak picking) or ``hmm`` (per-key Viterbi, :func:`hmm_note_spans`)."""
+    hmm_onset_prior: float = 0.3
+    """HMM: transition probability per frame that a silent or sounding key is struck
+    (the default is the best on validation for the v2 model; see :data:`HMM_ONSET_GRID`)."""
+    hmm_end_prior: float = 0.3
+    """HMM: transition probability per frame that a sounding note ends."""
 
     def __post_init__(self) -> None:
+        if self.method not in NOTE_METHODS:
+            raise ValueError(f"method must be one of {', '.join(NOTE_METHODS)}, got {self.method!r}")
+        for name in ("hmm_onset_prior", "hmm_end_prior"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"{name} must be in (0, 1), got {value}")
+        if self.hmm_onset_prior + self.hmm_end_prior >= 1.0:
+            raise ValueError("hmm_onset_prior + hmm_end_prior must be below 1 (a sounding key's three ways on)")
         if self.min_frames < 1:
             raise ValueError(f"min_frames must be at least 1, got {self.min_frames}")
         if self.onset_merge_frames < 1:
@@ -189,6 +215,8 @@ def decode_notes(activations: dict[str, np.ndarray], params: DecoderParams | Non
     """Notes (key, onset s, offset s, velocity 1–127) sorted by onset, then key."""
     params = params or DecoderParams()
     _check_activations(activations)
+    if params.method == "hmm":
+        return _notes_from_spans(activations, hmm_note_spans(activations, params))
     onsets = pick_onsets(activations["on"], params.onset_threshold, params.onset_merge_frames)
     return _notes_from_onsets(activations, onsets, params)
 
@@ -197,11 +225,99 @@ def _notes_from_onsets(
     activations: dict[str, np.ndarray], onsets: list[np.ndarray], params: DecoderParams
 ) -> list[Note]:
     offsets = _offset_peaks(activations["off"], params.offset_threshold)
-    spans = _note_ends(onsets, activations["int"], offsets, params)
+    return _notes_from_spans(activations, _note_ends(onsets, activations["int"], offsets, params))
+
+
+def _notes_from_spans(activations: dict[str, np.ndarray], spans: list[tuple[int, int, int]]) -> list[Note]:
     vel = activations["vel"]
     notes = [Note(MIN_KEY + key, start / FPS, end / FPS, _velocity(vel, key, start)) for key, start, end in spans]
     notes.sort(key=lambda n: (n.onset, n.key))
     return notes
+
+
+# -- per-key HMM ---------------------------------------------------------------------
+
+OFF, ATTACK, SOUNDING = 0, 1, 2
+_PROBABILITY_FLOOR = 1e-6
+
+
+def _hmm_log_transitions(params: DecoderParams) -> np.ndarray:
+    """``[from, to]`` log transition probabilities of the off/attack/sounding chain.
+
+    Off stays off or is struck; an attack (the onset label is 3 frames wide) stays
+    or turns into sound; a sounding key goes on, is struck again, or ends.
+    """
+    strike, end = params.hmm_onset_prior, params.hmm_end_prior
+    matrix = np.zeros((3, 3))
+    matrix[OFF] = (1 - strike, strike, 0.0)
+    matrix[ATTACK] = (0.0, 0.5, 0.5)
+    matrix[SOUNDING] = (end, strike, 1 - strike - end)
+    with np.errstate(divide="ignore"):
+        return np.log(matrix)
+
+
+def _hmm_log_emissions(on: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """``[T, 88, 3]`` log likelihoods of each state from the onset and ``int`` heads."""
+    on = np.clip(np.asarray(on, dtype=np.float64), _PROBABILITY_FLOOR, 1 - _PROBABILITY_FLOOR)
+    frame = np.clip(np.asarray(frame, dtype=np.float64), _PROBABILITY_FLOOR, 1 - _PROBABILITY_FLOOR)
+    return np.stack(
+        [np.log1p(-on) + np.log1p(-frame), np.log(on), np.log1p(-on) + np.log(frame)],
+        axis=-1,
+    )
+
+
+def hmm_states(activations: dict[str, np.ndarray], params: DecoderParams) -> np.ndarray:
+    """The Viterbi state path ``[T, 88]`` (0 off, 1 attack, 2 sounding) of every key.
+
+    All 88 keys run in one vectorised pass; the path starts and may end in any state.
+    """
+    emissions = _hmm_log_emissions(activations["on"], activations["int"])
+    n_frames, n_keys = emissions.shape[:2]
+    if n_frames == 0:
+        return np.zeros((0, n_keys), dtype=np.int8)
+    transitions = _hmm_log_transitions(params)
+    start = np.log(np.array([1 - 2 * _PROBABILITY_FLOOR, _PROBABILITY_FLOOR, _PROBABILITY_FLOOR]))
+    score = start + emissions[0]
+    backpointers = np.zeros((n_frames, n_keys, 3), dtype=np.int8)
+    for t in range(1, n_frames):
+        candidates = score[:, :, None] + transitions  # [keys, from, to]
+        best = candidates.argmax(axis=1)
+        backpointers[t] = best
+        score = np.take_along_axis(candidates, best[:, None, :], axis=1)[:, 0, :] + emissions[t]
+    path = np.zeros((n_frames, n_keys), dtype=np.int8)
+    state = score.argmax(axis=1)
+    keys = np.arange(n_keys)
+    for t in range(n_frames - 1, -1, -1):
+        path[t] = state
+        state = backpointers[t, keys, state]
+    return path
+
+
+def hmm_note_spans(activations: dict[str, np.ndarray], params: DecoderParams) -> list[tuple[int, int, int]]:
+    """``(key column, onset frame, end frame)`` of the notes on the Viterbi paths.
+
+    A note begins at each run of *attack* frames (onset: the run's middle) and ends
+    at the first *off* frame after the run or at the next onset of the key; a note
+    shorter than ``min_frames`` is kept at that length, as in the threshold decoder.
+    """
+    path = hmm_states(activations, params)
+    n_frames = len(path)
+    spans: list[tuple[int, int, int]] = []
+    for key in range(path.shape[1]):
+        states = path[:, key]
+        attack = states == ATTACK
+        if not attack.any():
+            continue
+        edges = np.diff(np.concatenate([[0], attack.astype(np.int8), [0]]))
+        run_starts, run_stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        onsets = (run_starts + run_stops - 1) // 2
+        boundaries = np.flatnonzero(states == OFF)
+        for index, (onset, run_stop) in enumerate(zip(onsets.tolist(), run_stops.tolist(), strict=True)):
+            limit = int(onsets[index + 1]) if index + 1 < len(onsets) else n_frames  # a re-strike ends the note
+            position = np.searchsorted(boundaries, run_stop)
+            end = min(limit, int(boundaries[position])) if position < len(boundaries) else limit
+            spans.append((key, onset, max(end, min(onset + params.min_frames, limit))))
+    return spans
 
 
 # -- pedal -------------------------------------------------------------------------
@@ -368,6 +484,29 @@ def aggregate_scores(scores: Iterable[dict[str, float]]) -> dict[str, float]:
 ONSET_GRID = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 FRAME_GRID = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 OFFSET_GRID = (0.3, 0.5, 0.7, 1.01)  # 1.01: offsets from int alone
+HMM_ONSET_GRID = (0.1, 0.2, 0.3, 0.4)
+HMM_END_GRID = (0.1, 0.2, 0.3, 0.4)
+"""The HMM's best "priors" on validation data are large (0.3/0.3 for the v2 model): with
+the heads' posteriors read as likelihoods they act as weights against over-confident
+emissions rather than as real rates of key strikes."""
+
+
+@dataclass
+class TuningResult:
+    """What :func:`tune` chose and what each decoder scored on the tuning data."""
+
+    params: DecoderParams
+    scores: dict[str, dict[str, float]]
+    """Per method: corpus note-level scores (:func:`aggregate_scores`) of its best setting."""
+
+
+def _corpus_scores(
+    activations_list: Sequence[dict[str, np.ndarray]], references: Sequence[list[Note]], decode_one
+) -> dict[str, float]:
+    return aggregate_scores(
+        note_scores(reference, decode_one(activations, index))
+        for index, (activations, reference) in enumerate(zip(activations_list, references, strict=True))
+    )
 
 
 def tune(
@@ -377,23 +516,50 @@ def tune(
     onset_grid: Sequence[float] = ONSET_GRID,
     frame_grid: Sequence[float] = FRAME_GRID,
     offset_grid: Sequence[float] = OFFSET_GRID,
-) -> DecoderParams:
-    """Grid-search the thresholds on validation recordings.
+    methods: Sequence[str] = NOTE_METHODS,
+    hmm_onset_grid: Sequence[float] = HMM_ONSET_GRID,
+    hmm_end_grid: Sequence[float] = HMM_END_GRID,
+) -> TuningResult:
+    """Grid-search each note decoder on validation recordings; keep the best on note F1.
 
-    Two stages, because note F1 (onsets only) does not depend on the frame and
-    offset thresholds: the onset threshold maximises corpus note F1; with it fixed,
-    the frame and offset thresholds maximise corpus note-with-offset F1. Ties go to
-    the value nearest 0.5. Scores are summed over recordings (:func:`aggregate_scores`).
+    Threshold decoder, two stages, because note F1 (onsets only) does not depend on
+    the frame and offset thresholds: the onset threshold maximises corpus note F1;
+    with it fixed, the frame and offset thresholds maximise corpus note-with-offset
+    F1. HMM decoder: the two priors maximise note F1, then note-with-offset F1 breaks
+    ties. Ties go to the value nearest 0.5 (threshold) or the first in the grid (HMM).
+    Scores are summed over recordings (:func:`aggregate_scores`).
     """
     if len(activations_list) != len(reference_performances_list):
         raise ValueError("tune needs one reference performance per activation set")
+    unknown = sorted(set(methods) - set(NOTE_METHODS))
+    if unknown or not methods:
+        raise ValueError(f"methods must be among {', '.join(NOTE_METHODS)}, got {list(methods)}")
     base = base or DecoderParams()
     references = [reference_notes(p) for p in reference_performances_list]
+    candidates: dict[str, tuple[DecoderParams, dict[str, float]]] = {}
+    if "threshold" in methods:
+        candidates["threshold"] = _tune_threshold(
+            activations_list, references, replace(base, method="threshold"), onset_grid, frame_grid, offset_grid
+        )
+    if "hmm" in methods:
+        candidates["hmm"] = _tune_hmm(
+            activations_list, references, replace(base, method="hmm"), hmm_onset_grid, hmm_end_grid
+        )
+    best = max(candidates, key=lambda m: (candidates[m][1]["note_f1"], candidates[m][1]["note_offset_f1"]))
+    return TuningResult(candidates[best][0], {m: scores for m, (_, scores) in candidates.items()})
 
+
+def _tune_threshold(
+    activations_list: Sequence[dict[str, np.ndarray]],
+    references: Sequence[list[Note]],
+    base: DecoderParams,
+    onset_grid: Sequence[float],
+    frame_grid: Sequence[float],
+    offset_grid: Sequence[float],
+) -> tuple[DecoderParams, dict[str, float]]:
     def corpus(params: DecoderParams, onsets_per_recording: list[list[np.ndarray]]) -> dict[str, float]:
-        return aggregate_scores(
-            note_scores(ref, _notes_from_onsets(acts, onsets, params))
-            for acts, onsets, ref in zip(activations_list, onsets_per_recording, references, strict=True)
+        return _corpus_scores(
+            activations_list, references, lambda acts, i: _notes_from_onsets(acts, onsets_per_recording[i], params)
         )
 
     def onsets_for(threshold: float) -> list[list[np.ndarray]]:
@@ -406,11 +572,31 @@ def tune(
             best_onset, best_score = threshold, score
     onsets = onsets_for(best_onset)
     best = replace(base, onset_threshold=best_onset)
-    tuned, best_score = best, -1.0
+    tuned, tuned_scores = best, {"note_offset_f1": -1.0}
     grid = sorted(itertools.product(frame_grid, offset_grid), key=lambda v: abs(v[0] - 0.5) + abs(v[1] - 0.5))
     for frame_threshold, offset_threshold in grid:
         candidate = replace(best, frame_threshold=frame_threshold, offset_threshold=offset_threshold)
-        score = corpus(candidate, onsets)["note_offset_f1"]
-        if score > best_score:
-            tuned, best_score = candidate, score
-    return tuned
+        scores = corpus(candidate, onsets)
+        if scores["note_offset_f1"] > tuned_scores["note_offset_f1"]:
+            tuned, tuned_scores = candidate, scores
+    return tuned, tuned_scores
+
+
+def _tune_hmm(
+    activations_list: Sequence[dict[str, np.ndarray]],
+    references: Sequence[list[Note]],
+    base: DecoderParams,
+    onset_grid: Sequence[float],
+    end_grid: Sequence[float],
+) -> tuple[DecoderParams, dict[str, float]]:
+    tuned, tuned_scores = base, {"note_f1": -1.0, "note_offset_f1": -1.0}
+    for onset_prior, end_prior in itertools.product(onset_grid, end_grid):
+        if onset_prior + end_prior >= 1.0:
+            continue
+        candidate = replace(base, hmm_onset_prior=onset_prior, hmm_end_prior=end_prior)
+        scores = _corpus_scores(
+            activations_list, references, lambda acts, _, params=candidate: decode_notes(acts, params)
+        )
+        if (scores["note_f1"], scores["note_offset_f1"]) > (tuned_scores["note_f1"], tuned_scores["note_offset_f1"]):
+            tuned, tuned_scores = candidate, scores
+    return tuned, tuned_scores

@@ -80,6 +80,8 @@ class TrainConfig:
     explode_factor: float = 20.0
     clip_grad_norm: float = 0.0  # 0 = off (the paper); > 0 rescales larger gradients to this norm
     threads: int = 0  # torch intra-op threads; 0 = torch's default
+    equaliser: float = 0.0  # share of excerpts given a random equaliser + level (pianomtl.data.augment)
+    init_from: str = ""  # start from this checkpoint's / bundle's weights (fine-tuning); "" = random init
 
 
 def task_losses(outputs: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -151,6 +153,20 @@ def _atomic_save(payload: dict, path: Path) -> None:
     os.replace(temporary, path)
 
 
+def load_initial_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Copy the weights of a checkpoint or bundle into ``model`` (fine-tuning starts here).
+
+    The model configurations must agree: a silently partial copy would train a
+    different network than the one asked for.
+    """
+    from pianomtl.bundled import read_model_file
+
+    state = read_model_file(path)
+    if state["model_config"] != model.config.to_dict():
+        raise ValueError(f"{path}: its model {state['model_config']} differs from this run's {model.config.to_dict()}")
+    model.load_state_dict(state["model"])
+
+
 class Run:
     """State of one training attempt; ``train()`` drives it to the end or to divergence."""
 
@@ -164,6 +180,8 @@ class Run:
         self.device = torch.device(distributed.local_device(config.device, self.dist))
         _set_seeds(seed)
         self.model = build_model(ModelConfig.from_dict(config.model)).to(self.device)
+        if config.init_from:
+            load_initial_weights(self.model, config.init_from)
         if self.dist.rank > 0:  # own noise-layer stream per rank (rank 0's weights are broadcast by DDP)
             torch.manual_seed(int(np.random.SeedSequence([seed, self.dist.rank]).generate_state(1)[0]))
         self.network = distributed.wrap(self.model, self.dist)  # the model itself in one process
@@ -180,6 +198,7 @@ class Run:
             seed=seed,
             rank=self.dist.rank,
             world_size=self.dist.world_size,
+            equaliser_probability=config.equaliser,
         )
         self.rank_rng: list[dict] | None = None  # every rank's random state at the last boundary (DDP)
         self.step = 0
@@ -443,6 +462,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clip-grad-norm", type=float, default=0.0, help="clip the gradient norm (0: off, as paper)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument(
+        "--init-from", default="", metavar="CKPT", help="start from the weights of a checkpoint or bundle (fine-tune)"
+    )
+    parser.add_argument(
+        "--equaliser",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of excerpts given a random equaliser and level (timbre augmentation; 0: off)",
+    )
+    parser.add_argument(
         "--nproc",
         type=int,
         default=1,
@@ -472,6 +501,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         restarts=args.restarts,
         clip_grad_norm=args.clip_grad_norm,
         threads=args.threads,
+        equaliser=args.equaliser,
+        init_from=args.init_from,
     )
 
 

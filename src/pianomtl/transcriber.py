@@ -40,7 +40,7 @@ import torch
 
 from pianomtl.audio import AudioError, open_audio, prepare_array
 from pianomtl.constants import FPS, FRAME_SIZE, HOP_SIZE, N_BINS, SAMPLE_RATE
-from pianomtl.decode import DecoderParams, decode
+from pianomtl.decode import NOTE_METHODS, DecoderParams, decode
 from pianomtl.features import LogFilteredSpectrogram, frame_count
 from pianomtl.inference import PRECISIONS, default_chunk_frames, run_model
 from pianomtl.midi import Note, PedalEvent, Performance, write_midi
@@ -493,6 +493,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--onset-threshold", type=float, default=None, help="override the model's decoder")
     parser.add_argument("--frame-threshold", type=float, default=None, help="override the model's decoder")
     parser.add_argument("--offset-threshold", type=float, default=None, help="override the model's decoder")
+    parser.add_argument(
+        "--decoder", default=None, choices=NOTE_METHODS, help="note decoder: threshold or hmm (default: the model's)"
+    )
     parser.add_argument("--half-pedal", action="store_true", help="write the continuous pedal curve")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
 
@@ -522,6 +525,8 @@ def _decoder_overrides(args: argparse.Namespace, decoder: DecoderParams) -> Deco
         value = getattr(args, name)
         if value is not None:
             changes[name] = value
+    if args.decoder is not None:
+        changes["method"] = args.decoder
     if args.half_pedal:
         changes["half_pedal"] = True
     return replace(decoder, **changes) if changes else decoder

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from pianomtl.constants import CONTEXT
+from pianomtl.data.augment import band_octaves, equalise, random_equaliser
 from pianomtl.data.store import CacheError, Recording
 
 
@@ -25,6 +26,9 @@ class ExcerptSampler:
 
     ``rank``/``world_size`` give each distributed process its own random stream
     (a distributed sampler for random-excerpt training: ranks never share draws).
+    ``equaliser_probability``: share of excerpts given a random equaliser and level
+    (:mod:`pianomtl.data.augment`); its draws come from the same stream, so a resumed
+    run continues exactly.
     """
 
     def __init__(
@@ -35,6 +39,7 @@ class ExcerptSampler:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        equaliser_probability: float = 0.0,
     ) -> None:
         self.recordings = [r for r in recordings if len(r) >= frames]
         if not self.recordings:
@@ -44,6 +49,10 @@ class ExcerptSampler:
         self.frames = frames
         self.batch_size = batch_size
         self.rng = np.random.default_rng([seed, rank, world_size])
+        if not 0.0 <= equaliser_probability <= 1.0:
+            raise ValueError(f"equaliser probability must be in [0, 1], got {equaliser_probability}")
+        self.equaliser_probability = equaliser_probability
+        self._octaves = band_octaves()
 
     def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One batch: features ``[B, frames+10, 144]`` float32, labels ``[B, frames, 353]`` uint8."""
@@ -52,7 +61,10 @@ class ExcerptSampler:
         for index in choices:
             recording = self.recordings[index]
             start = int(self.rng.integers(0, len(recording) - self.frames + 1))
-            features.append(recording.features[context_indices(start, self.frames, len(recording))])
+            excerpt = recording.features[context_indices(start, self.frames, len(recording))]
+            if self.equaliser_probability > 0 and self.rng.random() < self.equaliser_probability:
+                excerpt = equalise(excerpt, random_equaliser(self.rng, self._octaves))
+            features.append(excerpt)
             labels.append(recording.labels[start : start + self.frames])
         return torch.from_numpy(np.stack(features)), torch.from_numpy(np.stack(labels))
 
