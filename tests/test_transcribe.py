@@ -147,6 +147,17 @@ def test_bundled_model_transcribes_the_clip(rendered_clip) -> None:
     assert silence.notes == []
 
 
+def test_cli_decoder_choice_reaches_the_output(rendered_clip, tmp_path: Path) -> None:
+    """``--decoder hmm`` decodes the bundled model's activations with the HMM, and still transcribes the clip."""
+    for method in ("hmm", "threshold"):
+        out = tmp_path / method
+        assert _cli(rendered_clip.wav, "-o", out, "--format", "json,mid", "--decoder", method) == 0
+        written = json.loads((out / (Path(rendered_clip.wav).stem + ".json")).read_text())
+        assert written["decoder"]["method"] == method
+        notes = read_midi(out / (Path(rendered_clip.wav).stem + ".mid")).notes
+        assert note_scores(rendered_clip.performance, notes)["note_f1"] > 0.5
+
+
 # -- the command line --------------------------------------------------------------------
 
 
