@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pianomtl.constants import FPS, N_BINS
+from pianomtl.constants import BINARY_TASKS, FPS, N_BINS
 from pianomtl.data import store
 from pianomtl.models.registry import ModelConfig
-from pianomtl.targets import N_LABELS
+from pianomtl.targets import LABEL_SLICES, N_LABELS
 from pianomtl.train import Run, TrainConfig
 
 FAMILIES = {
@@ -54,7 +54,10 @@ def random_cache(root: Path, recordings: int = 4, seconds: float = 30.0, seed: i
     for index in range(recordings):
         name = f"random_{index}"
         features = rng.random((n_frames, N_BINS), dtype=np.float32)
-        labels = (rng.random((n_frames, N_LABELS)) < 0.05).astype(np.uint8) * rng.integers(1, 128, N_LABELS, np.uint8)
+        values = rng.integers(1, 128, (n_frames, N_LABELS), dtype=np.uint8)
+        for task in BINARY_TASKS:  # on/int/off are 0/1; vel/sus hold 1–127
+            values[:, LABEL_SLICES[task]] = 1
+        labels = np.where(rng.random((n_frames, N_LABELS)) < 0.05, values, 0).astype(np.uint8)
         np.save(root / f"arrays/{name}.features.npy", features)
         np.save(root / f"arrays/{name}.labels.npy", labels)
         entry = store.Entry(
