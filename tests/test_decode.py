@@ -229,3 +229,52 @@ def test_tune_compares_both_decoders_and_keeps_the_better() -> None:
 def test_bad_hmm_parameters_are_refused(changes: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         DecoderParams(**changes)
+
+
+def _reference_viterbi(on: np.ndarray, frame: np.ndarray, params: DecoderParams) -> np.ndarray:
+    """Textbook Viterbi, one key at a time, from the model's definition (not the decoder's code)."""
+    strike, end = params.hmm_onset_prior, params.hmm_end_prior
+    with np.errstate(divide="ignore"):
+        log_a = np.log(np.array([[1 - strike, strike, 0], [0, 0.5, 0.5], [end, strike, 1 - strike - end]]))
+    on, frame = np.clip(on, 1e-6, 1 - 1e-6), np.clip(frame, 1e-6, 1 - 1e-6)
+    log_b = np.stack([np.log((1 - on) * (1 - frame)), np.log(on), np.log((1 - on) * frame)], axis=-1)
+    paths = np.zeros(on.shape, dtype=np.int8)
+    for key in range(on.shape[1]):
+        delta = np.log([1 - 2e-6, 1e-6, 1e-6]) + log_b[0, key]
+        pointers = np.zeros((len(on), 3), dtype=int)
+        for t in range(1, len(on)):
+            scores = delta[:, None] + log_a
+            pointers[t] = scores.argmax(axis=0)
+            delta = scores.max(axis=0) + log_b[t, key]
+        state = int(delta.argmax())
+        for t in range(len(on) - 1, -1, -1):
+            paths[t, key] = state
+            state = pointers[t, state]
+    return paths
+
+
+def noisy_activations(seconds: float = 3.0, seed: int = 0) -> dict[str, np.ndarray]:
+    """The clip's targets blurred and noised like a network's output."""
+    rng = np.random.default_rng(seed)
+    acts = perfect_activations(clip_performance(), seconds)
+    for task in ("on", "int", "off"):
+        acts[task] = np.clip(0.8 * acts[task] + 0.25 * rng.random(acts[task].shape) ** 3, 0, 1)
+    return acts
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_hmm_viterbi_equals_a_textbook_viterbi(seed: int) -> None:
+    from pianomtl.decode import hmm_states
+
+    acts = noisy_activations(seed=seed)
+    expected = _reference_viterbi(acts["on"], acts["int"], HMM)
+    np.testing.assert_array_equal(hmm_states(acts, HMM, chunk_frames=10**9), expected)
+
+
+def test_chunked_hmm_equals_one_pass() -> None:
+    from pianomtl.decode import hmm_states
+
+    acts = noisy_activations(seconds=6.0, seed=2)  # 300 frames: the clip, then silence with noise
+    whole = hmm_states(acts, HMM, chunk_frames=10**9)
+    for chunk, margin in ((40, 25), (64, 50), (100, 10)):
+        np.testing.assert_array_equal(hmm_states(acts, HMM, chunk_frames=chunk, margin_frames=margin), whole)

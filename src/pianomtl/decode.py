@@ -266,30 +266,105 @@ def _hmm_log_emissions(on: np.ndarray, frame: np.ndarray) -> np.ndarray:
     )
 
 
-def hmm_states(activations: dict[str, np.ndarray], params: DecoderParams) -> np.ndarray:
+HMM_CHUNK_FRAMES = 1500
+"""The Viterbi runs on 30 s chunks side by side (vectorised over chunks × keys) ..."""
+HMM_MARGIN_FRAMES = 250
+"""... each decoded with 5 s of context on both sides, whose path is thrown away: a
+path forgets where it started within a few frames of clear evidence, so the kept
+parts equal one Viterbi pass over the whole file (checked on every validation and test
+recording of the corpus; ``tests/test_decode.py`` checks it on a small scale)."""
+HMM_BLOCK_ROWS = 2048
+"""Chunk × key rows decoded at once: bounds the memory of emissions and backpointers."""
+
+
+def _viterbi(emissions: np.ndarray, transitions: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Best state paths ``[rows, T]`` for emissions ``[rows, T, 3]`` (all rows at once).
+
+    Written out for the off/attack/sounding chain's allowed moves (off ← off,
+    sounding; attack ← any; sounding ← attack, sounding) on contiguous per-state
+    vectors: half the arithmetic of a generic 3×3 max-plus step, and no gathers.
+    """
+    n_rows, n_frames, _ = emissions.shape
+    t = transitions
+    e_off, e_attack, e_sound = (np.ascontiguousarray(emissions[:, :, k].T) for k in range(3))  # [T, rows]
+    off, attack, sound = (start[:, k] + emissions[:, 0, k] for k in range(3))
+    # backpointers: the predecessor state of each state at each frame
+    from_off = np.empty((n_frames, n_rows), dtype=np.int8)  # OFF or SOUNDING
+    from_attack = np.empty((n_frames, n_rows), dtype=np.int8)  # any
+    from_sound = np.empty((n_frames, n_rows), dtype=np.int8)  # ATTACK or SOUNDING
+    for f in range(1, n_frames):
+        stay_off, sound_to_off = off + t[OFF, OFF], sound + t[SOUNDING, OFF]
+        off_to_attack, stay_attack, sound_to_attack = off + t[OFF, ATTACK], attack + t[ATTACK, ATTACK], sound + t[SOUNDING, ATTACK]
+        attack_to_sound, stay_sound = attack + t[ATTACK, SOUNDING], sound + t[SOUNDING, SOUNDING]
+        choice = sound_to_off > stay_off
+        from_off[f] = np.where(choice, SOUNDING, OFF)
+        new_off = np.where(choice, sound_to_off, stay_off)
+        best_attack = np.maximum(off_to_attack, stay_attack)
+        from_attack[f] = np.where(stay_attack > off_to_attack, ATTACK, OFF)
+        choice = sound_to_attack > best_attack
+        from_attack[f][choice] = SOUNDING
+        new_attack = np.maximum(best_attack, sound_to_attack)
+        choice = stay_sound > attack_to_sound
+        from_sound[f] = np.where(choice, SOUNDING, ATTACK)
+        new_sound = np.where(choice, stay_sound, attack_to_sound)
+        off, attack, sound = new_off + e_off[f], new_attack + e_attack[f], new_sound + e_sound[f]
+    pointers = np.stack([from_off, from_attack, from_sound], axis=2)  # [T, rows, state]
+    path = np.empty((n_rows, n_frames), dtype=np.int8)
+    state = np.argmax(np.stack([off, attack, sound], axis=1), axis=1)
+    rows = np.arange(n_rows)
+    for f in range(n_frames - 1, -1, -1):
+        path[:, f] = state
+        state = pointers[f, rows, state]
+    return path
+
+
+def _chunk_windows(n_frames: int, chunk: int, margin: int) -> list[tuple[int, int, int, int]]:
+    """``(window start, window stop, keep start, keep stop)`` per chunk; all windows equally long.
+
+    The first window starts at frame 0 and the last ends at the last frame, so the
+    recording's own start and end are decoded exactly as in one pass.
+    """
+    width = chunk + 2 * margin
+    if n_frames <= width:
+        return [(0, n_frames, 0, n_frames)]
+    windows = []
+    for keep_start in range(0, n_frames, chunk):
+        window_start = min(max(keep_start - margin, 0), n_frames - width)
+        windows.append((window_start, window_start + width, keep_start, min(keep_start + chunk, n_frames)))
+    return windows
+
+
+def hmm_states(
+    activations: dict[str, np.ndarray],
+    params: DecoderParams,
+    chunk_frames: int = HMM_CHUNK_FRAMES,
+    margin_frames: int = HMM_MARGIN_FRAMES,
+) -> np.ndarray:
     """The Viterbi state path ``[T, 88]`` (0 off, 1 attack, 2 sounding) of every key.
 
-    All 88 keys run in one vectorised pass; the path starts and may end in any state.
+    The path starts off (or, inside the file, anywhere: a chunk's context decides) and
+    may end in any state. Chunks of ``chunk_frames`` with ``margin_frames`` of context
+    on each side run side by side (:data:`HMM_CHUNK_FRAMES`).
     """
-    emissions = _hmm_log_emissions(activations["on"], activations["int"])
-    n_frames, n_keys = emissions.shape[:2]
-    if n_frames == 0:
-        return np.zeros((0, n_keys), dtype=np.int8)
-    transitions = _hmm_log_transitions(params)
-    start = np.log(np.array([1 - 2 * _PROBABILITY_FLOOR, _PROBABILITY_FLOOR, _PROBABILITY_FLOOR]))
-    score = start + emissions[0]
-    backpointers = np.zeros((n_frames, n_keys, 3), dtype=np.int8)
-    for t in range(1, n_frames):
-        candidates = score[:, :, None] + transitions  # [keys, from, to]
-        best = candidates.argmax(axis=1)
-        backpointers[t] = best
-        score = np.take_along_axis(candidates, best[:, None, :], axis=1)[:, 0, :] + emissions[t]
+    on, frame = activations["on"], activations["int"]
+    n_frames, n_keys = np.shape(on)
     path = np.zeros((n_frames, n_keys), dtype=np.int8)
-    state = score.argmax(axis=1)
-    keys = np.arange(n_keys)
-    for t in range(n_frames - 1, -1, -1):
-        path[t] = state
-        state = backpointers[t, keys, state]
+    if n_frames == 0:
+        return path
+    transitions = _hmm_log_transitions(params)
+    windows = _chunk_windows(n_frames, chunk_frames, margin_frames)
+    file_start = np.log(np.array([1 - 2 * _PROBABILITY_FLOOR, _PROBABILITY_FLOOR, _PROBABILITY_FLOOR]))
+    anywhere = np.log(np.full(3, 1 / 3))
+    per_block = max(1, HMM_BLOCK_ROWS // n_keys)
+    for first in range(0, len(windows), per_block):
+        block = windows[first : first + per_block]
+        emissions = np.concatenate(
+            [_hmm_log_emissions(on[a:b], frame[a:b]).transpose(1, 0, 2) for a, b, _, _ in block]
+        )  # [chunks × keys, width, 3]
+        start = np.concatenate([np.tile(file_start if a == 0 else anywhere, (n_keys, 1)) for a, _, _, _ in block])
+        block_path = _viterbi(emissions, transitions, start).reshape(len(block), n_keys, -1)
+        for (window_start, _, keep_start, keep_stop), chunk_path in zip(block, block_path, strict=True):
+            path[keep_start:keep_stop] = chunk_path[:, keep_start - window_start : keep_stop - window_start].T
     return path
 
 
