@@ -294,7 +294,8 @@ def _viterbi(emissions: np.ndarray, transitions: np.ndarray, start: np.ndarray) 
     from_sound = np.empty((n_frames, n_rows), dtype=np.int8)  # ATTACK or SOUNDING
     for f in range(1, n_frames):
         stay_off, sound_to_off = off + t[OFF, OFF], sound + t[SOUNDING, OFF]
-        off_to_attack, stay_attack, sound_to_attack = off + t[OFF, ATTACK], attack + t[ATTACK, ATTACK], sound + t[SOUNDING, ATTACK]
+        off_to_attack, stay_attack = off + t[OFF, ATTACK], attack + t[ATTACK, ATTACK]
+        sound_to_attack = sound + t[SOUNDING, ATTACK]
         attack_to_sound, stay_sound = attack + t[ATTACK, SOUNDING], sound + t[SOUNDING, SOUNDING]
         choice = sound_to_off > stay_off
         from_off[f] = np.where(choice, SOUNDING, OFF)
