@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from pianomtl.constants import SAMPLE_RATE
 from pianomtl.midi import Note, PedalEvent, Performance
@@ -83,3 +84,13 @@ def rendered_clip(soundfont: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     sf.write(str(wav), samples, SAMPLE_RATE, subtype="PCM_16")
     sf.write(str(flac), samples, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
     return RenderedClip(performance, samples, wav, flac)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test, restored after: model tests stay fast and
+    deterministic on a 2-core machine that may be training at the same time."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -19,13 +18,7 @@ import transcription  # noqa: E402
 from pianomtl.midi import Note, Performance, write_midi  # noqa: E402
 from pianomtl.models.registry import ModelConfig  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 def test_training_forms_time_the_same_outputs_both_ways() -> None:

@@ -98,12 +98,7 @@ def ddp_worker(context: distributed.Context, cache: str, out: str, batches_path:
     )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 def test_two_processes_equal_one_process_with_the_global_batch(tmp_path: Path) -> None:

@@ -21,9 +21,7 @@ pytest.importorskip("onnxruntime")
 TOLERANCE = 1e-4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 def tiny(name: str):  # type: ignore[no-untyped-def]

@@ -36,12 +36,7 @@ VARIANTS = [
 IDS = [c.label() for c in VARIANTS]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 def make(config: ModelConfig, seed: int = 0) -> MultitaskNet:

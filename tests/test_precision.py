@@ -21,12 +21,7 @@ from pianomtl.transcriber import Transcriber
 MODEL = ModelConfig("hard", small=4, large=8, head=2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 @pytest.fixture

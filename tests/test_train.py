@@ -42,12 +42,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_cache.build(tmp_path_factory.getbasetemp() / "tiny_cache")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 def tiny_config(cache: Path, out: Path, **changes) -> TrainConfig:

@@ -26,9 +26,7 @@ from pianomtl.transcriber import Transcriber, file_features, transcribe
 TINY = {"name": "hard", "small": 4, "large": 4, "head": 2}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)  # the machine is shared with training jobs
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 @pytest.fixture(scope="session")
