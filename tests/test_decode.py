@@ -14,6 +14,8 @@ from pianomtl.decode import (
     decode_notes,
     decode_pedal,
     note_scores,
+    pedal_down_frames,
+    pedal_frame_scores,
     pick_onsets,
     tune,
 )
@@ -118,6 +120,56 @@ def test_pedal_hysteresis_and_half_pedal() -> None:
     values = [e.value for e in half]
     assert values[0] == 89 and 64 in values and values[-1] == 64
     assert all(abs(b - a) >= 8 or b in (0, 127) for a, b in zip([0, *values], values, strict=False))
+
+
+def test_pedal_down_frames_agree_with_the_pedal_events() -> None:
+    sus = np.array([0.0, 0.7, 0.55, 0.45, 0.7, 0.3, 0.0, 0.7, 0.7])[:, None]
+    params = DecoderParams(pedal_high=0.6, pedal_low=0.4)
+    down = pedal_down_frames(sus, params)
+    assert down.tolist() == [False, True, True, True, True, False, False, True, True]
+    events = decode_pedal(sus, params)
+    assert [(round(e.time * FPS + 0.5), e.value) for e in events] == [(1, 127), (5, 0), (7, 127)]
+
+
+def decaying_note_under_the_pedal() -> tuple[dict[str, np.ndarray], Performance]:
+    """Key 60 struck at 0.2 s and released at 0.5 s with the pedal down 0.1–1.6 s; the
+    ``int`` output fades as a pedal-held note's sound does (0.9 → 0.02 by 1.6 s)."""
+    performance = Performance([Note(60, 0.2, 0.5, 80)], [PedalEvent(0.1, 127), PedalEvent(1.6, 0)])
+    acts = empty_activations(100)
+    key = 60 - MIN_KEY
+    acts["on"][9:12, key] = 0.9
+    acts["vel"][9:12, key] = 80 / 127
+    acts["int"][10:80, key] = np.geomspace(0.9, 0.02, 70)
+    acts["sus"][5:80, 0] = 0.9
+    return acts, performance
+
+
+def test_a_lower_frame_threshold_under_the_pedal_holds_decaying_notes() -> None:
+    acts, performance = decaying_note_under_the_pedal()
+    plain = DecoderParams(frame_threshold=0.2)
+    [short] = decode_notes(acts, plain)
+    assert short.offset < 0.9  # int fell below 0.2 long before the pedal came up
+    [held] = decode_notes(acts, DecoderParams(frame_threshold=0.2, pedal_frame_threshold=0.01))
+    assert held.offset == pytest.approx(1.6)  # held until int left the pedal-down span at 80 frames
+    no_pedal = dict(acts, sus=np.zeros_like(acts["sus"]))
+    [unheld] = decode_notes(no_pedal, DecoderParams(frame_threshold=0.2, pedal_frame_threshold=0.01))
+    assert unheld.offset == short.offset  # without a decoded pedal the key-down threshold applies
+    assert note_scores(performance, [held])["note_offset_f1"] == 1.0
+    assert note_scores(performance, [short])["note_offset_f1"] == 0.0
+    with pytest.raises(ValueError, match="pedal_frame_threshold"):
+        DecoderParams(pedal_frame_threshold=1.5)
+
+
+def test_tune_picks_the_pedal_hysteresis_and_the_pedal_frame_threshold() -> None:
+    acts, performance = decaying_note_under_the_pedal()
+    acts["sus"][5:80, 0] = 0.45  # a shy pedal head: only a hysteresis below 0.45 hears it
+    grid = {"onset_grid": (0.5,), "frame_grid": (0.2,), "offset_grid": (1.01,), "methods": ["threshold"]}
+    plain = tune([acts], [performance], pedal_frame_grid=(None,), **grid)
+    params = tune([acts], [performance], pedal_frame_grid=(None, 0.01), **grid)
+    assert (params.params.pedal_high, params.params.pedal_low) == (0.4, 0.2)
+    assert pedal_frame_scores([acts], [performance], params.params)["pedal_f1"] == pytest.approx(1.0, abs=0.03)
+    assert params.params.pedal_frame_threshold == 0.01
+    assert params.scores["threshold"]["note_offset_f1"] == 1.0 > plain.scores["threshold"]["note_offset_f1"]
 
 
 def test_scores_match_mir_eval_directly() -> None:
