@@ -15,7 +15,7 @@ from pianomtl.decode import (
     decode_pedal,
     note_scores,
     pedal_down_frames,
-    pedal_frame_scores,
+    pedal_frame_counts,
     pick_onsets,
     tune,
 )
@@ -167,7 +167,7 @@ def test_tune_picks_the_pedal_hysteresis_and_the_pedal_frame_threshold() -> None
     plain = tune([acts], [performance], pedal_frame_grid=(None,), **grid)
     params = tune([acts], [performance], pedal_frame_grid=(None, 0.01), **grid)
     assert (params.params.pedal_high, params.params.pedal_low) == (0.4, 0.2)
-    assert pedal_frame_scores([acts], [performance], params.params)["pedal_f1"] == pytest.approx(1.0, abs=0.03)
+    assert pedal_frame_counts([acts], [performance], params.params).scores()["f1"] == pytest.approx(1.0, abs=0.03)
     assert params.params.pedal_frame_threshold == 0.01
     assert params.scores["threshold"]["note_offset_f1"] == 1.0 > plain.scores["threshold"]["note_offset_f1"]
 
@@ -330,3 +330,30 @@ def test_chunked_hmm_equals_one_pass() -> None:
     whole = hmm_states(acts, HMM, chunk_frames=10**9)
     for chunk, margin in ((40, 25), (64, 50), (100, 10)):
         np.testing.assert_array_equal(hmm_states(acts, HMM, chunk_frames=chunk, margin_frames=margin), whole)
+
+
+def test_note_scorer_scores_the_decoded_frames_and_pedal(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from pianomtl.evaluate import NoteScorer
+    from pianomtl.midi import write_midi
+
+    performance = clip_performance()
+    write_midi(tmp_path / "clip.mid", performance)
+    recording = SimpleNamespace(entry=SimpleNamespace(midi_path=tmp_path / "clip.mid", name="clip"))
+    scorer = NoteScorer(DecoderParams())
+    scorer(recording, perfect_activations(performance, 3.0))
+    perfect = scorer.results()
+    assert perfect["note"]["f1"] == pytest.approx(1.0)
+    assert perfect["transcription_frames"]["f1"] == pytest.approx(1.0)
+    assert perfect["pedal"]["f1"] == pytest.approx(1.0)
+
+    deaf = perfect_activations(performance, 3.0)
+    deaf["int"][75:] = 0.0  # every note ends at 1.5 s; pedal never pressed
+    deaf["sus"][:] = 0.0
+    scorer = NoteScorer(DecoderParams())
+    scorer(recording, deaf)
+    partial = scorer.results()
+    assert partial["transcription_frames"]["precision"] == pytest.approx(1.0)
+    assert 0.0 < partial["transcription_frames"]["recall"] < 1.0
+    assert partial["pedal"]["recall"] == 0.0

@@ -61,6 +61,7 @@ import numpy as np
 from scipy.signal import find_peaks
 
 from pianomtl.constants import FPS, MIDI_MAX, MIN_KEY, N_KEYS, PEDAL_DOWN_ABOVE
+from pianomtl.metrics import BinaryCounts
 from pianomtl.midi import Note, PedalEvent, Performance, sustain_notes
 from pianomtl.targets import pedal_curve
 
@@ -729,20 +730,19 @@ def _tune_threshold(
     return tuned, tuned_scores
 
 
-def pedal_frame_scores(
-    activations_list: Sequence[dict[str, np.ndarray]], references: Sequence[Performance], params: DecoderParams
-) -> dict[str, float]:
-    """Framewise precision/recall/F1 of decoded pedal-down frames (reference: CC64 above 63)."""
-    counts = np.zeros(3)
+def pedal_frame_counts(
+    activations_list: Sequence[dict[str, np.ndarray]],
+    references: Sequence[Performance],
+    params: DecoderParams,
+    counts: BinaryCounts | None = None,
+) -> BinaryCounts:
+    """Decoded pedal-down frames against the references' (CC64 above 63), counted over all
+    recordings (added to ``counts`` if given)."""
+    counts = counts if counts is not None else BinaryCounts()
     for activations, reference in zip(activations_list, references, strict=True):
         estimated = pedal_down_frames(activations["sus"], params)
-        actual = pedal_curve(reference.pedal, len(estimated)) > PEDAL_DOWN_ABOVE
-        counts += [np.sum(estimated & actual), np.sum(estimated & ~actual), np.sum(~estimated & actual)]
-    true_positives, false_positives, false_negatives = counts
-    precision = true_positives / max(true_positives + false_positives, 1.0)
-    recall = true_positives / max(true_positives + false_negatives, 1.0)
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-    return {"pedal_precision": precision, "pedal_recall": recall, "pedal_f1": f1}
+        counts.add(estimated, pedal_curve(reference.pedal, len(estimated)) > PEDAL_DOWN_ABOVE)
+    return counts
 
 
 def _tune_pedal(
@@ -757,7 +757,7 @@ def _tune_pedal(
     best, best_f1 = base, -1.0
     for high, low in pedal_grid:
         candidate = replace(base, pedal_high=high, pedal_low=low)
-        f1 = pedal_frame_scores(activations_list, references, candidate)["pedal_f1"]
+        f1 = pedal_frame_counts(activations_list, references, candidate).scores()["f1"]
         if f1 > best_f1:
             best, best_f1 = candidate, f1
     return best

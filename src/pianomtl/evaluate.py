@@ -14,6 +14,12 @@ targets). Note counts (matched, reference, estimated) are summed over the
 recordings before dividing, so a long piece weighs more than a short one, like the
 framewise measures. The decoder uses a bundle's tuned thresholds, or its defaults
 (0.5) for a training checkpoint.
+
+Two framewise measures of the *decoded* output, since that is what a user gets:
+"transcription frames" rasterises the decoded notes exactly as the ``int`` targets
+are rasterised and scores them against those targets (P/R/F1, counts summed; the
+counterpart of the field's mir_eval multi-pitch "frame F1"), and "pedal" scores the
+decoded pedal-down frames against CC64 above 63.
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ import torch
 from pianomtl import bundled, decode
 from pianomtl.constants import BINARY_TASKS, REGRESSION_TASKS
 from pianomtl.data.store import open_split, write_json_atomic
-from pianomtl.metrics import DEFAULT_THRESHOLD, headline
-from pianomtl.midi import read_midi
+from pianomtl.metrics import DEFAULT_THRESHOLD, BinaryCounts, headline
+from pianomtl.midi import Performance, read_midi
+from pianomtl.targets import compute_labels, to_float
 from pianomtl.train import evaluate_recordings
 
 NOTE_MEASURES = ("note", "note_with_offset", "note_with_offset_velocity")
@@ -39,7 +46,10 @@ NOTE_LABELS = {
     "note": "note (onset)",
     "note_with_offset": "note with offset",
     "note_with_offset_velocity": "note with offset & velocity",
+    "transcription_frames": "decoded frames (vs int)",
+    "pedal": "decoded pedal frames",
 }
+DECODED_FRAME_MEASURES = ("transcription_frames", "pedal")
 
 
 class CheckpointError(ValueError):
@@ -78,21 +88,33 @@ class NoteScorer:
     """
 
     def __init__(self, params: decode.DecoderParams | None = None) -> None:
-        self.params = params
+        self.params = params or decode.DecoderParams()
         self.per_recording: dict[str, dict[str, float]] = {}
+        self.frame_counts = BinaryCounts()
+        self.pedal_counts = BinaryCounts()
 
     def __call__(self, recording, predictions: dict[str, np.ndarray]) -> None:  # type: ignore[no-untyped-def]
         notes = decode.decode_notes(predictions, self.params)
         reference = read_midi(recording.entry.midi_path)
         self.per_recording[recording.entry.name] = decode.note_scores(reference, notes)
+        n_frames = len(predictions["int"])
+        target = to_float(compute_labels(reference, n_frames))["int"] > 0
+        decoded = to_float(compute_labels(Performance(notes, []), n_frames))["int"] > 0
+        self.frame_counts.add(decoded, target)
+        if "sus" in predictions:
+            decode.pedal_frame_counts([predictions], [reference], self.params, self.pedal_counts)
 
     def results(self) -> dict[str, dict[str, float]]:
         """``{measure: {precision, recall, f1}}`` over all recordings (counts summed)."""
         total = decode.aggregate_scores(self.per_recording.values())
-        return {
-            measure: {k: float(total[f"{prefix}_{k}"]) for k in ("precision", "recall", "f1")}
-            for measure, prefix in NOTE_PREFIXES.items()
-        } | {"counts": {"reference": total["n_reference"], "estimated": total["n_estimated"]}}
+        return (
+            {
+                measure: {k: float(total[f"{prefix}_{k}"]) for k in ("precision", "recall", "f1")}
+                for measure, prefix in NOTE_PREFIXES.items()
+            }
+            | {"transcription_frames": self.frame_counts.scores(), "pedal": self.pedal_counts.scores()}
+            | {"counts": {"reference": total["n_reference"], "estimated": total["n_estimated"]}}
+        )
 
 
 # -- the whole evaluation -------------------------------------------------------------
@@ -165,7 +187,9 @@ def format_report(report: dict) -> str:
             f"{'note level (mir_eval)':<30} {'P':>8} {'R':>8} {'F1':>8}   "
             f"({counts.get('reference', 0):.0f} reference notes, {counts.get('estimated', 0):.0f} estimated)"
         )
-        for measure in NOTE_MEASURES:
+        for measure in (*NOTE_MEASURES, *DECODED_FRAME_MEASURES):
+            if measure not in notes:
+                continue
             scores = notes[measure]
             lines.append(
                 f"{NOTE_LABELS[measure]:<30} {_number(scores['precision']):>8} {_number(scores['recall']):>8} "
