@@ -154,6 +154,10 @@ def test_cli_decoder_choice_reaches_the_output(rendered_clip, tmp_path: Path) ->
         assert written["decoder"]["method"] == method
         notes = read_midi(out / (Path(rendered_clip.wav).stem + ".mid")).notes
         assert note_scores(rendered_clip.performance, notes)["note_f1"] > 0.5
+    out = tmp_path / "pedal"
+    assert _cli(rendered_clip.wav, "-o", out, "--format", "json", "--pedal-frame-threshold", "0.05") == 0
+    written = json.loads((out / (Path(rendered_clip.wav).stem + ".json")).read_text())
+    assert written["decoder"]["pedal_frame_threshold"] == 0.05
 
 
 # -- the command line --------------------------------------------------------------------

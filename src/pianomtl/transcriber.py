@@ -494,6 +494,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frame-threshold", type=float, default=None, help="override the model's decoder")
     parser.add_argument("--offset-threshold", type=float, default=None, help="override the model's decoder")
     parser.add_argument(
+        "--pedal-frame-threshold",
+        type=float,
+        default=None,
+        help="frame threshold while the decoded pedal is down (override the model's decoder)",
+    )
+    parser.add_argument(
         "--decoder", default=None, choices=NOTE_METHODS, help="note decoder: threshold or hmm (default: the model's)"
     )
     parser.add_argument("--half-pedal", action="store_true", help="write the continuous pedal curve")
@@ -521,7 +527,7 @@ def _decoder_overrides(args: argparse.Namespace, decoder: DecoderParams) -> Deco
     from dataclasses import replace
 
     changes: dict[str, Any] = {}
-    for name in ("onset_threshold", "frame_threshold", "offset_threshold"):
+    for name in ("onset_threshold", "frame_threshold", "offset_threshold", "pedal_frame_threshold"):
         value = getattr(args, name)
         if value is not None:
             changes[name] = value
