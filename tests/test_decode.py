@@ -217,6 +217,21 @@ def test_tune_finds_thresholds_that_fit_scaled_activations() -> None:
     assert note_scores(performance, decode_notes(timid, params))["note_offset_f1"] == pytest.approx(1.0)
 
 
+def test_onset_threshold_near_ties_go_to_the_neutral_threshold() -> None:
+    from pianomtl.decode import _one_standard_error_choice
+
+    def scores(f1: float, n: int = 1000) -> dict[str, float]:
+        return {"note_f1": f1, "n_reference": float(n)}
+
+    # standard error at F1 0.952 over 1,000 notes: 0.0068; 0.5 is within it, 0.3 is not
+    assert _one_standard_error_choice({0.3: scores(0.90), 0.5: scores(0.947), 0.7: scores(0.952)}) == 0.5
+    # with 100,000 notes the error is 0.0007 and the same gap decides
+    big = {0.3: scores(0.90, 100_000), 0.5: scores(0.947, 100_000), 0.7: scores(0.952, 100_000)}
+    assert _one_standard_error_choice(big) == 0.7
+    # equal distance from 0.5: the better score
+    assert _one_standard_error_choice({0.4: scores(0.950), 0.6: scores(0.951)}) == 0.6
+
+
 HMM = DecoderParams(method="hmm", hmm_onset_prior=0.3, hmm_end_prior=0.3)
 
 
