@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from pianomtl.bundled import load_model, make_bundle
+from pianomtl.constants import PEDAL_DOWN_ABOVE
 from pianomtl.data.store import open_split
 from pianomtl.decode import TuningResult, tune
 from pianomtl.evaluate import evaluate_checkpoint
@@ -131,7 +132,7 @@ def card_text(metadata: dict, report: dict) -> str:
         f"| {label} | " + " | ".join(f"{notes[key][k]:.4f}" for k in ("precision", "recall", "f1")) + " |"
         for key, label in (
             ("transcription_frames", "decoded notes' frames vs the `int` targets"),
-            ("pedal", "decoded pedal-down frames vs CC64 > 63"),
+            ("pedal", f"decoded pedal-down frames vs CC64 > {PEDAL_DOWN_ABOVE}"),
         )
         if key in notes
     )

@@ -19,7 +19,7 @@ Two framewise measures of the *decoded* output, since that is what a user gets:
 "transcription frames" rasterises the decoded notes exactly as the ``int`` targets
 are rasterised and scores them against those targets (P/R/F1, counts summed; the
 counterpart of the field's mir_eval multi-pitch "frame F1"), and "pedal" scores the
-decoded pedal-down frames against CC64 above 63.
+decoded pedal-down frames against CC64 above 64.
 """
 
 from __future__ import annotations
