@@ -21,23 +21,20 @@ for STEPS in 1600 2800; do
         --validate-every 400 --checkpoint-every 100 --validation-frames 1000 \
         --restarts 2 --seed 0 --threads 2
 done
-# fine-tune with a random equaliser and level on 80 % of the excerpts (timbre augmentation, data/augment.py)
-$PIANOMTL train --cache "$WORK/cache" --out "$WORK/runs/default_eq" --resume \
-    --init-from "$WORK/runs/default/checkpoint.pt" --equaliser 0.8 \
-    --model hard --small 16 --large 48 --head 10 \
-    --lambda-on 1 --lambda-int 1 --lambda-off 1 --lambda-vel 1 --lambda-sus 0.1 \
-    --optimizer adam --lr 0.0007 --lr-schedule cosine \
-    --batch-size 4 --sequence-frames 128 --steps 20000 \
-    --validate-every 2000 --checkpoint-every 200 --validation-frames 1000 \
-    --restarts 2 --seed 1 --threads 2
+# fine-tuning: a fresh Adam and a cosine cycle from another run's last checkpoint, with a random
+# equaliser and level on 80 % of the excerpts (timbre augmentation, data/augment.py)
+finetune() {  # OUT INIT LR STEPS SEED
+    $PIANOMTL train --cache "$WORK/cache" --out "$WORK/runs/$1" --resume \
+        --init-from "$WORK/runs/$2/checkpoint.pt" --equaliser 0.8 \
+        --model hard --small 16 --large 48 --head 10 \
+        --lambda-on 1 --lambda-int 1 --lambda-off 1 --lambda-vel 1 --lambda-sus 0.1 \
+        --optimizer adam --lr "$3" --lr-schedule cosine \
+        --batch-size 4 --sequence-frames 128 --steps "$4" \
+        --validate-every 2000 --checkpoint-every 200 --validation-frames 1000 \
+        --restarts 2 --seed "$5" --threads 2
+}
+finetune default_eq default 0.0007 20000 1
 # a second cosine cycle at a lower peak (validation was still rising at the end of the first)
-$PIANOMTL train --cache "$WORK/cache" --out "$WORK/runs/default_eq3" --resume \
-    --init-from "$WORK/runs/default_eq/checkpoint.pt" --equaliser 0.8 \
-    --model hard --small 16 --large 48 --head 10 \
-    --lambda-on 1 --lambda-int 1 --lambda-off 1 --lambda-vel 1 --lambda-sus 0.1 \
-    --optimizer adam --lr 0.0004 --lr-schedule cosine \
-    --batch-size 4 --sequence-frames 128 --steps 16000 \
-    --validate-every 2000 --checkpoint-every 200 --validation-frames 1000 \
-    --restarts 2 --seed 2 --threads 2
+finetune default_eq3 default_eq 0.0004 16000 2
 .venv/bin/python scripts/bundle_model.py --run "$WORK/runs/default_eq3" --cache "$WORK/cache" \
     --out src/pianomtl/assets/default.pt --card docs/MODEL_CARD.md
