@@ -210,15 +210,14 @@ def _note_ends(
     frame: np.ndarray,
     offsets: list[np.ndarray],
     params: DecoderParams,
-    thresholds: np.ndarray | float | None = None,
+    thresholds: np.ndarray | float,
 ) -> list[tuple[int, int, int]]:
     """``(key column, start frame, end frame)`` of every note (end exclusive).
 
-    ``thresholds``: the ``int`` threshold, a number or one per frame (``[T, 1]``);
-    default ``params.frame_threshold``.
+    ``thresholds``: the ``int`` threshold, a number or one per frame (``[T, 1]``,
+    :func:`_frame_thresholds`).
     """
     n_frames = len(frame)
-    thresholds = params.frame_threshold if thresholds is None else thresholds
     below = np.asarray(frame) < thresholds
     notes: list[tuple[int, int, int]] = []
     for key, starts in enumerate(onsets):
