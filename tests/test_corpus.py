@@ -21,6 +21,21 @@ from pianomtl.midi import Note, PedalEvent, Performance, read_midi, sustain_note
 
 FLUID_R3 = Path(synth.TIMBRES["fluidr3"].path)
 needs_fluidr3 = pytest.mark.skipif(not FLUID_R3.is_file(), reason="Debian package fluid-soundfont-gm not installed")
+
+
+def _installed(timbre: str) -> bool:
+    try:
+        synth.TIMBRES[timbre].soundfont()
+    except assets.AssetError:
+        return False
+    return True
+
+
+# every training timbre, each skipped (with the reason) where its sounds are not installed
+TRAINING_TIMBRES = [
+    pytest.param(name, marks=pytest.mark.skipif(not _installed(name), reason=f"timbre {name} not installed"))
+    for name in ("fluidr3", "salamander", "gmbank", "freepats")
+]
 needs_salamander = pytest.mark.skipif(
     not assets.has_salamander(), reason="Salamander SoundFont not built (run: python -m pianomtl.data.assets)"
 )
@@ -105,10 +120,8 @@ def test_written_midi_is_exactly_what_was_rendered(corpus):
         assert info.frames / SAMPLE_RATE > written.end_time
 
 
-@pytest.mark.parametrize("timbre", ["fluidr3", pytest.param("salamander", marks=needs_salamander)])
+@pytest.mark.parametrize("timbre", TRAINING_TIMBRES)
 def test_velocity_and_loudness_correlate(timbre):
-    if timbre == "fluidr3" and not FLUID_R3.is_file():
-        pytest.skip("Debian package fluid-soundfont-gm not installed")
     velocities = [10, 25, 40, 55, 70, 85, 100, 115, 127]
     levels = []
     for velocity in velocities:
@@ -118,10 +131,8 @@ def test_velocity_and_loudness_correlate(timbre):
     assert levels[-1] - levels[0] > 15  # dB
 
 
-@pytest.mark.parametrize("timbre", ["fluidr3", pytest.param("salamander", marks=needs_salamander)])
+@pytest.mark.parametrize("timbre", TRAINING_TIMBRES)
 def test_note_released_under_pedal_sounds_until_the_pedal_lifts(timbre):
-    if timbre == "fluidr3" and not FLUID_R3.is_file():
-        pytest.skip("Debian package fluid-soundfont-gm not installed")
     held = Performance([Note(64, 0.1, 0.4, 90)], [PedalEvent(0.05, 100), PedalEvent(1.6, 0)])
     dry = Performance([Note(64, 0.1, 0.4, 90)], [])
     sr = SAMPLE_RATE
@@ -138,15 +149,37 @@ def test_note_released_under_pedal_sounds_until_the_pedal_lifts(timbre):
     assert sustain_notes(held)[0].offset == pytest.approx(1.6)
 
 
-@pytest.mark.parametrize("timbre", ["fluidr3", pytest.param("salamander", marks=needs_salamander)])
+@pytest.mark.parametrize("timbre", TRAINING_TIMBRES)
 def test_damper_release_is_short_without_pedal(timbre):
-    if timbre == "fluidr3" and not FLUID_R3.is_file():
-        pytest.skip("Debian package fluid-soundfont-gm not installed")
     y = synth.render_performance(Performance([Note(60, 0.1, 0.6, 90)], []), timbre, SAMPLE_RATE * 2)
     sr = SAMPLE_RATE
     before = np.mean(y[int(0.5 * sr) : int(0.6 * sr)] ** 2)
     after = np.mean(y[int(1.0 * sr) : int(1.1 * sr)] ** 2)
     assert 10 * np.log10((after + 1e-20) / before) < -40
+
+
+@pytest.mark.parametrize("timbre", TRAINING_TIMBRES)
+def test_sound_starts_at_the_note_on(timbre):
+    sr = SAMPLE_RATE
+    y = synth.render_performance(Performance([Note(60, 0.5, 1.0, 90)], []), timbre, 2 * sr)
+    assert len(y) == 2 * sr and y.dtype == np.float32
+    level = np.abs(y)
+    assert level[: int(0.49 * sr)].max() < 1e-4 * level.max()  # silent before
+    first = int(np.argmax(level > 0.01 * level.max()))
+    assert 0.49 * sr <= first <= 0.52 * sr  # starts within 20 ms (one frame) of the note-on
+
+
+@pytest.mark.skipif(not _installed("freepats"), reason="timidity/freepats not installed")
+def test_timidity_renders_reproducibly_and_names_what_is_missing(monkeypatch):
+    performance = Performance([Note(48, 0.1, 0.3, 70), Note(67, 0.2, 0.5, 100)], [PedalEvent(0.0, 127)])
+    a = synth.render_performance(performance, "freepats", SAMPLE_RATE)
+    b = synth.render_performance(performance, "freepats", SAMPLE_RATE)
+    np.testing.assert_array_equal(a, b)
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(
+        assets.AssetError, match=r"^timidity not found; install the Debian package\(s\) 'timidity freepats'$"
+    ):
+        synth.render_performance(performance, "freepats", SAMPLE_RATE)
 
 
 # ---------------------------------------------------------------- reproducibility

@@ -24,7 +24,7 @@ BLOCK = 4096
 
 
 class RenderError(RuntimeError):
-    """FluidSynth could not render (missing library, unreadable SoundFont)."""
+    """A synthesiser could not render (missing library, unreadable SoundFont, TiMidity failed)."""
 
 
 @functools.lru_cache(maxsize=1)

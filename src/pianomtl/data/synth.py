@@ -33,7 +33,10 @@ from __future__ import annotations
 import argparse
 import csv
 import functools
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
@@ -58,11 +61,13 @@ FLUID_BLOCK = 64
 @dataclass(frozen=True)
 class Timbre:
     name: str
-    path: str  # a file, or "salamander" (built at set-up)
+    path: str  # a SoundFont, "salamander" (built at set-up) or, for TiMidity, its .cfg
     bank: int = 0
     program: int = 0
     min_velocity: int = 1  # lowest velocity that still sounds
     gain: float = 0.5
+    engine: str = "fluidsynth"  # or "timidity": a second synthesis engine with its own envelopes
+    package: str = "musescore-general-soundfont"  # the Debian package(s) that install it
 
     def soundfont(self) -> Path:
         if self.path == "salamander":
@@ -70,11 +75,10 @@ class Timbre:
 
             return require_salamander_sf2()
         path = Path(self.path)
-        if not path.is_file():
-            package = {"fluidr3": "fluid-soundfont-gm", "timgm": "timgm6mb-soundfont"}.get(
-                self.name, "musescore-general-soundfont"
-            )
-            raise AssetError(f"{self.name} SoundFont not found at {path}; install the Debian package '{package}'")
+        missing_engine = self.engine == "timidity" and shutil.which("timidity") is None
+        if not path.is_file() or missing_engine:
+            what = "timidity" if missing_engine else f"{self.name} SoundFont at {path}"
+            raise AssetError(f"{what} not found; install the Debian package(s) '{self.package}'")
         return path
 
 
@@ -83,9 +87,16 @@ TIMBRES: dict[str, Timbre] = {
     # min_velocity: C4's first 200 ms at -75 dBFS or louder (gain 0.5); below it a note is inaudible once the
     # item is normalised and noise is added. Measured: FluidR3/TimGM -112 dB at velocity 1, -72 dB at 10;
     # MuseScore silent at 1–2, -79 dB at 3; Salamander -69 dB at 1.
-    "fluidr3": Timbre("fluidr3", "/usr/share/sounds/sf2/FluidR3_GM.sf2", min_velocity=8),
-    "timgm": Timbre("timgm", "/usr/share/sounds/sf2/TimGM6mb.sf2", min_velocity=8),
+    "fluidr3": Timbre("fluidr3", "/usr/share/sounds/sf2/FluidR3_GM.sf2", min_velocity=8, package="fluid-soundfont-gm"),
+    "timgm": Timbre("timgm", "/usr/share/sounds/sf2/TimGM6mb.sf2", min_velocity=8, package="timgm6mb-soundfont"),
     "musescore": Timbre("musescore", "/usr/share/sounds/sf3/MuseScore_General.sf3", min_velocity=4),
+    # Two more training timbres (opt-in: --timbres). sf_GMbank follows FluidR3's velocity curve 3 dB louder
+    # (C4, RMS of the first 200 ms); freepats through TiMidity spans 64 dB from velocity 1 to 127, and
+    # velocity 4 sits 50 dB under 127, where FluidR3's velocity 8 sits 48 dB under.
+    "gmbank": Timbre("gmbank", "/usr/share/sounds/sf2/sf_GMbank.sf2", min_velocity=8, package="csound-soundfont"),
+    "freepats": Timbre(
+        "freepats", "/etc/timidity/freepats.cfg", min_velocity=4, engine="timidity", package="timidity freepats"
+    ),
 }
 
 
@@ -366,6 +377,8 @@ def render_performance(performance: Performance, timbre_name: str, n_samples: in
     """Render with the process's preloaded synth (the events of :func:`render.synth_events`)."""
     from pianomtl.data.render import play, synth_events
 
+    if TIMBRES[timbre_name].engine == "timidity":
+        return render_timidity(performance, TIMBRES[timbre_name], n_samples)
     synth, font_id = _synth(timbre_name)
     # FluidSynth applies events at its internal 64-sample block boundaries and keeps its block phase
     # across calls: render whole blocks so that every item starts in the same phase (reproducible).
@@ -373,6 +386,38 @@ def render_performance(performance: Performance, timbre_name: str, n_samples: in
     audio = play(synth, synth_events(performance), whole_blocks, SAMPLE_RATE)
     _settle(synth, font_id, TIMBRES[timbre_name])
     return audio[:n_samples]
+
+
+TIMIDITY_AMPLIFY = 25
+"""TiMidity's volume in percent: low, so that loud pedalled chords do not clip (24-bit output keeps the soft)."""
+
+
+def render_timidity(performance: Performance, timbre: Timbre, n_samples: int) -> np.ndarray:
+    """Mono float32 audio of ``performance`` rendered by the TiMidity++ command line.
+
+    Effects off (the corpus adds its own room), no polyphony reduction, 24-bit output, and
+    ``--preserve-silence``: by default TiMidity drops the silence before the first note, which
+    would shift every onset by the first note's time. Sound starts 0.5 ms after each note-on
+    (measured); the audio is cut or padded to ``n_samples``.
+    """
+    import soundfile
+
+    from pianomtl.data.render import RenderError
+
+    with tempfile.TemporaryDirectory(prefix="pianomtl-timidity-") as folder:
+        midi_path, wav_path = Path(folder) / "in.mid", Path(folder) / "out.wav"
+        write_midi(midi_path, performance, program=timbre.program)
+        command = [
+            "timidity", "-c", str(timbre.soundfont()), "-s", str(SAMPLE_RATE), "-OwM2s", "-o", str(wav_path),
+            f"-A{TIMIDITY_AMPLIFY}", "-p", "256", "--no-polyphony-reduction", "--preserve-silence",
+            "-EFreverb=d", "-EFchorus=d", str(midi_path),
+        ]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0 or not wav_path.is_file():
+            raise RenderError(f"timidity failed on {timbre.name}: {result.stderr.strip()[-200:]}")
+        audio, _ = soundfile.read(wav_path, dtype="float32", always_2d=True)
+    audio = audio.mean(axis=1)
+    return np.pad(audio[:n_samples], (0, max(0, n_samples - len(audio))))
 
 
 def room_impulse_response(rng: np.random.Generator, rt60: float, drr_db: float) -> np.ndarray:
