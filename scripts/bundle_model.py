@@ -26,6 +26,7 @@ import torch
 from pianomtl.bundled import load_model, make_bundle
 from pianomtl.constants import FPS, PEDAL_DOWN_ABOVE
 from pianomtl.data.store import open_split
+from pianomtl.data.synth import CSV_NAME
 from pianomtl.decode import TuningResult, tune
 from pianomtl.evaluate import evaluate_checkpoint
 from pianomtl.inference import run_model
@@ -43,33 +44,29 @@ def tune_on_validation(checkpoint: Path, cache: str) -> TuningResult:
 
 
 def training_data(cache: str | None) -> dict:
-    """What a stage trained on, read from its feature cache's index: train hours, timbre and material shares.
+    """What a stage trained on: train hours from its feature cache, timbre and material shares from the corpus.
 
-    The card states it per stage, because fine-tuning stages may use another corpus than the first.
+    The card states it per stage, because fine-tuning stages may use another corpus than the
+    first. Shares come from the ``pianomtl synth`` CSV next to the audio (by duration); a cache
+    of another dataset (MAESTRO) gets its hours only.
     """
     index_path = Path(cache or "") / "index.json"
     if not cache or not index_path.is_file():
         return {"cache": cache}
     entries = [e for e in json.loads(index_path.read_text())["entries"] if e["split"] == "train"]
-    timbres: Counter[str] = Counter()
-    material: Counter[str] = Counter()
-    for entry in entries:  # names: train_00007_maestro-Maestro_8_salamander, train_00004_procedural_timgm
-        stem = Path(entry["name"]).name
-        timbres[stem.rsplit("_", 1)[1]] += entry["n_frames"]
-        material[stem.split("_")[2].split("-")[0]] += entry["n_frames"]
-    total = sum(timbres.values()) or 1
-    corpus_csv = Path(entries[0]["audio_path"]).parents[1] / "pianomtl_corpus.csv" if entries else None
-    seed = None
-    if corpus_csv is not None and corpus_csv.is_file():
-        with corpus_csv.open() as handle:
-            seed = next(csv.DictReader(handle), {}).get("seed")
-    return {
-        "cache": Path(cache).name,
-        "train_hours": total / FPS / 3600,
-        "corpus_seed": seed,
-        "timbres": {name: count / total for name, count in timbres.most_common()},
-        "material": {name: count / total for name, count in material.most_common()},
-    }
+    data: dict = {"cache": Path(cache).name, "train_hours": sum(e["n_frames"] for e in entries) / FPS / 3600}
+    corpus_csv = Path(entries[0]["audio_path"]).parents[1] / CSV_NAME if entries else Path("")
+    if corpus_csv.is_file():
+        with corpus_csv.open(newline="") as handle:
+            rows = [row for row in csv.DictReader(handle) if row["split"] == "train"]
+        total = sum(float(row["duration"]) for row in rows) or 1.0
+        for key, column in (("timbres", "timbre"), ("material", "source")):
+            shares: Counter[str] = Counter()
+            for row in rows:
+                shares[row[column].split("/")[0]] += float(row["duration"]) / total
+            data[key] = dict(shares.most_common())
+        data["corpus_seed"] = rows[0]["seed"] if rows else None
+    return data
 
 
 def _data_lines(training: dict) -> str:
@@ -87,6 +84,9 @@ def _data_lines(training: dict) -> str:
         which = f"stage{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))}" if len(stages) > 1 else "all"
         if "train_hours" not in data:
             lines.append(f"- Data ({which}): feature cache `{cache}` (not available when this card was written).")
+            continue
+        if "timbres" not in data:
+            lines.append(f"- Data ({which}): feature cache `{cache}`, {data['train_hours']:.1f} h of train audio.")
             continue
         shares = ", ".join(f"{name} {share:.0%}" for name, share in data["timbres"].items())
         material = ", ".join(f"{name} {share:.0%}" for name, share in data["material"].items())

@@ -356,3 +356,21 @@ def test_measure_pitch_finds_the_detuned_sample():
     assert salamander.measure_pitch(mono, rate, 108) == pytest.approx(109.0, abs=0.05)
     assert salamander.parse_name("D#3v12.ogg") == (51, 12)
     assert salamander.velocity_range(1) == (1, 7) and salamander.velocity_range(16) == (120, 127)
+
+
+def test_model_card_states_the_training_data_of_a_cache(corpus, tmp_path):
+    """scripts/bundle_model.py reads hours from the cache and timbre/material shares from the corpus CSV."""
+    import sys
+
+    from pianomtl.data import store
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+    import bundle_model
+
+    store.prepare(corpus, tmp_path / "cache", workers=1)
+    data = bundle_model.training_data(str(tmp_path / "cache"))
+    rendered = [i for i in synth.plan(tiny_config()) if i.split == "train"]
+    assert data["train_hours"] == pytest.approx(sum(i.duration for i in rendered) / 3600, abs=1e-3)
+    assert data["timbres"] == pytest.approx({"fluidr3": 1.0}) and data["material"] == pytest.approx({"procedural": 1.0})
+    assert data["corpus_seed"] == "0"
+    assert bundle_model.training_data(str(tmp_path / "missing")) == {"cache": str(tmp_path / "missing")}
