@@ -142,6 +142,10 @@ def test_note_released_under_pedal_sounds_until_the_pedal_lifts(timbre):
 
     with_pedal = synth.render_performance(held, timbre, int(2.5 * sr))
     without = synth.render_performance(dry, timbre, int(2.5 * sr))
+    # CC64 = 64 is "up" for the labels (down above 64): the synth must damp the note too
+    at_64 = Performance(dry.notes, [PedalEvent(0.05, 64), PedalEvent(1.6, 0)])
+    assert sustain_notes(at_64)[0].offset == pytest.approx(0.4)
+    np.testing.assert_allclose(synth.render_performance(at_64, timbre, int(2.5 * sr)), without, atol=1e-6)
     assert db(with_pedal, 1.3, 1.5) > db(without, 1.3, 1.5) + 30  # still ringing a second after release
     assert db(with_pedal, 1.3, 1.5) > -80
     assert db(with_pedal, 2.1, 2.4) < db(with_pedal, 1.3, 1.5) - 30  # damped after the lift

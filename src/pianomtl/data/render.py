@@ -39,8 +39,8 @@ def _write_float():  # type: ignore[no-untyped-def]
     return fluidsynth, function
 
 
-def fluidsynth_pedal_value(value: int) -> int:
-    """CC64 value to send so FluidSynth (on at ≥ 64) agrees with our labels (down at > 64)."""
+def synth_pedal_value(value: int) -> int:
+    """CC64 value to send so a synthesiser (FluidSynth and TiMidity: on at ≥ 64) agrees with our labels (> 64)."""
     return PEDAL_DOWN_ABOVE - 1 if value == PEDAL_DOWN_ABOVE else int(value)
 
 
@@ -107,7 +107,7 @@ def synth_events(performance: Performance) -> list[Event]:
         events.append((note.onset, 2, ("on", int(note.key), int(max(1, min(127, note.velocity))))))
         events.append((offsets[index], 0, ("off", int(note.key), 0)))
     for event in performance.pedal:
-        events.append((event.time, 1, ("cc", PEDAL_CC, fluidsynth_pedal_value(event.value))))
+        events.append((event.time, 1, ("cc", PEDAL_CC, synth_pedal_value(event.value))))
     events.sort(key=lambda e: (e[0], e[1]))
     return events
 

@@ -398,15 +398,17 @@ def render_timidity(performance: Performance, timbre: Timbre, n_samples: int) ->
     Effects off (the corpus adds its own room), no polyphony reduction, 24-bit output, and
     ``--preserve-silence``: by default TiMidity drops the silence before the first note, which
     would shift every onset by the first note's time. Sound starts 0.5 ms after each note-on
-    (measured); the audio is cut or padded to ``n_samples``.
+    (measured); the audio is cut or padded to ``n_samples``. CC64 = 64 is sent as 63: TiMidity
+    holds notes from 64 on (measured), the labels from 65.
     """
     import soundfile
 
-    from pianomtl.data.render import RenderError
+    from pianomtl.data.render import RenderError, synth_pedal_value
 
+    pedal = [event._replace(value=synth_pedal_value(event.value)) for event in performance.pedal]
     with tempfile.TemporaryDirectory(prefix="pianomtl-timidity-") as folder:
         midi_path, wav_path = Path(folder) / "in.mid", Path(folder) / "out.wav"
-        write_midi(midi_path, performance, program=timbre.program)
+        write_midi(midi_path, Performance(performance.notes, pedal), program=timbre.program)
         command = [
             "timidity", "-c", str(timbre.soundfont()), "-s", str(SAMPLE_RATE), "-OwM2s", "-o", str(wav_path),
             f"-A{TIMIDITY_AMPLIFY}", "-p", "256", "--no-polyphony-reduction", "--preserve-silence",
