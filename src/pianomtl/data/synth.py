@@ -67,7 +67,7 @@ class Timbre:
     min_velocity: int = 1  # lowest velocity that still sounds
     gain: float = 0.5
     engine: str = "fluidsynth"  # or "timidity": a second synthesis engine with its own envelopes
-    package: str = "musescore-general-soundfont"  # the Debian package(s) that install it
+    package: str = ""  # the Debian package(s) that install it (named in the missing-file error)
 
     def soundfont(self) -> Path:
         if self.path == "salamander":
@@ -89,7 +89,12 @@ TIMBRES: dict[str, Timbre] = {
     # MuseScore silent at 1–2, -79 dB at 3; Salamander -69 dB at 1.
     "fluidr3": Timbre("fluidr3", "/usr/share/sounds/sf2/FluidR3_GM.sf2", min_velocity=8, package="fluid-soundfont-gm"),
     "timgm": Timbre("timgm", "/usr/share/sounds/sf2/TimGM6mb.sf2", min_velocity=8, package="timgm6mb-soundfont"),
-    "musescore": Timbre("musescore", "/usr/share/sounds/sf3/MuseScore_General.sf3", min_velocity=4),
+    "musescore": Timbre(
+        "musescore",
+        "/usr/share/sounds/sf3/MuseScore_General.sf3",
+        min_velocity=4,
+        package="musescore-general-soundfont",
+    ),
     # Two more training timbres (opt-in: --timbres). sf_GMbank follows FluidR3's velocity curve 3 dB louder
     # (C4, RMS of the first 200 ms); freepats through TiMidity spans 64 dB from velocity 1 to 127, and
     # velocity 4 sits 50 dB under 127, where FluidR3's velocity 8 sits 48 dB under.
