@@ -72,15 +72,12 @@ def training_data(cache: str | None) -> dict:
 def _data_lines(training: dict) -> str:
     """One line per distinct training corpus, naming the stages that used it."""
     stages = [*(training.get("earlier_stages") or []), {"data": training.get("data", {})}]
-    by_cache: dict[str, list[int]] = {}
-    described: dict[str, dict] = {}
+    by_cache: dict[str, tuple[dict, list[int]]] = {}  # cache → (its description, the stages that used it)
     for number, stage in enumerate(stages, start=1):
         data = stage.get("data") or {}
-        by_cache.setdefault(str(data.get("cache")), []).append(number)
-        described[str(data.get("cache"))] = data
+        by_cache.setdefault(str(data.get("cache")), (data, []))[1].append(number)
     lines = []
-    for cache, numbers in by_cache.items():
-        data = described[cache]
+    for cache, (data, numbers) in by_cache.items():
         which = f"stage{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))}" if len(stages) > 1 else "all"
         if "train_hours" not in data:
             lines.append(f"- Data ({which}): feature cache `{cache}` (not available when this card was written).")
