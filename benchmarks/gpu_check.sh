@@ -8,7 +8,7 @@
 #   DEVICE=cpu QUICK=1 benchmarks/gpu_check.sh   # dry run of the same code path on a CPU
 #
 # Training is timed two ways for each model and batch shape:
-#   loop    — pianomtl.train.Run.train_step: excerpts sampled from a memory-mapped
+#   loop    — pianomtl.train.loop.Run.train_step: excerpts sampled from a memory-mapped
 #             feature cache on the CPU, copied to the GPU, forward, 5 losses, backward,
 #             SGD-Nesterov step (what `pianomtl train --device cuda --amp` does);
 #   compute — the same update on batches already on the GPU (the ceiling a perfect
@@ -38,8 +38,8 @@ sys.path.insert(0, "benchmarks")
 from pianomtl.constants import FPS, N_BINS, TASKS
 from pianomtl.data import store
 from pianomtl.models.registry import ModelConfig
-from pianomtl.targets import N_LABELS
-from pianomtl.train import Run, TrainConfig, task_losses
+from pianomtl.core.targets import N_LABELS
+from pianomtl.train.loop import Run, TrainConfig, task_losses
 
 device, quick = os.environ["DEVICE"], os.environ["QUICK"] == "1"
 PAPER_FRAMES = 680_000 * 64

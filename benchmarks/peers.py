@@ -19,9 +19,9 @@ Peers, each installed into its own virtual environment under
 Every system runs in its own process through a small runner script: the model is
 loaded and warmed up once, then each recording is transcribed from its file (reading
 and resampling included) and timed. Scores are note-level mir_eval through
-:func:`pianomtl.decode.note_scores` (onsets within 50 ms; "with offsets" adds
+:func:`pianomtl.core.scoring.note_scores` (onsets within 50 ms; "with offsets" adds
 offset_ratio 0.2 / 50 ms; references pedal-extended, the MAESTRO convention), summed
-over the corpus (:func:`pianomtl.decode.aggregate_scores`). Speed is **× real time**
+over the corpus (:func:`pianomtl.core.scoring.aggregate_scores`). Speed is **× real time**
 (audio seconds per processing second; the same unit as ``benchmarks/run.py``). All
 use the machine's default thread counts.
 """
@@ -100,7 +100,7 @@ RUNNER = textwrap.dedent(
             _, _, events = predict(path, model)  # (start, end, pitch, amplitude, bends)
             return [[float(s), float(e), int(p), int(np.clip(round(a * 127), 1, 127))] for s, e, p, a, *_ in events]
     elif kind == "pianomtl":
-        from pianomtl.transcriber import Transcriber
+        from pianomtl.transcription.pipeline import Transcriber
         transcriber = Transcriber(options.get("model"), precision=options.get("precision", "fp32"))
 
         def transcribe(path):
@@ -197,8 +197,8 @@ def run_system(
 
 
 def score(records: list[Any], outputs: list[dict]) -> dict[str, Any]:
-    from pianomtl.decode import aggregate_scores, note_scores
-    from pianomtl.midi import Note, read_midi
+    from pianomtl.core.midi import Note, read_midi
+    from pianomtl.core.scoring import aggregate_scores, note_scores
 
     by_path = {str(Path(o["path"])): o for o in outputs}
     per_file = []
@@ -237,7 +237,7 @@ def run(
             log(f"skipping {name}: not installed (run without --no-install)")
             continue
         systems.append((PEERS[name]["title"], name, python, {}))
-    from pianomtl.bundled import has_default_model
+    from pianomtl.transcription.model_file import has_default_model
 
     model_options = {"model": model} if model else {}
     label = "pianomtl" + ("" if model or has_default_model() else " (random weights!)")

@@ -9,7 +9,7 @@ Sections (each reuses a benchmark module's ``run()``):
    frame, inference (forward) frames/s in sequence form — for the paper's five
    variants and the bundled default model's architecture (hard sharing 16/48/10).
 2. **Training, sequence form vs window form** (here): one SGD-Nesterov update
-   (forward, the five task losses of :func:`pianomtl.train.task_losses`, backward, step)
+   (forward, the five task losses of :func:`pianomtl.train.loop.task_losses`, backward, step)
    on the *same* B × T output frames, once as B excerpts of T + 10 frames (sequence
    form: one convolution pass per excerpt) and once as B·T separate 11-frame windows
    (the naive form; the paper's minibatch is 64 such windows). The outputs of the two
@@ -44,9 +44,9 @@ import torch
 import models as model_bench
 import transcription as transcription_bench
 from pianomtl.constants import CONTEXT, N_BINS, TASKS
+from pianomtl.core.targets import N_LABELS
 from pianomtl.models import ModelConfig, build_model, window_forward
-from pianomtl.targets import N_LABELS
-from pianomtl.train import task_losses
+from pianomtl.train.loop import task_losses
 
 DEFAULT_ARCHITECTURE = ModelConfig(**transcription_bench.DEFAULT_ARCHITECTURE)
 TRAIN_FLOOR = 10.0  # sequence-form training frames/s ÷ window-form frames/s

@@ -2,7 +2,7 @@
 
     python benchmarks/training.py [--quick] [--threads N] [--cache DIR] [--json PATH]
 
-Each row times :meth:`pianomtl.train.Run.train_step` — sampling excerpts from a
+Each row times :meth:`pianomtl.train.loop.Run.train_step` — sampling excerpts from a
 memory-mapped cache, forward in sequence form, the five task losses weighted by λ,
 backward, and the SGD-Nesterov update — for hard sharing and the two cross-stitch
 types, and reports output frames per second (batch × sequence frames × steps / s).
@@ -33,10 +33,10 @@ import numpy as np
 import torch
 
 from pianomtl.constants import BINARY_TASKS, FPS, N_BINS
+from pianomtl.core.targets import LABEL_SLICES, N_LABELS
 from pianomtl.data import store
 from pianomtl.models.registry import ModelConfig
-from pianomtl.targets import LABEL_SLICES, N_LABELS
-from pianomtl.train import Run, TrainConfig
+from pianomtl.train.loop import Run, TrainConfig
 
 FAMILIES = {
     "hard": ModelConfig("hard"),
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="also write the rows to this file")
     args = parser.parse_args(argv)
     rows = run(quick=args.quick, threads=args.threads, cache=args.cache)
-    print(f"training throughput (pianomtl.train.Run.train_step), {os.cpu_count()} CPUs visible")
+    print(f"training throughput (pianomtl.train.loop.Run.train_step), {os.cpu_count()} CPUs visible")
     print(format_rows(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

@@ -13,7 +13,7 @@ measurements. In the child:
 2. the recording is transcribed stage by stage, each timed: *features* (read the file
    in blocks, resample if needed, spectrogram — :meth:`Transcriber.features`),
    *network* (chunked, seam-free — :meth:`Transcriber.activations`), *decoding*
-   (:func:`pianomtl.decode.decode`) and *writing* the MIDI file. These are exactly the
+   (:func:`pianomtl.transcription.decoders.decode`) and *writing* the MIDI file. These are exactly the
    steps of :meth:`Transcriber.__call__` + :meth:`Transcription.to_midi`.
 
 Real-time factor (RTF) here is **audio seconds per wall second** ("× real time";
@@ -86,7 +86,7 @@ def _synthetic_source(folder: Path) -> list[Path]:
     import soundfile as sf
 
     from pianomtl.constants import SAMPLE_RATE
-    from pianomtl.midi import Note, Performance
+    from pianomtl.core.midi import Note, Performance
 
     path = folder / "synthetic_source.flac"
     if path.exists():
@@ -159,7 +159,7 @@ def looped_audio(minutes: float, dataset: Path | None = DEFAULT_DATASET, folder:
 
 def model_argument(model: str | None, folder: Path | None = None) -> tuple[str, str]:
     """``(value for --model of the child, description)``: the bundle, a file, or random weights."""
-    from pianomtl.bundled import default_model_path, has_default_model
+    from pianomtl.transcription.model_file import default_model_path, has_default_model
 
     if model in (None, "default"):
         if has_default_model():
@@ -197,9 +197,10 @@ def child(args: argparse.Namespace) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from pianomtl import transcriber as transcriber_module
-    from pianomtl.decode import decode
-    from pianomtl.transcriber import Transcriber, Transcription
+    from pianomtl.transcription import pipeline as transcriber_module
+    from pianomtl.transcription.decoders import decode
+    from pianomtl.transcription.pipeline import Transcriber
+    from pianomtl.transcription.result import Transcription
 
     if args.spectrogram_chunk:
         transcriber_module.SPECTROGRAM_CHUNK_FRAMES = dict.fromkeys(("cpu", "other"), args.spectrogram_chunk)

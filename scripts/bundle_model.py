@@ -5,7 +5,7 @@
 
 1. loads the run's best validation checkpoint (``best.pt``, else ``checkpoint.pt``);
 2. tunes both note decoders (thresholds; per-key HMM) on the validation split and
-   keeps the one with the better note F1 (:func:`pianomtl.decode.tune`);
+   keeps the one with the better note F1 (:func:`pianomtl.train.tuning.tune`);
 3. writes the bundle (float32 weights + decoder + metadata);
 4. scores it on the test split (unseen pieces, unseen piano timbre) — framewise
    F1/R² and note-level mir_eval — and writes the scores into the bundle's metadata,
@@ -23,14 +23,14 @@ from pathlib import Path
 
 import torch
 
-from pianomtl.bundled import load_model, make_bundle
 from pianomtl.constants import FPS, PEDAL_DOWN_ABOVE
+from pianomtl.core.midi import read_midi
 from pianomtl.data.store import open_split
 from pianomtl.data.synth import CSV_NAME
-from pianomtl.decode import TuningResult, tune
-from pianomtl.evaluate import evaluate_checkpoint
-from pianomtl.inference import run_model
-from pianomtl.midi import read_midi
+from pianomtl.train.evaluate import evaluate_checkpoint
+from pianomtl.train.tuning import TuningResult, tune
+from pianomtl.transcription.inference import run_model
+from pianomtl.transcription.model_file import load_model, make_bundle
 
 FLOORS = {"note_f1": 0.90, "int_f1": 0.85, "vel_r2": 0.6}  # issue: the transcriber, on the test split
 

@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 
 from pianomtl.constants import SAMPLE_RATE
-from pianomtl.midi import Note, PedalEvent, Performance
+from pianomtl.core.midi import Note, PedalEvent, Performance
 
 FLUID_R3 = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pianomtl.audio import AudioError, load, prepare_array, write_flac
 from pianomtl.constants import SAMPLE_RATE
+from pianomtl.core.audio import AudioError, load, prepare_array, write_flac
 
 
 def sine(frequency: float, seconds: float, sample_rate: int, amplitude: float = 0.5) -> np.ndarray:

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import tiny_cache
+from pianomtl.core.features import LogFilteredSpectrogram
 from pianomtl.data import augment
 from pianomtl.data.sampler import ExcerptSampler
 from pianomtl.data.store import open_split
-from pianomtl.features import LogFilteredSpectrogram
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ sys.path.insert(0, str(BENCHMARKS))
 import peers  # noqa: E402
 import run as bench_run  # noqa: E402
 import transcription  # noqa: E402
-from pianomtl.midi import Note, Performance, write_midi  # noqa: E402
+from pianomtl.core.midi import Note, Performance, write_midi  # noqa: E402
 from pianomtl.models.registry import ModelConfig  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread

@@ -16,8 +16,8 @@ import pytest
 import soundfile as sf
 
 from pianomtl.constants import FPS, MAX_KEY, MIN_KEY, SAMPLE_RATE
+from pianomtl.core.midi import Note, PedalEvent, Performance, read_midi, sustain_notes
 from pianomtl.data import assets, material, salamander, synth
-from pianomtl.midi import Note, PedalEvent, Performance, read_midi, sustain_notes
 
 FLUID_R3 = Path(synth.TIMBRES["fluidr3"].path)
 needs_fluidr3 = pytest.mark.skipif(not FLUID_R3.is_file(), reason="Debian package fluid-soundfont-gm not installed")
@@ -73,7 +73,7 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def spectral_flux(samples: np.ndarray) -> np.ndarray:
-    from pianomtl.features import spectrogram
+    from pianomtl.core.features import spectrogram
 
     spec = spectrogram(samples)
     flux = np.zeros(len(spec))

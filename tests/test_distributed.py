@@ -27,13 +27,14 @@ import numpy as np
 import pytest
 import torch
 
-from pianomtl import cli, distributed
+from pianomtl import cli
 from pianomtl.constants import N_BINS
+from pianomtl.core.targets import N_LABELS
 from pianomtl.data import store
 from pianomtl.data.sampler import ExcerptSampler
 from pianomtl.models.registry import ModelConfig
-from pianomtl.targets import N_LABELS
-from pianomtl.train import Run, TrainConfig
+from pianomtl.train import distributed
+from pianomtl.train.loop import Run, TrainConfig
 
 BATCH = 2  # excerpts per rank
 FRAMES = 12

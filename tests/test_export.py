@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from pianomtl import cli
-from pianomtl.bundled import make_bundle
 from pianomtl.constants import CONTEXT, N_BINS, TASKS
-from pianomtl.decode import DecoderParams
-from pianomtl.export import OnnxModel, export_onnx
-from pianomtl.inference import run_model
-from pianomtl.transcriber import transcribe
+from pianomtl.transcription.decoders import DecoderParams
+from pianomtl.transcription.export import OnnxModel, export_onnx
+from pianomtl.transcription.inference import run_model
+from pianomtl.transcription.model_file import make_bundle
+from pianomtl.transcription.pipeline import transcribe
 
 pytest.importorskip("onnxruntime")
 

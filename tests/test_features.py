@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from pianomtl.constants import FPS, N_BINS, SAMPLE_RATE
-from pianomtl.features import (
+from pianomtl.core.features import (
     LogFilteredSpectrogram,
     centre_frequencies,
     filterbank,
     frame_count,
     spectrogram,
 )
-from pianomtl.targets import LABEL_SLICES, compute_labels
+from pianomtl.core.targets import LABEL_SLICES, compute_labels
 
 HOP = 882
 FRAME = 4096

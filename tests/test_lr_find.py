@@ -13,7 +13,7 @@ import torch
 
 import tiny_cache
 from pianomtl import cli
-from pianomtl.lr_find import RangeTest, Smoother, exponential_rate, save
+from pianomtl.train.lr_find import RangeTest, Smoother, exponential_rate, save
 
 
 @pytest.fixture(scope="session")

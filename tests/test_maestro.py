@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pianomtl.audio import load, write_flac
 from pianomtl.constants import SAMPLE_RATE
+from pianomtl.core.audio import load, write_flac
+from pianomtl.core.midi import Note, PedalEvent, Performance, read_midi, write_midi
 from pianomtl.data import synth
 from pianomtl.data.maestro import DatasetError, Record, read_dataset
-from pianomtl.midi import Note, PedalEvent, Performance, read_midi, write_midi
 
 FLUID_R3 = Path(synth.TIMBRES["fluidr3"].path)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pianomtl.constants import BINARY_TASKS, N_KEYS, REGRESSION_TASKS, TASKS
-from pianomtl.metrics import BinaryCounts, FramewiseEvaluator, RegressionSums, headline
+from pianomtl.core.metrics import BinaryCounts, FramewiseEvaluator, RegressionSums, headline
 
 
 def random_recording(rng: np.random.Generator, n_frames: int) -> tuple[dict, dict]:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pianomtl.midi import MidiError, Note, PedalEvent, Performance, read_midi, write_midi
+from pianomtl.core.midi import MidiError, Note, PedalEvent, Performance, read_midi, write_midi
 
 TPB = 480
 

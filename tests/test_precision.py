@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from pianomtl.constants import N_BINS, TASKS
-from pianomtl.inference import PRECISIONS, bf16_is_native, run_model
 from pianomtl.models.registry import ModelConfig, build_model
-from pianomtl.transcriber import Transcriber
+from pianomtl.transcription.inference import PRECISIONS, bf16_is_native, run_model
+from pianomtl.transcription.pipeline import Transcriber
 
 MODEL = ModelConfig("hard", small=4, large=8, head=2)
 
@@ -64,7 +64,7 @@ def test_transcriber_bf16_on_an_array(model: torch.nn.Module) -> None:
 
 
 def test_amp_training_step_runs_on_cpu(tmp_path: Path) -> None:
-    from pianomtl.train import Run, TrainConfig
+    from pianomtl.train.loop import Run, TrainConfig
     from test_distributed import random_cache
 
     cache = random_cache(tmp_path / "cache")

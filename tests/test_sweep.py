@@ -13,9 +13,9 @@ import torch
 import tiny_cache
 from pianomtl import cli
 from pianomtl.constants import TASKS
-from pianomtl.data.store import write_json_atomic
+from pianomtl.core.files import write_json_atomic
 from pianomtl.models.registry import ModelConfig, build_model
-from pianomtl.sweep import (
+from pianomtl.train.sweep import (
     PENDING,
     UNSTABLE,
     UNTRAINED_TASK,

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pianomtl.constants import FPS, MIN_KEY, N_KEYS
-from pianomtl.midi import Note, PedalEvent, Performance, pedal_down_intervals, sustain_notes
-from pianomtl.targets import LABEL_SLICES, N_LABELS, compute_labels, pedal_curve, to_float
+from pianomtl.core.midi import Note, PedalEvent, Performance, pedal_down_intervals, sustain_notes
+from pianomtl.core.targets import LABEL_SLICES, N_LABELS, compute_labels, pedal_curve, to_float
 
 KEY = 60
 COLUMN = KEY - MIN_KEY

@@ -19,9 +19,9 @@ import tiny_cache
 from pianomtl import cli
 from pianomtl.constants import BINARY_TASKS, REGRESSION_TASKS, TASKS
 from pianomtl.data.store import open_split
-from pianomtl.evaluate import CheckpointError, evaluate_checkpoint, load_model
 from pianomtl.models.registry import ModelConfig
-from pianomtl.train import Run, TrainConfig, evaluate_recordings, train
+from pianomtl.train.evaluate import CheckpointError, evaluate_checkpoint, load_model
+from pianomtl.train.loop import Run, TrainConfig, evaluate_recordings, train
 
 FAMILIES = {
     "hard": ModelConfig(name="hard"),
@@ -172,7 +172,7 @@ def test_evaluate_checkpoint_matches_training_validation(cache: Path, tmp_path: 
     lenient = evaluate_recordings(model, open_split(cache, "validation"), "cpu", threshold=0.05)
     assert lenient["on"]["recall"] >= report["framewise"]["on"]["recall"]
     assert report["frames"] == 150 and report["threshold"] == 0.5
-    if report["note_level"] is not None:  # pianomtl.decode present
+    if report["note_level"] is not None:  # pianomtl.transcription.decoders present
         for measure in ("note", "note_with_offset", "note_with_offset_velocity"):
             assert 0.0 <= report["note_level"][measure]["f1"] <= 1.0
         assert report["note_level"]["counts"]["reference"] == 9  # the validation performance's notes

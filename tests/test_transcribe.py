@@ -15,13 +15,14 @@ import soundfile as sf
 import torch
 
 from pianomtl import cli
-from pianomtl.audio import load
-from pianomtl.bundled import DEFAULT_BUNDLE, ModelFileError, load_model, make_bundle
 from pianomtl.constants import FPS, N_BINS, N_KEYS, SAMPLE_RATE
-from pianomtl.decode import DecoderParams, note_scores
-from pianomtl.features import spectrogram
-from pianomtl.midi import read_midi
-from pianomtl.transcriber import Transcriber, file_features, transcribe
+from pianomtl.core.audio import load
+from pianomtl.core.features import spectrogram
+from pianomtl.core.midi import read_midi
+from pianomtl.core.scoring import note_scores
+from pianomtl.transcription.decoders import DecoderParams
+from pianomtl.transcription.model_file import DEFAULT_BUNDLE, ModelFileError, load_model, make_bundle
+from pianomtl.transcription.pipeline import Transcriber, file_features, transcribe
 
 TINY = {"name": "hard", "small": 4, "large": 4, "head": 2}
 
@@ -43,7 +44,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_streamed_features_equal_whole_file(rendered_clip, tmp_path: Path, monkeypatch) -> None:
-    import pianomtl.transcriber as module
+    import pianomtl.transcription.pipeline as module
 
     monkeypatch.setattr(module, "READ_BLOCK_SECONDS", 0.37)  # many blocks, none aligned to frames
     features, duration = file_features(rendered_clip.wav)
@@ -97,7 +98,7 @@ def test_transcribe_end_to_end_writes_valid_outputs(rendered_clip, tiny_checkpoi
 
 
 def test_plot_writes_a_png(rendered_clip, tiny_checkpoint: Path, tmp_path: Path) -> None:
-    from pianomtl.plot import plot_transcription
+    from pianomtl.transcription.plot import plot_transcription
 
     result = transcribe(rendered_clip.wav, model=tiny_checkpoint)
     path = plot_transcription(result, tmp_path / "clip.png")

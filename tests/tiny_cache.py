@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from pianomtl.constants import SAMPLE_RATE
-from pianomtl.midi import Note, PedalEvent, Performance, write_midi
+from pianomtl.core.midi import Note, PedalEvent, Performance, write_midi
 
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 SECONDS = 3.0

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from pianomtl.transcriber import Transcription
+    from pianomtl.transcription.result import Transcription
 
 
 def transcribe(audio: Any, sr: float | None = None, **options: Any) -> Transcription:
@@ -19,7 +19,7 @@ def transcribe(audio: Any, sr: float | None = None, **options: Any) -> Transcrip
 
     Imported lazily so that ``import pianomtl`` stays cheap.
     """
-    from pianomtl.transcriber import transcribe as _transcribe
+    from pianomtl.transcription.pipeline import transcribe as _transcribe
 
     return _transcribe(audio, sr=sr, **options)
 

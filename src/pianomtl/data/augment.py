@@ -6,7 +6,7 @@ recalled 62 % of its notes at velocity 32–47 against 98 % at 80–95. Renderin
 pianos costs minutes per hour of audio; a random equaliser on each excerpt costs
 nothing and gives every excerpt a new spectral envelope and level.
 
-The features are ``F = log10(1 + |X| W)`` (:mod:`pianomtl.features`), so a gain
+The features are ``F = log10(1 + |X| W)`` (:mod:`pianomtl.core.features`), so a gain
 ``g_b`` on band ``b``'s magnitude is exactly ``log10(1 + g_b (10**F - 1))``; as the
 bands are narrow, that is also what an equaliser on the audio does.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pianomtl.features import centre_frequencies
+from pianomtl.core.features import centre_frequencies
 
 EQ_REFERENCE_HZ = 1000.0
 """Frequency where the tilt is 0 dB."""

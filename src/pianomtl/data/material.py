@@ -14,7 +14,6 @@ only from the ``numpy.random.Generator`` passed in.
 
 from __future__ import annotations
 
-import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -22,10 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from pianomtl.constants import MAX_KEY, MIDI_MAX, MIN_KEY, PEDAL_DOWN_ABOVE
-from pianomtl.midi import Note, PedalEvent, Performance, read_midi
+from pianomtl.core.files import atomic_write
+from pianomtl.core.midi import Note, PedalEvent, Performance, read_midi
 
 TICK_SECONDS = 1.0 / 960.0
-"""Time resolution of :func:`pianomtl.midi.write_midi`; rendered times are rounded to it."""
+"""Time resolution of :func:`pianomtl.core.midi.write_midi`; rendered times are rounded to it."""
 
 CACHE_VERSION = 1
 RING_OUT_S = 1.0
@@ -56,10 +56,8 @@ def _cached_source(path: Path) -> Performance:
         pass
     performance = read_source(path)
     try:
-        temporary = cache.with_name(cache.name + f".{os.getpid()}.part")
-        with open(temporary, "wb") as handle:
-            pickle.dump((stamp, [tuple(n) for n in performance.notes], [tuple(e) for e in performance.pedal]), handle)
-        temporary.replace(cache)
+        parsed = (stamp, [tuple(n) for n in performance.notes], [tuple(e) for e in performance.pedal])
+        atomic_write(cache, lambda target: target.write_bytes(pickle.dumps(parsed)))
     except OSError:  # a read-only asset folder: parse every time
         pass
     return performance

@@ -1,4 +1,4 @@
-"""Render a :class:`~pianomtl.midi.Performance` to audio with FluidSynth, in process.
+"""Render a :class:`~pianomtl.core.midi.Performance` to audio with FluidSynth, in process.
 
 Why in process (libfluidsynth through pyfluidsynth's ctypes binding) rather than
 the ``fluidsynth`` CLI: no temporary MIDI/WAV files, float output, and a failed
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pianomtl.constants import PEDAL_CC, PEDAL_DOWN_ABOVE, SAMPLE_RATE
-from pianomtl.midi import Performance
+from pianomtl.core.midi import Performance
 
 RELEASE_TAIL_SECONDS = 1.0
 """Audio rendered after the last event so released notes can ring out."""

@@ -36,6 +36,7 @@ import soundfile as sf
 import soxr
 
 from pianomtl.constants import MAX_KEY, MIN_KEY
+from pianomtl.core.files import atomic_write
 
 SAMPLE_RATE = 32000
 LAYERS = 16
@@ -267,10 +268,8 @@ def write_sf2(path: Path, samples: list[Sample], name: str = "Salamander Grand")
         _chunk(b"shdr", b"".join(headers)),
     )
     body = b"sfbk" + info + sdta + pdta
-    temporary = path.with_name(path.name + ".part")
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
-    temporary.replace(path)
+    atomic_write(path, lambda target: target.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body))
 
 
 def build_sf2(ogg_dir: str | Path, output: str | Path, log=None) -> list[str]:  # type: ignore[no-untyped-def]

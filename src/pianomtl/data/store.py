@@ -1,7 +1,7 @@
 """The feature/target cache that training and evaluation read (``pianomtl prepare``).
 
 Format, and why: one pair of ``.npy`` files per recording (``features`` float32
-``[T, 144]``, ``labels`` uint8 ``[T, 353]``, see :mod:`pianomtl.targets`) plus an
+``[T, 144]``, ``labels`` uint8 ``[T, 353]``, see :mod:`pianomtl.core.targets`) plus an
 ``index.json``. ``.npy`` files open with ``numpy.load(mmap_mode="r")``, so a corpus
 of any size is read by random access through the page cache without loading it
 into RAM, with no extra dependency (HDF5/zarr add little for fixed-shape arrays
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
@@ -23,11 +22,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pianomtl.audio import AudioError, load
 from pianomtl.constants import N_BINS
-from pianomtl.features import spectrogram
-from pianomtl.midi import MidiError, read_midi
-from pianomtl.targets import N_LABELS, compute_labels
+from pianomtl.core.audio import AudioError, load
+from pianomtl.core.features import spectrogram
+from pianomtl.core.files import atomic_write, write_json_atomic
+from pianomtl.core.midi import MidiError, read_midi
+from pianomtl.core.targets import N_LABELS, compute_labels
 
 INDEX_NAME = "index.json"
 FAILURES_NAME = "failures.json"
@@ -65,16 +65,7 @@ def _safe_name(name: str) -> str:
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
-    temporary = path.with_name(path.name + ".part.npy")
-    np.save(temporary, array)
-    os.replace(temporary, path)
-
-
-def write_json_atomic(path: Path, payload: object) -> None:
-    """Write JSON through a temporary file and rename, so readers never see half a file."""
-    temporary = path.with_name(path.name + ".part")
-    temporary.write_text(json.dumps(payload, indent=1))
-    os.replace(temporary, path)
+    atomic_write(path, lambda target: np.save(target, array))
 
 
 def compute_pair(audio_path: Path, midi_path: Path) -> tuple[np.ndarray, np.ndarray]:

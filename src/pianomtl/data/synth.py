@@ -45,9 +45,10 @@ from pathlib import Path
 import numpy as np
 
 from pianomtl.constants import MAX_KEY, MIN_KEY, PEDAL_CC, SAMPLE_RATE
+from pianomtl.core.files import atomic_write
+from pianomtl.core.midi import Performance, write_midi
 from pianomtl.data import material
 from pianomtl.data.assets import AssetError
-from pianomtl.midi import Performance, write_midi
 
 CSV_NAME = "pianomtl_corpus.csv"
 SPLITS = ("train", "validation", "test")
@@ -505,7 +506,7 @@ def render_item(item: Item, out: Path) -> tuple[str, float, float]:
     n_samples = round(item.duration * SAMPLE_RATE)
     dry = render_performance(item.performance, item.timbre, n_samples)
     wet = augment_audio(item, dry)
-    from pianomtl.audio import write_flac
+    from pianomtl.core.audio import write_flac
 
     write_midi(midi_path, item.performance)
     write_flac(audio_path, wet, SAMPLE_RATE)  # written last: its presence marks the item complete
@@ -524,12 +525,14 @@ def is_complete(item: Item, out: Path) -> bool:
 def write_csv(items: list[Item], out: Path) -> int:
     """Rewrite the corpus CSV (atomically) listing the items whose files exist; returns the count."""
     rows = [item.row() for item in items if is_complete(item, out)]
-    temporary = out / (CSV_NAME + ".part")
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    temporary.replace(out / CSV_NAME)
+
+    def write(target: Path) -> None:
+        with open(target, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(out / CSV_NAME, write)
     return len(rows)
 
 

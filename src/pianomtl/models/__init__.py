@@ -1,8 +1,14 @@
-"""The two architecture families of the seed paper (§IV) as PyTorch modules.
+"""The architecture families: the seed paper's two (§IV) and one beyond it, as PyTorch modules.
 
 * ``hard`` — :class:`HardSharingNet`: shared conv stem, one small head per task;
 * ``cross-stitch`` — :class:`CrossStitchNet`: one column per task, cross-stitch units
-  after every layer, ``gradient`` "full" | "detached", ``init`` "balanced" | "imbalanced".
+  after every layer, ``gradient`` "full" | "detached", ``init`` "balanced" | "imbalanced";
+
+and a family beyond the paper (issue #13):
+
+* ``hard+rnn`` — :class:`HardRNNNet`: the hard-sharing stem, then causal onset and frame
+  LSTMs (or GRUs; ``recurrent = True``: chunked inference carries its state through
+  :meth:`HardRNNNet.forward_with_state`; ``bidirectional=True`` is the ablation twin).
 
 Build one by name with :func:`build_model` (``build_model(ModelConfig("cross-stitch",
 gradient="detached"))``); every model takes ``[B, T + 10, 144]`` spectrogram frames
@@ -12,6 +18,7 @@ tasks — logits for on/int/off (:meth:`MultitaskNet.predict` applies the sigmoi
 
 from __future__ import annotations
 
+from pianomtl.models.config import ModelConfig
 from pianomtl.models.cross_stitch import CrossStitchNet
 from pianomtl.models.hard_sharing import HardSharingNet
 from pianomtl.models.layers import (
@@ -29,7 +36,8 @@ from pianomtl.models.layers import (
     straight_through_relu,
     window_forward,
 )
-from pianomtl.models.registry import MODELS, ModelConfig, build_model, model_names
+from pianomtl.models.registry import MODELS, build_model, model_names
+from pianomtl.models.sequence import HardRNNNet, load_stem_from
 
 __all__ = [
     "MODELS",
@@ -38,6 +46,7 @@ __all__ = [
     "CrossStitch",
     "CrossStitchNet",
     "GaussianDropout",
+    "HardRNNNet",
     "HardSharingNet",
     "ModelConfig",
     "MultitaskNet",
@@ -46,6 +55,7 @@ __all__ = [
     "build_model",
     "count_macs",
     "glorot_init_",
+    "load_stem_from",
     "macs_per_frame",
     "model_names",
     "pad_context",

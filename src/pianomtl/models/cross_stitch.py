@@ -49,17 +49,13 @@ Design choices:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor, nn
 
 from pianomtl.constants import TASK_WIDTH, TASKS
+from pianomtl.models.config import ModelConfig
 from pianomtl.models.hard_sharing import head_freq, stem_shapes
 from pianomtl.models.layers import ConvBlock, CrossStitch, MultitaskNet, TaskDense, frame_conv, glorot_init_
-
-if TYPE_CHECKING:
-    from pianomtl.models.registry import ModelConfig
 
 
 class CrossStitchNet(MultitaskNet):

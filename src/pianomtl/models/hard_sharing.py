@@ -42,16 +42,12 @@ Speed (all exact reformulations; ``benchmarks/models.py`` measures them):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor, nn
 
 from pianomtl.constants import N_BINS, TASK_WIDTH, TASKS
+from pianomtl.models.config import ModelConfig
 from pianomtl.models.layers import ConvBlock, MultitaskNet, TaskDense, frame_conv, glorot_init_
-
-if TYPE_CHECKING:
-    from pianomtl.models.registry import ModelConfig
 
 FREQ_KERNEL = 35
 """Frequency extent of the large stem conv (as in the predecessor net)."""

@@ -24,16 +24,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pianomtl.constants import BINARY_TASKS, CONTEXT, N_BINS, TASK_WIDTH, TASKS
-
-if TYPE_CHECKING:
-    from pianomtl.models.registry import ModelConfig
+from pianomtl.models.config import ModelConfig
 
 WINDOW = 2 * CONTEXT + 1
 """Frames in one network input window (11)."""
@@ -373,6 +370,10 @@ class MultitaskNet(nn.Module):
     tasks: tuple[str, ...] = TASKS
     memory_format: torch.memory_format = torch.contiguous_format
     """Layout the input is converted to (a speed choice; results do not depend on it)."""
+    recurrent: bool = False
+    """Whether outputs depend on more than each frame's 11-frame window (a sequence stage).
+    Chunked inference of a recurrent model must carry its state across chunks
+    (``initial_state`` / ``forward_with_state``); of the others it need not."""
 
     config: ModelConfig
     architecture: str = ""
@@ -381,8 +382,6 @@ class MultitaskNet(nn.Module):
     def __init__(self, config: ModelConfig | None = None) -> None:
         super().__init__()
         if config is None:
-            from pianomtl.models.registry import ModelConfig
-
             config = ModelConfig(name=self.architecture)
         if config.name != self.architecture:
             raise ValueError(f"{type(self).__name__} needs a {self.architecture!r} config, got {config.name!r}")
@@ -458,11 +457,25 @@ def _mac_counter(model: nn.Module) -> Iterator[list[int]]:
     def stitch_hook(module: nn.Module, _inputs: Sequence[Tensor], output: Tensor) -> None:
         total[0] += output.numel() * module.columns  # type: ignore[attr-defined]
 
+    def linear_hook(module: nn.Module, _inputs: Sequence[Tensor], output: Tensor) -> None:
+        total[0] += output.numel() * module.in_features  # type: ignore[attr-defined]
+
+    def rnn_hook(module: nn.Module, _inputs: Sequence[Tensor], output: tuple[Tensor, object]) -> None:
+        # per step and direction: gates × hidden units × (input + hidden) weights (one layer)
+        gates = 4 if isinstance(module, nn.LSTM) else 3
+        total[0] += output[0].numel() * gates * (module.input_size + module.hidden_size)  # type: ignore[attr-defined]
+
     for m in model.modules():
         if isinstance(m, TaskDense):
             handles.append(m.register_forward_hook(dense_hook))
         elif isinstance(m, CrossStitch):
             handles.append(m.register_forward_hook(stitch_hook))
+        elif isinstance(m, nn.Linear):
+            handles.append(m.register_forward_hook(linear_hook))
+        elif isinstance(m, nn.GRU | nn.LSTM):
+            if m.num_layers != 1 or m.proj_size:
+                raise NotImplementedError("count_macs counts one-layer GRUs and LSTMs without projections")
+            handles.append(m.register_forward_hook(rnn_hook))
         elif isinstance(m, nn.Conv2d) and not getattr(m, "frame_dense", False):
             handles.append(m.register_forward_hook(conv_hook))
     try:
@@ -476,9 +489,10 @@ def count_macs(model: nn.Module, frames: int, batch: int = 1) -> int:
     """Multiply-adds of one sequence-form forward pass producing ``frames`` output frames.
 
     Counted from the actual layer output shapes by forward hooks: convolutions
-    (``out elements · in/groups · kh · kw``), the per-frame dense layers, and the
-    cross-stitch mixing (``M`` per output element). Element-wise work (ELU, noise,
-    biases) is not counted.
+    (``out elements · in/groups · kh · kw``), the per-frame dense layers, the
+    cross-stitch mixing (``M`` per output element), linear layers, and one-layer GRUs
+    and LSTMs (3 or 4 gates ``· hidden · (input + hidden)`` per step and direction).
+    Element-wise work (ELU, noise, biases, gate non-linearities) is not counted.
     """
     x = torch.zeros(batch, frames + 2 * CONTEXT, N_BINS)
     param = next(model.parameters(), None)

@@ -14,14 +14,14 @@ folder, settings shared by every run, and the grid::
 Keys (in ``fixed``, as ``grid`` axes, or in ``combos``): ``model`` (hard,
 cross-stitch), ``gradient`` (full, detached), ``init`` (balanced, imbalanced),
 ``lambda_on`` … ``lambda_sus`` (task weights λ, default 1), and any field of
-:class:`pianomtl.train.TrainConfig` (``lr``, ``steps``, ``batch_size``, ``seed``,
+:class:`pianomtl.train.loop.TrainConfig` (``lr``, ``steps``, ``batch_size``, ``seed``,
 ``restarts`` …). The runs are the Cartesian product of the ``grid`` axes, times
 the ``combos`` list when given (for grids that are not products, such as the 11 λ
 rows of Table I). Each run trains in ``out/<name>``, its name made from its
 setting (``hard_lr0.01_vel0.1_sus0.01``, ``cross-stitch_detached_balanced_lr0.05``).
 
 Runs go one after another, or ``--jobs N`` at a time in separate processes. A run
-stores ``result.json`` (atomically, by :func:`pianomtl.train.train`) the moment it
+stores ``result.json`` (atomically, by :func:`pianomtl.train.loop.train`) the moment it
 ends, so an interrupted sweep loses at most the unfinished runs' progress since
 their last checkpoint: running the same command again skips finished and unstable
 runs and resumes interrupted ones from ``checkpoint.pt``.
@@ -55,8 +55,8 @@ from pathlib import Path
 import numpy as np
 
 from pianomtl.constants import BINARY_TASKS, TASKS
-from pianomtl.data.store import write_json_atomic
-from pianomtl.train import DEFAULT_LAMBDAS, TrainConfig, train
+from pianomtl.core.files import write_json_atomic, write_text_atomic
+from pianomtl.train.loop import DEFAULT_LAMBDAS, TrainConfig, train
 
 MODEL_KEYS = ("model", "gradient", "init", "small", "large", "head")
 LAMBDA_KEYS = tuple(f"lambda_{t}" for t in TASKS)
@@ -491,9 +491,7 @@ def render_tables(settings: list[Setting], out: str | Path, title: str = "") -> 
     tables = build_tables(settings)
     paths = {"md": out / "tables.md", "csv": out / "tables.csv"}
     for key, text in (("md", tables_markdown(tables, title)), ("csv", tables_csv(tables))):
-        temporary = paths[key].with_name(paths[key].name + ".part")
-        temporary.write_text(text)
-        os.replace(temporary, paths[key])
+        write_text_atomic(paths[key], text)
     return paths
 
 
@@ -540,7 +538,7 @@ def plot_alphas(alphas: list, path: str | Path, title: str = "") -> None:
 
 def plot_all_alphas(settings: list[Setting], out: str | Path) -> list[Path]:
     """``out/alphas/<name>.png`` for every cross-stitch run that has a checkpoint."""
-    from pianomtl.evaluate import load_model
+    from pianomtl.train.evaluate import load_model
 
     written = []
     for setting in settings:

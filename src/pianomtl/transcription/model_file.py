@@ -3,7 +3,7 @@
 A *bundle* is a small ``torch.save`` dict made by :func:`make_bundle` from a
 training checkpoint: ``model_config`` (:meth:`ModelConfig.to_dict`), ``model`` (the
 state dict in float32, nothing else of the training state), ``decoder``
-(:class:`~pianomtl.decode.DecoderParams` as a dict, tuned on validation data) and
+(:class:`~pianomtl.transcription.decoders.DecoderParams` as a dict, tuned on validation data) and
 ``metadata`` (what it was trained on, its scores, the source checkpoint). The
 default one lives at ``pianomtl/assets/default.pt``.
 
@@ -14,7 +14,6 @@ default one lives at ``pianomtl/assets/default.pt``.
 from __future__ import annotations
 
 import datetime
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -22,9 +21,10 @@ from typing import Any
 
 import torch
 
-from pianomtl.decode import DecoderParams
+from pianomtl.core.files import atomic_write
+from pianomtl.transcription.decoders import DecoderParams
 
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_BUNDLE = ASSETS / "default.pt"
 BUNDLE_FORMAT = "pianomtl-model-bundle"
 BUNDLE_VERSION = 1
@@ -144,10 +144,7 @@ def make_bundle(
         "metadata": _plain(info),
     }
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out_path.with_name(out_path.name + ".part")
-    torch.save(payload, temporary)
-    os.replace(temporary, out_path)
-    return out_path
+    return atomic_write(out_path, lambda target: torch.save(payload, target))
 
 
 def _plain(value: Any) -> Any:

@@ -11,11 +11,11 @@ import argparse
 
 import numpy as np
 
-from pianomtl.audio import load
 from pianomtl.constants import FPS, N_BINS, SAMPLE_RATE
-from pianomtl.features import spectrogram
-from pianomtl.midi import read_midi
-from pianomtl.targets import compute_labels, to_float
+from pianomtl.core.audio import load
+from pianomtl.core.features import spectrogram
+from pianomtl.core.midi import read_midi
+from pianomtl.core.targets import compute_labels, to_float
 
 
 def summary(audio_path: str, midi_path: str | None = None) -> str:

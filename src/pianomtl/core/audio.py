@@ -15,6 +15,7 @@ import soundfile as sf
 import soxr
 
 from pianomtl.constants import SAMPLE_RATE
+from pianomtl.core.files import atomic_write
 
 
 class AudioError(ValueError):
@@ -87,7 +88,7 @@ def open_audio(path: str | Path) -> sf.SoundFile:
 
     The one place that checks a path before decoding (missing, a folder, not audio,
     a WAV whose data chunk is cut short), shared by :func:`load` and the streaming
-    reader of :mod:`pianomtl.transcriber`.
+    reader of :mod:`pianomtl.transcription.pipeline`.
     """
     path = Path(path)
     if not path.exists():
@@ -136,6 +137,5 @@ def duration(path: str | Path) -> float:
 def write_flac(path: str | Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """Write 16-bit FLAC atomically (temporary file, then rename)."""
     path = Path(path)
-    temporary = path.with_name(path.name + ".part")
-    sf.write(str(temporary), np.clip(samples, -1.0, 1.0), sample_rate, format="FLAC", subtype="PCM_16")
-    temporary.replace(path)
+    clipped = np.clip(samples, -1.0, 1.0)
+    atomic_write(path, lambda target: sf.write(str(target), clipped, sample_rate, format="FLAC", subtype="PCM_16"))

@@ -3,12 +3,12 @@
 Framewise (paper eq. 1–6): precision, recall and F1 of on/int/off with the counts
 summed over all frames and keys of the split, at one threshold (0.5 unless given),
 and R² = 1 − SSE/SST of vel/sus over all frames — computed by
-:func:`pianomtl.train.evaluate_recordings`, exactly what training validates with.
+:func:`pianomtl.train.loop.evaluate_recordings`, exactly what training validates with.
 
 Note-level (what the field compares, mir_eval with 50 ms onset tolerance): note F1
 (onsets), note-with-offset F1 (offset within 20 % of the note or 50 ms) and
 note-with-offset-and-velocity F1, after decoding the activations to notes with
-:mod:`pianomtl.decode`. References are the cache entries' MIDI files with offsets
+:mod:`pianomtl.transcription.decoders`. References are the cache entries' MIDI files with offsets
 extended by the sustain pedal (the MAESTRO convention, same as the training
 targets). Note counts (matched, reference, estimated) are summed over the
 recordings before dividing, so a long piece weighs more than a short one, like the
@@ -32,13 +32,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pianomtl import bundled, decode
 from pianomtl.constants import BINARY_TASKS, REGRESSION_TASKS
-from pianomtl.data.store import open_split, write_json_atomic
-from pianomtl.metrics import DEFAULT_THRESHOLD, BinaryCounts, headline
-from pianomtl.midi import Performance, read_midi
-from pianomtl.targets import compute_labels, to_float
-from pianomtl.train import evaluate_recordings
+from pianomtl.core.files import write_json_atomic
+from pianomtl.core.metrics import DEFAULT_THRESHOLD, BinaryCounts, headline
+from pianomtl.core.midi import Performance, read_midi
+from pianomtl.core.scoring import aggregate_scores, note_scores
+from pianomtl.core.targets import compute_labels, to_float
+from pianomtl.data.store import open_split
+from pianomtl.train.loop import evaluate_recordings
+from pianomtl.train.tuning import pedal_frame_counts
+from pianomtl.transcription import model_file as bundled
+from pianomtl.transcription.decoders import DecoderParams, decode_notes
 
 NOTE_MEASURES = ("note", "note_with_offset", "note_with_offset_velocity")
 NOTE_PREFIXES = {"note": "note", "note_with_offset": "note_offset", "note_with_offset_velocity": "note_offset_velocity"}
@@ -60,7 +64,7 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, 
     """The network stored in ``path`` (in eval mode) and a description of it.
 
     Accepts ``train.py`` checkpoints and model bundles (through
-    :func:`pianomtl.bundled.load_model`); a bundle's tuned decoder parameters are
+    :func:`pianomtl.transcription.model_file.load_model`); a bundle's tuned decoder parameters are
     returned as ``info["decoder"]`` (a checkpoint gets the decoder's defaults).
     """
     try:
@@ -82,31 +86,31 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, 
 class NoteScorer:
     """Decodes each recording's activations and scores the notes against its MIDI file.
 
-    Pedal-extended references (:func:`pianomtl.decode.note_scores`); :meth:`results`
+    Pedal-extended references (:func:`pianomtl.transcription.note_scores`); :meth:`results`
     sums matched/reference/estimated counts over the recordings
-    (:func:`pianomtl.decode.aggregate_scores`).
+    (:func:`pianomtl.transcription.aggregate_scores`).
     """
 
-    def __init__(self, params: decode.DecoderParams | None = None) -> None:
-        self.params = params or decode.DecoderParams()
+    def __init__(self, params: DecoderParams | None = None) -> None:
+        self.params = params or DecoderParams()
         self.per_recording: dict[str, dict[str, float]] = {}
         self.frame_counts = BinaryCounts()
         self.pedal_counts = BinaryCounts()
 
     def __call__(self, recording, predictions: dict[str, np.ndarray]) -> None:  # type: ignore[no-untyped-def]
-        notes = decode.decode_notes(predictions, self.params)
+        notes = decode_notes(predictions, self.params)
         reference = read_midi(recording.entry.midi_path)
-        self.per_recording[recording.entry.name] = decode.note_scores(reference, notes)
+        self.per_recording[recording.entry.name] = note_scores(reference, notes)
         n_frames = len(predictions["int"])
         target = to_float(compute_labels(reference, n_frames))["int"] > 0
         decoded = to_float(compute_labels(Performance(notes, []), n_frames))["int"] > 0
         self.frame_counts.add(decoded, target)
         if "sus" in predictions:
-            decode.pedal_frame_counts([predictions], [reference], self.params, self.pedal_counts)
+            pedal_frame_counts([predictions], [reference], self.params, self.pedal_counts)
 
     def results(self) -> dict[str, dict[str, float]]:
         """``{measure: {precision, recall, f1}}`` over all recordings (counts summed)."""
-        total = decode.aggregate_scores(self.per_recording.values())
+        total = aggregate_scores(self.per_recording.values())
         return (
             {
                 measure: {k: float(total[f"{prefix}_{k}"]) for k in ("precision", "recall", "f1")}

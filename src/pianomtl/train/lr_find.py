@@ -8,7 +8,7 @@ smoothed value so far — or when ``end`` is reached. The suggested rate is the 
 at the smoothed loss's minimum divided by 10 ("decrease it by about an order of
 magnitude"): a conservative, stable rate.
 
-The updates are those of a real training run: the same :class:`pianomtl.train.Run`
+The updates are those of a real training run: the same :class:`pianomtl.train.loop.Run`
 (model, SGD-Nesterov, task weights λ, excerpt sampler, loss), only with the rate
 schedule replaced, so the test measures exactly what ``pianomtl train`` will do.
 
@@ -28,8 +28,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pianomtl.constants import TASKS
-from pianomtl.data.store import write_json_atomic
-from pianomtl.train import Diverged, Run, TrainConfig, add_training_arguments, model_config_from_args
+from pianomtl.core.files import write_json_atomic
+from pianomtl.train.loop import Diverged, Run, TrainConfig, add_training_arguments, model_config_from_args
 
 DEFAULT_START = 1e-8
 DEFAULT_END = 10.0

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pianomtl.constants import FPS, MAX_KEY, MIN_KEY, N_KEYS, PEDAL_DOWN_ABOVE
-from pianomtl.midi import pedal_down_intervals
+from pianomtl.core.files import atomic_write
+from pianomtl.core.midi import pedal_down_intervals
 
 if TYPE_CHECKING:
-    from pianomtl.transcriber import Transcription
+    from pianomtl.transcription.result import Transcription
 
 MAX_WIDTH_INCHES = 60.0
 
@@ -87,10 +88,4 @@ def plot_transcription(transcription: Transcription, path: str | Path, title: st
     )
     figure.tight_layout()
     path = Path(path)
-    temporary = path.with_name(path.name + ".part")
-    try:
-        figure.savefig(temporary, dpi=100, format="png")
-        temporary.replace(path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+    return atomic_write(path, lambda target: figure.savefig(target, dpi=100, format="png"))

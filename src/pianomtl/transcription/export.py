@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from pianomtl.constants import CONTEXT, N_BINS, TASKS
-from pianomtl.decode import DecoderParams
+from pianomtl.core.files import atomic_write
+from pianomtl.transcription.decoders import DecoderParams
 
 DEFAULT_OPSET = 17
 INPUT_NAME = "features"
@@ -96,17 +97,14 @@ def export_onnx(
         destination.write(data)
         return destination
     destination = Path(destination)
-    temporary = destination.with_name(destination.name + ".part")
-    temporary.write_bytes(data)
-    temporary.replace(destination)
-    return destination
+    return atomic_write(destination, lambda target: target.write_bytes(data))
 
 
 class OnnxModel:
     """An onnxruntime session that behaves like the torch model for inference.
 
     ``model(x)`` takes ``[B, T+10, 144]`` (torch tensor or numpy array) and returns
-    a dict of torch tensors ``[B, T, width]`` — so :func:`pianomtl.inference.run_model`
+    a dict of torch tensors ``[B, T, width]`` — so :func:`pianomtl.transcription.inference.run_model`
     runs it unchanged. ``decoder`` and ``model_config`` come from the file's metadata.
     """
 
@@ -175,7 +173,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pianomtl.bundled import ModelFileError, load_model
+    from pianomtl.transcription.model_file import ModelFileError, load_model
 
     try:
         model, decoder, metadata = load_model(args.checkpoint)

@@ -13,16 +13,16 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, one-line help)
-    "transcribe": ("pianomtl.transcriber", "transcribe piano recordings to MIDI (notes, velocities, pedal)"),
-    "demo": ("pianomtl.demo", "render a demo piece, transcribe it with the bundled model, score it"),
+    "transcribe": ("pianomtl.cli.transcribe", "transcribe piano recordings to MIDI (notes, velocities, pedal)"),
+    "demo": ("pianomtl.cli.demo", "render a demo piece, transcribe it with the bundled model, score it"),
     "synth": ("pianomtl.data.synth", "render a MAESTRO-layout training corpus from performance MIDI"),
     "prepare": ("pianomtl.data.store", "compute features and targets of a dataset into an on-disk cache"),
-    "train": ("pianomtl.train", "train one multitask model (hard sharing or cross-stitch)"),
-    "lr-find": ("pianomtl.lr_find", "learning-rate range test: loss curve and suggested rate"),
-    "evaluate": ("pianomtl.evaluate", "framewise F1 / R² and note-level mir_eval scores of a checkpoint"),
-    "sweep": ("pianomtl.sweep", "run a grid of trainings and render the paper's Tables I–IV"),
-    "export": ("pianomtl.export", "export a checkpoint to ONNX"),
-    "features": ("pianomtl.inspect", "print the spectrogram and targets of an audio/MIDI pair"),
+    "train": ("pianomtl.train.loop", "train one multitask model (hard sharing or cross-stitch)"),
+    "lr-find": ("pianomtl.train.lr_find", "learning-rate range test: loss curve and suggested rate"),
+    "evaluate": ("pianomtl.train.evaluate", "framewise F1 / R² and note-level mir_eval scores of a checkpoint"),
+    "sweep": ("pianomtl.train.sweep", "run a grid of trainings and render the paper's Tables I–IV"),
+    "export": ("pianomtl.transcription.export", "export a checkpoint to ONNX"),
+    "features": ("pianomtl.cli.features", "print the spectrogram and targets of an audio/MIDI pair"),
 }
 
 

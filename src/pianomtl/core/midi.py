@@ -15,6 +15,7 @@ import mido
 import numpy as np
 
 from pianomtl.constants import MIDI_MAX, PEDAL_CC, PEDAL_DOWN_ABOVE
+from pianomtl.core.files import atomic_write
 
 TICKS_PER_BEAT = 480
 TEMPO_US_PER_BEAT = 500_000  # 120 bpm: 960 ticks per second, about 1 ms resolution
@@ -138,9 +139,7 @@ def write_midi(path: str | Path, performance: Performance, program: int = 0) -> 
     track.append(mido.MetaMessage("end_of_track", time=0))
     midi_file = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
     midi_file.tracks.append(track)
-    temporary = path.with_name(path.name + ".part")
-    midi_file.save(str(temporary))
-    temporary.replace(path)
+    atomic_write(path, lambda target: midi_file.save(str(target)))
 
 
 def pedal_down_intervals(pedal: list[PedalEvent], end_time: float = np.inf) -> list[tuple[float, float]]:

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pianomtl.audio import write_flac
 from pianomtl.constants import SAMPLE_RATE
+from pianomtl.core.audio import write_flac
+from pianomtl.core.midi import Performance, write_midi
+from pianomtl.core.scoring import note_scores
 from pianomtl.data.assets import AssetError
 from pianomtl.data.material import excerpt, load_midi_sources, procedural
 from pianomtl.data.render import render
 from pianomtl.data.synth import TIMBRES
-from pianomtl.decode import note_scores
-from pianomtl.midi import Performance, write_midi
 
 DEMO_PIECE = "Maestro_10"  # a test-split piece: never in training
 DEMO_START_SECONDS = 30.0
@@ -48,7 +48,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pianomtl.transcriber import transcribe
+    from pianomtl.transcription.pipeline import transcribe
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     transcription = transcribe(recording, model=args.model)
     elapsed = time.perf_counter() - started
     transcription.to_midi(out / "demo.mid")
-    from pianomtl.plot import plot_transcription
+    from pianomtl.transcription.plot import plot_transcription
 
     plot_transcription(transcription, out / "demo.png")
     scores = note_scores(reference, transcription.notes)

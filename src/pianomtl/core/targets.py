@@ -26,7 +26,7 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d
 
 from pianomtl.constants import FPS, MIDI_MAX, MIN_KEY, N_KEYS, TARGET_MAX_FILTER, TASK_WIDTH, TASKS
-from pianomtl.midi import Note, PedalEvent, Performance, sustain_notes
+from pianomtl.core.midi import Note, PedalEvent, Performance, sustain_notes
 
 LABEL_SLICES: dict[str, slice] = {}
 _start = 0

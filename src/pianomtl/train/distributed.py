@@ -11,7 +11,7 @@ Two ways to start N training processes, which then run exactly the same code:
 
 Backend: gloo on CPU, NCCL on CUDA (each process on ``cuda:LOCAL_RANK``).
 
-What data parallelism means here (see :class:`pianomtl.train.Run`):
+What data parallelism means here (see :class:`pianomtl.train.loop.Run`):
 
 * every rank draws its own excerpts (:class:`~pianomtl.data.sampler.ExcerptSampler`
   seeded with ``[seed, rank, world_size]``, so ranks never share a random stream) —

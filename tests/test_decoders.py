@@ -7,20 +7,18 @@ import pytest
 
 from conftest import clip_performance
 from pianomtl.constants import FPS, MIN_KEY, N_KEYS
-from pianomtl.decode import (
+from pianomtl.core.midi import Note, PedalEvent, Performance, sustain_notes
+from pianomtl.core.scoring import aggregate_scores, note_scores
+from pianomtl.core.targets import compute_labels, to_float
+from pianomtl.train.tuning import pedal_frame_counts, tune
+from pianomtl.transcription.decoders import (
     DecoderParams,
-    aggregate_scores,
     decode,
     decode_notes,
     decode_pedal,
-    note_scores,
     pedal_down_frames,
-    pedal_frame_counts,
     pick_onsets,
-    tune,
 )
-from pianomtl.midi import Note, PedalEvent, Performance, sustain_notes
-from pianomtl.targets import compute_labels, to_float
 
 
 def perfect_activations(performance: Performance, seconds: float) -> dict[str, np.ndarray]:
@@ -218,7 +216,7 @@ def test_tune_finds_thresholds_that_fit_scaled_activations() -> None:
 
 
 def test_onset_threshold_near_ties_go_to_the_neutral_threshold() -> None:
-    from pianomtl.decode import _one_standard_error_choice
+    from pianomtl.train.tuning import _one_standard_error_choice
 
     def scores(f1: float, n: int = 1000) -> dict[str, float]:
         return {"note_f1": f1, "n_reference": float(n)}
@@ -331,7 +329,7 @@ def noisy_activations(seconds: float = 3.0, seed: int = 0) -> dict[str, np.ndarr
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_hmm_viterbi_equals_a_textbook_viterbi(seed: int) -> None:
-    from pianomtl.decode import hmm_states
+    from pianomtl.transcription.decoders import hmm_states
 
     acts = noisy_activations(seed=seed)
     expected = _reference_viterbi(acts["on"], acts["int"], HMM)
@@ -339,7 +337,7 @@ def test_hmm_viterbi_equals_a_textbook_viterbi(seed: int) -> None:
 
 
 def test_chunked_hmm_equals_one_pass() -> None:
-    from pianomtl.decode import hmm_states
+    from pianomtl.transcription.decoders import hmm_states
 
     acts = noisy_activations(seconds=6.0, seed=2)  # 300 frames: the clip, then silence with noise
     whole = hmm_states(acts, HMM, chunk_frames=10**9)
@@ -350,8 +348,8 @@ def test_chunked_hmm_equals_one_pass() -> None:
 def test_note_scorer_scores_the_decoded_frames_and_pedal(tmp_path) -> None:
     from types import SimpleNamespace
 
-    from pianomtl.evaluate import NoteScorer
-    from pianomtl.midi import write_midi
+    from pianomtl.core.midi import write_midi
+    from pianomtl.train.evaluate import NoteScorer
 
     performance = clip_performance()
     write_midi(tmp_path / "clip.mid", performance)

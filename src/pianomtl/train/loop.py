@@ -18,7 +18,7 @@ validation), ``log.csv``, ``tensorboard/``, ``result.json`` (status ``finished``
 
 Several processes (``--nproc N``, or ``torchrun``) train one model data-parallel with
 DistributedDataParallel: each rank draws its own excerpts and the global minibatch is
-N × ``batch_size`` excerpts; only rank 0 writes files (:mod:`pianomtl.distributed`).
+N × ``batch_size`` excerpts; only rank 0 writes files (:mod:`pianomtl.train.distributed`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import argparse
 import csv
 import json
 import math
-import os
 import random
 import sys
 import time
@@ -39,14 +38,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from pianomtl import distributed
 from pianomtl.constants import BINARY_TASKS, TASKS
+from pianomtl.core.files import atomic_write, write_json_atomic
+from pianomtl.core.metrics import FramewiseEvaluator, headline
+from pianomtl.core.targets import to_float
 from pianomtl.data.sampler import ExcerptSampler
-from pianomtl.data.store import open_split, write_json_atomic
-from pianomtl.inference import run_model
-from pianomtl.metrics import FramewiseEvaluator, headline
+from pianomtl.data.store import open_split
 from pianomtl.models.registry import ModelConfig, build_model
-from pianomtl.targets import to_float
+from pianomtl.train import distributed
+from pianomtl.transcription.inference import run_model
 
 DEFAULT_LAMBDAS = {"on": 1.0, "int": 1.0, "off": 1.0, "vel": 1.0, "sus": 1.0}
 
@@ -98,8 +98,8 @@ def task_losses(outputs: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[
 
 
 def to_float_tensor(labels: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Torch version of :func:`pianomtl.targets.to_float` (no numpy round trip)."""
-    from pianomtl.targets import LABEL_SLICES
+    """Torch version of :func:`pianomtl.core.targets.to_float` (no numpy round trip)."""
+    from pianomtl.core.targets import LABEL_SLICES
 
     scale = {"vel": 1 / 127, "sus": 1 / 127}
     return {t: labels[..., LABEL_SLICES[t]].float() * scale.get(t, 1.0) for t in TASKS}
@@ -148,9 +148,7 @@ def _set_seeds(seed: int) -> None:
 
 
 def _atomic_save(payload: dict, path: Path) -> None:
-    temporary = path.with_name(path.name + ".part")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
+    atomic_write(path, lambda target: torch.save(payload, target))
 
 
 def load_initial_weights(model: torch.nn.Module, path: str | Path) -> None:
@@ -159,7 +157,7 @@ def load_initial_weights(model: torch.nn.Module, path: str | Path) -> None:
     The model configurations must agree: a silently partial copy would train a
     different network than the one asked for.
     """
-    from pianomtl.bundled import read_model_file
+    from pianomtl.transcription.model_file import read_model_file
 
     state = read_model_file(path)
     if state["model_config"] != model.config.to_dict():

@@ -1,0 +1,1 @@
+"""The paper's definitions: audio input, features, MIDI, targets and framewise metrics."""

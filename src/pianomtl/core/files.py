@@ -1,0 +1,64 @@
+"""Atomic file writes: the one rule every writer in the package follows.
+
+A file is written under a temporary name unique to this process and call, in the
+destination's own folder (so the final step is a rename on one file system), then
+moved into place. Readers therefore see either the old file or the whole new one,
+never half of it; an interrupt, a full disk or an exception leaves no temporary file
+behind; and two processes writing the same destination cannot trample each other's
+temporary files.
+
+With ``overwrite=False`` the final step is an exclusive create (a hard link, which
+fails if the name exists), so of two processes racing for one output name exactly one
+wins and the other gets :class:`FileExistsError` — nothing already written is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def temporary_name(path: Path) -> Path:
+    """A fresh name beside ``path`` that keeps its suffix (writers that infer the format from it still work)."""
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    return path.with_name(f".{path.name}.{token}.part{path.suffix}")
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], Any], overwrite: bool = True) -> Path:
+    """Call ``write(temporary_path)``, then move the result to ``path`` atomically.
+
+    ``overwrite=False`` refuses to replace an existing ``path`` (:class:`FileExistsError`),
+    checked at the moment of the move, not before the work.
+    """
+    path = Path(path)
+    temporary = temporary_name(path)
+    try:
+        write(temporary)
+        if overwrite:
+            os.replace(temporary, path)
+        else:
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                raise FileExistsError(f"{path} exists (it appeared while this output was being written)") from None
+            except OSError:  # a file system without hard links: fall back to a checked rename
+                if path.exists():
+                    raise FileExistsError(f"{path} exists") from None
+                os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str, overwrite: bool = True) -> Path:
+    """Write ``text`` (UTF-8) atomically."""
+    return atomic_write(path, lambda target: target.write_text(text, encoding="utf-8"), overwrite)
+
+
+def write_json_atomic(path: str | Path, payload: object, overwrite: bool = True) -> Path:
+    """Write ``payload`` as indented JSON atomically."""
+    return write_text_atomic(path, json.dumps(payload, indent=2) + "\n", overwrite)

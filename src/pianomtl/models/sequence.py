@@ -1,0 +1,229 @@
+"""``hard+gru``: the hard-sharing stem with a causal recurrent stage (not a network of the paper).
+
+The paper's networks see 11 frames (0.22 s): a note that has faded under the pedal, or
+a pedal held through a long chord, is invisible to them after a fraction of a second
+(issue #13: frame recall falls from 0.84 in a note's first 0.25 s to 0.30 after 1 s).
+This family keeps their acoustic front end and adds memory:
+
+* **Front end** — the hard-sharing stem and the 5 × conv 10@3×3 head conv of
+  :class:`~pianomtl.models.hard_sharing.HardSharingNet`, *with the same parameter
+  names and shapes* (``stem.*``, ``head.*``), and its per-task dense layers
+  (``dense.*``) as the frame-local path. :func:`load_stem_from` copies them from a
+  trained hard-sharing model (the bundled v5: small 16, large 48, head 10, the default
+  widths of this family). 11-frame window, so 5 frames (100 ms) of look-ahead.
+* **Embedding** — the head conv's ``5·head × 104`` maps of each frame, projected by one
+  linear layer to ``embed`` units (ELU, Gaussian dropout in training).
+* **Onset GRU** — a unidirectional GRU (``hidden`` units) over the embeddings; its
+  linear read-out is added to the frame-local onset logits.
+* **Frame GRU** — a second GRU over ``[embedding, sigmoid(onset logits).detach()]``:
+  the int, off and vel heads see the onset head's output (Onsets & Frames'
+  conditioning; detached, so the frame losses do not train the onset detector), and
+  the sus head reads the same state, which spans seconds (the GRU's memory), so a
+  pedal can be judged from how the whole sound decays, not from 0.22 s of it.
+  Its linear read-out is added to the frame-local int/off/vel/sus values.
+* **Residual read-outs, zero-initialised** — every head is ``frame-local dense +
+  read-out of a GRU state`` and the read-outs start at zero, so a model warm-started
+  by :func:`load_stem_from` from v5 computes *exactly* v5's outputs at step 0 and
+  training only has to learn what memory adds (on 2 CPU cores, that saves the days a
+  from-scratch stem would take). Gradients still reach the GRUs from step 1 (the
+  read-outs' own gradients are non-zero).
+
+Causality: a frame's outputs depend on input frames up to 5 frames ahead (the stem)
+and on every earlier frame (the GRUs), never on more look-ahead; so the network can
+stream with 100 ms of algorithmic latency. :meth:`HardGRUNet.forward_with_state` runs a
+chunk with the GRU state carried from the previous one: chunks need the usual 5
+context frames on each side (input ``[B, T + 10, 144]``, as for every model), and
+chunked output equals whole-sequence output to float precision. ``bidirectional=True``
+is the non-causal ablation twin (each GRU reads both directions, ``hidden`` units
+per direction); it cannot stream or carry state, and runs whole sequences only.
+
+Layers (default config: small 16, large 48, head 10, embed 192, hidden 128;
+MACs/frame in sequence form, ``macs_per_frame()``)::
+
+    layer                                   output              params   MACs / frame
+    stem (as hard sharing, 16/16/48/48)     [48, T+2, 106]      43 632      4 405 648
+    head  5 × conv 10@3×3                   [50, T, 104]        21 650      2 246 400
+    dense (frame-local heads)               5 × [T, 88 | 1]    367 473        367 120
+    embed linear 5200 → 192, ELU            [T, 192]           998 592        998 400
+    onset GRU 192 → 128                     [T, 128]           123 648        122 880
+    onset read-out 128 → 88                 [T, 88]             11 352         11 264
+    frame GRU 192+88 → 128                  [T, 128]           157 440        156 672
+    frame read-out 128 → 3·88+1             [T, 265]            34 185         33 920
+    total                                                    1 757 972      8 342 304
+
+(v5, the compact hard-sharing model: 432 755 parameters, 7 019 168 MACs/frame; the
+sequence stage adds 19 % MACs. The embedding is most of the added parameters: the
+bundle stays ≈7 MB in float32.)
+
+Speed (``benchmarks/models.py``, 2 shared CPU cores; see its table for the numbers):
+the GRUs run one small matrix product per frame and step, which is latency- rather
+than throughput-bound; at these sizes the whole sequence stage costs about as much
+time per frame as its share of MACs suggests, and the stem still dominates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pianomtl.constants import N_KEYS, TASK_WIDTH, TASKS
+from pianomtl.models.config import ModelConfig
+from pianomtl.models.hard_sharing import head_freq, stem_shapes
+from pianomtl.models.layers import ConvBlock, GaussianDropout, MultitaskNet, TaskDense, frame_conv, glorot_init_
+
+State = tuple[Tensor, ...]
+"""Carried state of :class:`HardRNNNet`: the onset and frame recurrent layers' hidden
+states (and, for LSTMs, cell states), each ``[directions, B, hidden]`` (PyTorch's ``h``
+/ ``c`` layout), in the order of :attr:`HardRNNNet.state_names`."""
+
+FRAME_TASKS: tuple[str, ...] = ("int", "off", "vel", "sus")
+"""The heads read out from the frame recurrent layer, in the order of its read-out's rows."""
+
+FRONT_END: tuple[str, ...] = ("stem.", "head.", "dense.")
+"""Parameter-name prefixes shared with :class:`~pianomtl.models.hard_sharing.HardSharingNet`."""
+
+_RNN: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class HardRNNNet(MultitaskNet):
+    """Hard-sharing stem + causal onset and frame LSTMs/GRUs (see module docstring)."""
+
+    memory_format = torch.channels_last
+    architecture = "hard+rnn"
+    recurrent = True
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__(config)
+        config = self.config
+        small, large, head = config.small, config.large, config.head
+        embed, hidden, cell = config.embed, config.hidden, config.cell
+        assert small is not None and large is not None and head is not None
+        assert embed is not None and hidden is not None and cell is not None
+        n = len(TASKS)
+        # front end: identical modules (names, shapes, maths) to HardSharingNet's
+        self.stem = nn.Sequential(
+            *(
+                ConvBlock(frame_conv(cin, cout, k), config.dropout, config.noise_sigma)
+                for cin, cout, k in stem_shapes(small, large)
+            )
+        )
+        self.head = ConvBlock(frame_conv(large, n * head, (3, 3), columns=n), config.dropout, config.noise_sigma)
+        self.dense = TaskDense(head, head_freq(), TASK_WIDTH)
+        # sequence stage
+        self.embed = nn.Linear(n * head * head_freq(), embed)
+        self.embed_dropout = GaussianDropout(config.dropout)
+        self.bidirectional = config.bidirectional
+        self.cell = cell
+        rnn, directions = _RNN[cell], 2 if config.bidirectional else 1
+        self.onset_rnn = rnn(embed, hidden, batch_first=True, bidirectional=config.bidirectional)
+        self.frame_rnn = rnn(embed + N_KEYS, hidden, batch_first=True, bidirectional=config.bidirectional)
+        self.onset_out = nn.Linear(directions * hidden, N_KEYS)
+        self.frame_out = nn.Linear(directions * hidden, sum(TASK_WIDTH[t] for t in FRAME_TASKS))
+        glorot_init_(self)  # convs and linears; the recurrent layers keep PyTorch's uniform(±1/√hidden)
+        with torch.no_grad():  # residual read-outs start at zero: the frame-local path alone
+            for layer in (self.onset_out, self.frame_out):
+                layer.weight.zero_()
+                layer.bias.zero_()
+        self.to(memory_format=self.memory_format)
+
+    @property
+    def causal(self) -> bool:
+        """Whether outputs ignore input beyond 5 frames ahead (and the state can be carried)."""
+        return not self.bidirectional
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """Names of the state tensors in :data:`State` order (ONNX inputs; the outputs add ``next_``)."""
+        parts = ("h", "c") if self.cell == "lstm" else ("h",)
+        return tuple(f"{layer}_{part}" for layer in ("onset", "frame") for part in parts)
+
+    def initial_state(self, batch: int = 1) -> State:
+        """Zero states for ``batch`` sequences (on the model's device and dtype)."""
+        weight = self.onset_rnn.weight_hh_l0
+        shape = (2 if self.bidirectional else 1, batch, self.onset_rnn.hidden_size)
+        return tuple(weight.new_zeros(shape) for _ in self.state_names)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """Outputs for ``x`` ``[B, T + 10, 144]`` from the initial (zero) state."""
+        return self._run(x, None)[0]
+
+    def forward_with_state(self, x: Tensor, state: State) -> tuple[dict[str, Tensor], State]:
+        """``(outputs, state after the last frame)`` for a chunk ``x`` ``[B, T + 10, 144]``.
+
+        ``state`` comes from :meth:`initial_state` or the previous chunk's call. Chunks
+        overlap by 10 input rows (each carries its 5 context frames on both sides), so
+        consecutive chunks ``[a, b)``, ``[b, c)`` give exactly the outputs of ``[a, c)``.
+        """
+        if not self.causal:
+            raise ValueError("a bidirectional hard+rnn model has no carried state: run forward() on whole sequences")
+        if len(state) != len(self.state_names):
+            raise ValueError(f"state must be a tuple of {len(self.state_names)} tensors {self.state_names}")
+        return self._run(x, tuple(state))
+
+    def embeddings(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """Frame-local raw outputs (v5's heads) and the per-frame embeddings ``[B, T, embed]``."""
+        h = self.head(self.stem(self._prepare(x)))
+        local = self.dense(h)
+        b, c, t, f = h.shape
+        # [B, T, F·C]: a free view of channels_last maps (a copy in NCHW; same values)
+        flat = h.permute(0, 2, 3, 1).reshape(b, t, f * c)
+        return local, self.embed_dropout(F.elu(self.embed(flat)))
+
+    def _run(self, x: Tensor, state: State | None) -> tuple[dict[str, Tensor], State]:
+        local, e = self.embeddings(x)
+        if state is None:
+            state = self.initial_state(e.shape[0])
+        half = len(state) // 2
+        onset_seq, onset_state = self.onset_rnn(e, _pack(state[:half]))
+        on = local["on"] + self.onset_out(onset_seq)
+        frame_in = torch.cat([e, torch.sigmoid(on).detach()], dim=-1)
+        frame_seq, frame_state = self.frame_rnn(frame_in, _pack(state[half:]))
+        rest = self.frame_out(frame_seq).split([TASK_WIDTH[t] for t in FRAME_TASKS], dim=-1)
+        raw = {"on": on, **{task: local[task] + r for task, r in zip(FRAME_TASKS, rest, strict=True)}}
+        return self._outputs(raw), (*_unpack(onset_state), *_unpack(frame_state))
+
+
+def _pack(state: tuple[Tensor, ...]) -> Tensor | tuple[Tensor, Tensor]:
+    """One layer's state as its module takes it: ``h`` (GRU) or ``(h, c)`` (LSTM)."""
+    return state[0] if len(state) == 1 else (state[0], state[1])
+
+
+def _unpack(state: Tensor | tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    return (state,) if isinstance(state, Tensor) else tuple(state)
+
+
+def load_stem_from(model: HardRNNNet, state_dict: Mapping[str, Tensor]) -> list[str]:
+    """Copy a hard-sharing model's front end into ``model``; returns the names copied.
+
+    ``state_dict``: a :class:`~pianomtl.models.hard_sharing.HardSharingNet` state dict
+    (or a bundle / training checkpoint dict holding one under ``"model"``). The stem
+    must match (same ``small``/``large`` widths) — a warm start from a different stem
+    would silently be no warm start, so a mismatch raises ``ValueError``; the head conv
+    and the frame-local dense layers are copied where their shapes match (they do when
+    ``head`` does). Nothing else is touched: the sequence stage keeps its
+    initialisation, so with zero read-outs the model reproduces the source model.
+    """
+    if "model" in state_dict and isinstance(state_dict["model"], Mapping):
+        state_dict = state_dict["model"]  # type: ignore[assignment]
+    own = model.state_dict()
+    stem = [name for name in own if name.startswith("stem.")]
+    bad = [
+        name for name in stem if name not in state_dict or tuple(state_dict[name].shape) != tuple(own[name].shape)
+    ]
+    if bad:
+        raise ValueError(f"the source's stem does not fit this model's (missing or other shapes: {bad})")
+    copied = [
+        name
+        for name in own
+        if name.startswith(FRONT_END) and name in state_dict and tuple(state_dict[name].shape) == tuple(own[name].shape)
+    ]
+    with torch.no_grad():
+        for name in copied:
+            own[name].copy_(state_dict[name])
+    return copied
+
+
+__all__ = ["FRAME_TASKS", "FRONT_END", "HardRNNNet", "State", "load_stem_from"]

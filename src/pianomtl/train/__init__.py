@@ -1,0 +1,1 @@
+"""Training, learning-rate range test, sweeps, evaluation and distributed training."""

@@ -1,0 +1,1 @@
+"""From audio to notes: the pipeline, network runner, model files and decoders (no training code)."""
