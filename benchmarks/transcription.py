@@ -52,8 +52,9 @@ VARIANTS: list[dict[str, Any]] = [
 ]
 """Configurations measured side by side (``label`` + keyword arguments of :func:`measure`).
 
-``torch`` is what ``pianomtl transcribe`` does by default (float32, exact);
-``onnxruntime`` is ``--backend onnxruntime``; ``torch bf16`` is ``--precision bf16``.
+``torch`` is ``--backend torch`` (float32, exact); ``onnxruntime`` is what
+``pianomtl transcribe`` does by default with the bundled model on the CPU (and
+``--backend onnxruntime``); ``torch bf16`` is ``--precision bf16``.
 :func:`measure` also takes ``chunk_frames`` / ``spectrogram_chunk`` to time other
 chunk sizes (how the defaults were chosen, see ``RESULTS.md``)."""
 
@@ -197,13 +198,13 @@ def child(args: argparse.Namespace) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from pianomtl.transcription import pipeline as transcriber_module
+    from pianomtl.core import features as features_module
     from pianomtl.transcription.decoders import decode
     from pianomtl.transcription.pipeline import Transcriber
     from pianomtl.transcription.result import Transcription
 
     if args.spectrogram_chunk:
-        transcriber_module.SPECTROGRAM_CHUNK_FRAMES = dict.fromkeys(("cpu", "other"), args.spectrogram_chunk)
+        features_module.SPECTROGRAM_CHUNK_FRAMES.update(dict.fromkeys(("cpu", "other"), args.spectrogram_chunk))
 
     imported = time.perf_counter()
     options: dict[str, Any] = {"device": args.device, "backend": args.backend}

@@ -30,9 +30,9 @@ from pianomtl.data.synth import CSV_NAME
 from pianomtl.train.evaluate import evaluate_checkpoint
 from pianomtl.train.tuning import TuningResult, tune
 from pianomtl.transcription.inference import run_model
-from pianomtl.transcription.model_file import load_model, make_bundle
+from pianomtl.transcription.model_file import load_model, make_bundle, read_model_file
 
-FLOORS = {"note_f1": 0.90, "int_f1": 0.85, "vel_r2": 0.6}  # issue: the transcriber, on the test split
+FLOORS = {"note_f1": 0.90, "int_f1": 0.85, "vel_r2": 0.6}  # the transcriber's targets, on the test split
 
 
 def tune_on_validation(checkpoint: Path, cache: str) -> TuningResult:
@@ -249,7 +249,7 @@ framewise measure, first table); the decoded frames row is the transcription's f
 accuracy (the counterpart of the field's mir_eval multi-pitch "frame F1"), where the
 decoder holds pedal-held notes at a lower threshold.
 
-| floor (issue: the transcriber) | measured | floor | |
+| target on the test split | measured | floor | |
 |---|---|---|---|
 {floor_rows}
 
@@ -279,7 +279,7 @@ def main() -> int:
     decoder = tuning.params
     print("tuned decoder:", decoder.to_dict())
     training = {
-        "config": result.get("config") or torch.load(checkpoint, weights_only=False)["config"],
+        "config": result.get("config") or read_model_file(checkpoint)["config"],
         "wall_seconds": result.get("wall_seconds", float("nan")),
         "seed": result.get("seed"),
         "hardware": args.hardware,

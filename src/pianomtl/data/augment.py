@@ -1,8 +1,9 @@
 """Training-time equaliser and level augmentation on the log filtered spectrogram.
 
 Why: the corpus has three training pianos, and the held-out one (MuseScore) is
-darker and quieter than all of them at low velocities — the bundled v2 model
-recalled 62 % of its notes at velocity 32–47 against 98 % at 80–95. Rendering more
+darker and quieter than all of them at low velocities — a model trained without this
+augmentation missed far more of its soft notes than of its loud ones
+(docs/experiments.md §5). Rendering more
 pianos costs minutes per hour of audio; a random equaliser on each excerpt costs
 nothing and gives every excerpt a new spectral envelope and level.
 

@@ -11,14 +11,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pianomtl.constants import CONTEXT
+from pianomtl.core.features import context_indices
 from pianomtl.data.augment import band_octaves, equalise, random_equaliser
 from pianomtl.data.store import CacheError, Recording
 
-
-def context_indices(start: int, frames: int, n_frames: int) -> np.ndarray:
-    """Row indices of frames ``[start-5, start+frames+5)`` with edges repeated."""
-    return np.clip(np.arange(start - CONTEXT, start + frames + CONTEXT), 0, n_frames - 1)
+__all__ = ["ExcerptSampler", "context_indices"]
 
 
 class ExcerptSampler:

@@ -1,4 +1,4 @@
-"""The feature/target cache that training and evaluation read (``pianomtl prepare``).
+"""The feature/target cache that training and evaluation read (made by ``pianomtl prepare``).
 
 Format, and why: one pair of ``.npy`` files per recording (``features`` float32
 ``[T, 144]``, ``labels`` uint8 ``[T, 353]``, see :mod:`pianomtl.core.targets`) plus an
@@ -12,7 +12,6 @@ computes just what is missing or whose source changed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -119,8 +118,8 @@ def prepare(dataset: str | Path, cache: str | Path, workers: int = 2, split: str
     from pianomtl.data.maestro import read_dataset
 
     cache = Path(cache)
+    records = read_dataset(dataset, split=split)  # DatasetError before anything is created
     (cache / "arrays").mkdir(parents=True, exist_ok=True)
-    records = read_dataset(dataset, split=split)
     existing = {e.name: e for e in load_index(cache, missing_ok=True)}
     entries: dict[str, Entry] = {}
     todo = []
@@ -205,18 +204,3 @@ def open_split(cache: str | Path, split: str) -> list[Recording]:
     if not recordings:
         raise CacheError(f"{cache}: no recordings in split '{split}'")
     return recordings
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, help="MAESTRO or pianomtl corpus folder")
-    parser.add_argument("--cache", required=True, help="output folder for features and targets")
-    parser.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
-    parser.add_argument("--split", default=None, help="only this split (train, validation, test)")
-
-
-def run(args: argparse.Namespace) -> int:
-    summary = prepare(args.dataset, args.cache, workers=args.workers, split=args.split)
-    print(f"stored {summary['stored']}, reused {summary['reused']}, failed {len(summary['failed'])}")
-    for name, reason in summary["failed"].items():
-        print(f"  failed {name}: {reason}")
-    return 0

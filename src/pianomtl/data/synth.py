@@ -19,6 +19,13 @@ Recipe (defaults; splits are by piece, so no music is shared between them):
   pink noise at 25–60 dB SNR, peak level), with the training timbres Salamander,
   FluidR3 and TimGM.
 
+``--recipe piano`` makes the project's own piano engine (:mod:`pianomtl.data.piano`:
+dampers, pedal physics, sympathetic strings) the main training timbre, "grand", half
+of the items, each item a different instrument (a :class:`~pianomtl.data.piano.PianoVariant`
+drawn from the item's seed and recorded as JSON in the CSV's ``instrument`` column);
+the Salamander SoundFont, FluidR3, TimGM, sf_GMbank and TiMidity's freepats share the
+rest. MuseScore's grand stays out of training: it is the test timbre.
+
 The ground-truth ``.midi`` is exactly what was rendered: augmented, velocity clamped
 to what the timbre can sound, times rounded to the MIDI file's 1/960 s tick.
 
@@ -67,10 +74,15 @@ class Timbre:
     program: int = 0
     min_velocity: int = 1  # lowest velocity that still sounds
     gain: float = 0.5
-    engine: str = "fluidsynth"  # or "timidity": a second synthesis engine with its own envelopes
+    engine: str = "fluidsynth"  # or "timidity" (its own envelopes), or "piano" (pianomtl.data.piano)
     package: str = ""  # the Debian package(s) that install it (named in the missing-file error)
 
     def soundfont(self) -> Path:
+        if self.engine == "piano":  # the Salamander samples: the built SF2 and the release samples
+            from pianomtl.data.assets import require_salamander_release, require_salamander_sf2
+
+            require_salamander_release()
+            return require_salamander_sf2()
         if self.path == "salamander":
             from pianomtl.data.assets import require_salamander_sf2
 
@@ -85,6 +97,8 @@ class Timbre:
 
 TIMBRES: dict[str, Timbre] = {
     "salamander": Timbre("salamander", "salamander"),
+    # the project's own piano from the Salamander samples; every item plays its own PianoVariant
+    "grand": Timbre("grand", "salamander", engine="piano"),
     # min_velocity: C4's first 200 ms at -75 dBFS or louder (gain 0.5); below it a note is inaudible once the
     # item is normalised and noise is added. Measured: FluidR3/TimGM -112 dB at velocity 1, -72 dB at 10;
     # MuseScore silent at 1–2, -79 dB at 3; Salamander -69 dB at 1.
@@ -113,7 +127,7 @@ class Config:
     valid_minutes: float = 12.0
     test_minutes: float = 12.0
     train_timbres: tuple[str, ...] = ("salamander", "fluidr3", "timgm")
-    train_timbre_weights: tuple[float, ...] | None = None  # default: Salamander 0.5, the others share 0.5
+    train_timbre_weights: tuple[float, ...] | None = None  # default: grand (else Salamander) 0.5, others share 0.5
     test_timbres: tuple[str, ...] = ("musescore",)
     sources: tuple[str, ...] = ("maestro", "pop909", "procedural")
     source_weights: dict[str, float] = field(default_factory=lambda: {"maestro": 0.6, "pop909": 0.1, "procedural": 0.3})
@@ -142,6 +156,7 @@ class Item:
     noise: str = "none"  # none, white, pink
     snr_db: float = 0.0
     peak_db: float = -3.0
+    instrument: str = ""  # the piano engine's PianoVariant as JSON (other engines: empty)
     duration: float = 0.0
     performance: Performance = field(default_factory=Performance, repr=False)
 
@@ -175,7 +190,7 @@ class Item:
 
 CSV_COLUMNS = [
     "split", "midi_filename", "audio_filename", "duration", "source", "timbre", "seed", "start", "transpose",
-    "stretch", "gamma", "reverb_rt60", "drr_db", "eq_tilt_db", "noise", "snr_db", "peak_db", "notes",
+    "stretch", "gamma", "reverb_rt60", "drr_db", "eq_tilt_db", "noise", "snr_db", "peak_db", "notes", "instrument",
 ]  # fmt: skip
 
 
@@ -197,6 +212,11 @@ def _finish(item: Item, performance: Performance, augment: bool, rng: np.random.
         performance = material.velocity_curve(performance, item.gamma)
     performance = material.clamp_velocity(performance, TIMBRES[item.timbre].min_velocity)
     item.performance = material.quantize(performance)
+    if TIMBRES[item.timbre].engine == "piano":  # its own stream: the item's other draws stay as they were
+        from pianomtl.data.piano import PianoVariant
+
+        variant_rng = np.random.default_rng([item.seed, SPLIT_CODE[item.split], item.index, 2])
+        item.instrument = PianoVariant.draw(variant_rng).to_json()
     n_samples = round((item.performance.end_time + RENDER_TAIL_S) * SAMPLE_RATE)
     item.duration = n_samples / SAMPLE_RATE
     return item
@@ -214,15 +234,27 @@ def _audio_settings(item: Item, rng: np.random.Generator) -> None:
     item.peak_db = float(rng.uniform(-14.0, -1.0))
 
 
+MAIN_TIMBRES = ("grand", "salamander")
+"""The first of these among the training timbres gets half the items by default; the others share the rest."""
+
+RECIPES: dict[str, tuple[tuple[str, ...], tuple[float, ...] | None]] = {
+    "soundfonts": (Config().train_timbres, None),
+    "piano": (("grand", "salamander", "fluidr3", "timgm", "gmbank", "freepats"), (0.5, 0.1, 0.1, 0.1, 0.1, 0.1)),
+}
+"""``--recipe``: training timbres and their weights. "piano": the project's piano engine as the main source."""
+
+
 def _train_weights(config: Config) -> np.ndarray:
+    timbres = config.train_timbres
     if config.train_timbre_weights is not None:
         weights = np.asarray(config.train_timbre_weights, dtype=float)
-    else:
-        weights = np.array([2.0 if t == "salamander" else 1.0 for t in config.train_timbres])
-        if "salamander" in config.train_timbres and len(config.train_timbres) > 1:
-            weights[weights == 1.0] = 1.0 / (len(config.train_timbres) - 1)
-            weights[weights == 2.0] = 1.0
-    return weights / weights.sum()
+        if len(weights) != len(timbres) or not np.all(weights >= 0) or weights.sum() <= 0:
+            raise ValueError(f"timbre weights {config.train_timbre_weights} do not fit the timbres {timbres}")
+        return weights / weights.sum()
+    main = next((t for t in MAIN_TIMBRES if t in timbres), None)
+    if main is None or len(timbres) == 1:
+        return np.full(len(timbres), 1.0 / len(timbres))
+    return np.array([0.5 if t == main else 0.5 / (len(timbres) - 1) for t in timbres])
 
 
 def _consecutive_items(
@@ -379,10 +411,19 @@ def _settle(synth, font_id: int, timbre: Timbre, warm_up: bool = False) -> None:
         reset()
 
 
-def render_performance(performance: Performance, timbre_name: str, n_samples: int) -> np.ndarray:
-    """Render with the process's preloaded synth (the events of :func:`render.synth_events`)."""
+def render_performance(performance: Performance, timbre_name: str, n_samples: int, instrument: str = "") -> np.ndarray:
+    """Render with the process's preloaded synth (the events of :func:`render.synth_events`).
+
+    ``instrument``: for the piano engine, the item's :class:`~pianomtl.data.piano.PianoVariant`
+    as JSON (empty: the grand as sampled).
+    """
     from pianomtl.data.render import play, synth_events
 
+    if TIMBRES[timbre_name].engine == "piano":
+        from pianomtl.data import piano
+
+        variant = piano.PianoVariant.from_json(instrument) if instrument else piano.PianoVariant()
+        return piano.render(performance, n_samples, variant)
     if TIMBRES[timbre_name].engine == "timidity":
         return render_timidity(performance, TIMBRES[timbre_name], n_samples)
     synth, font_id = _synth(timbre_name)
@@ -504,7 +545,7 @@ def render_item(item: Item, out: Path) -> tuple[str, float, float]:
     midi_path = out / item.midi_filename
     audio_path.parent.mkdir(parents=True, exist_ok=True)
     n_samples = round(item.duration * SAMPLE_RATE)
-    dry = render_performance(item.performance, item.timbre, n_samples)
+    dry = render_performance(item.performance, item.timbre, n_samples, item.instrument)
     wet = augment_audio(item, dry)
     from pianomtl.core.audio import write_flac
 
@@ -597,6 +638,16 @@ def _timbre_list(text: str) -> tuple[str, ...]:
     return names
 
 
+def _weight_list(text: str) -> tuple[float, ...]:
+    try:
+        weights = tuple(float(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"timbre weights must be comma-separated numbers, not {text!r}") from None
+    if not weights or min(weights) < 0 or sum(weights) <= 0:
+        raise argparse.ArgumentTypeError(f"timbre weights must be >= 0 with a positive sum, not {text!r}")
+    return weights
+
+
 def _source_list(text: str) -> tuple[str, ...]:
     names = tuple(t.strip() for t in text.split(",") if t.strip())
     unknown = [t for t in names if t not in ("maestro", "pop909", "procedural")]
@@ -613,9 +664,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-minutes", type=float, default=defaults.test_minutes, help="test minutes (12)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--timbres", type=_timbre_list, default=defaults.train_timbres,
+        "--recipe", choices=sorted(RECIPES), default="soundfonts",
+        help="training timbres and weights: soundfonts (salamander,fluidr3,timgm; default) or piano "
+        f"({','.join(RECIPES['piano'][0])}, the own piano engine on half the items)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--timbres", type=_timbre_list, default=None,
         help=f"training/validation timbres, comma-separated, from {', '.join(TIMBRES)} "
-        f"(default {','.join(defaults.train_timbres)})",
+        f"(default: the recipe's, {','.join(defaults.train_timbres)})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--timbre-weights", type=_weight_list, default=None,
+        help="their shares, comma-separated in the order of --timbres (default: grand, else salamander, "
+        "gets half, the others share the rest)",
     )  # fmt: skip
     parser.add_argument(
         "--test-timbres", type=_timbre_list, default=defaults.test_timbres,
@@ -632,12 +693,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    timbres, weights = RECIPES[args.recipe]
+    if args.timbres is not None:
+        timbres, weights = args.timbres, None
+    if args.timbre_weights is not None:
+        weights = args.timbre_weights
     config = Config(
         seed=args.seed,
         train_hours=args.hours,
         valid_minutes=args.valid_minutes,
         test_minutes=args.test_minutes,
-        train_timbres=args.timbres,
+        train_timbres=timbres,
+        train_timbre_weights=weights,
         test_timbres=args.test_timbres,
         sources=args.sources,
         test_pieces=tuple(p for p in args.test_pieces.split(",") if p),

@@ -4,7 +4,8 @@
 * ``cross-stitch`` — :class:`CrossStitchNet`: one column per task, cross-stitch units
   after every layer, ``gradient`` "full" | "detached", ``init`` "balanced" | "imbalanced";
 
-and a family beyond the paper (issue #13):
+and a family beyond the paper (for notes held longer than the 11-frame window; see
+:mod:`pianomtl.models.sequence`):
 
 * ``hard+rnn`` — :class:`HardRNNNet`: the hard-sharing stem, then causal onset and frame
   LSTMs (or GRUs; ``recurrent = True``: chunked inference carries its state through

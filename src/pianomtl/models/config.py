@@ -37,11 +37,8 @@ SEQUENCE_ARCHITECTURES: tuple[str, ...] = ("hard+rnn",)
 """Architectures with a sequence stage (the ones that read :data:`SEQUENCE_KEYS`)."""
 
 CELLS = ("lstm", "gru")
-"""Recurrent cells of the sequence families. LSTM is the default because PyTorch runs it
-≈3× faster than a GRU of the same width on a CPU, in inference and in training (a fused
-oneDNN kernel; its GRU steps through separate small ops), and it stays fast under bf16
-autocast, where the GRU falls back to float32 step by step (measured: the
-:mod:`pianomtl.models.sequence` docstring)."""
+"""Recurrent cells of the sequence families; LSTM is the default because PyTorch runs it
+much faster on a CPU (the :mod:`pianomtl.models.sequence` docstring says why)."""
 
 DEFAULT_SEQUENCE: dict[str, int | str] = {"embed": 128, "hidden": 192, "cell": "lstm"}
 """Sequence-stage defaults: ``embed`` units of the per-frame embedding, ``hidden`` units

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pianomtl.constants import BINARY_TASKS, CONTEXT, N_BINS, TASK_WIDTH, TASKS
+from pianomtl.core.features import context_indices
 from pianomtl.models.config import ModelConfig
 
 WINDOW = 2 * CONTEXT + 1
@@ -252,10 +253,8 @@ class CrossStitch(nn.Module):
     ``[B, M, C·H·W]`` (memory-bound, no copies); in channels_last (the models' layout,
     where the convolutions run faster), ``z`` is a ``[B·H·W, M·C]`` matrix in memory and
     the unit is one GEMM with ``kron(α, I_C)`` — 48× the multiply-adds of the mixing
-    itself, but at GEMM speed and with no copies. Forward + backward on one
-    ``[4, 240, 134, 106]`` channels_last map (2 shared cores, interleaved medians):
-    kron GEMM 260 ms, permute-copy + ``bmm`` + copy back 381 ms, transpose + ``[P·C, M]``
-    GEMM 309 ms, ``M²`` axpys 1534 ms; einsum was ≈2.5× slower than kron.
+    itself, but at GEMM speed and with no copies — the fastest of the forms timed
+    (docs/experiments.md, "Measurements formerly in docstrings").
     """
 
     def __init__(self, columns: int = len(TASKS), init: str = "imbalanced", detached: bool = False) -> None:
@@ -339,7 +338,7 @@ def pad_context(features: Tensor, context: int = CONTEXT) -> Tensor:
     t = features.shape[-2]
     if t < 1:
         raise ValueError("pad_context needs at least one frame")
-    index = torch.arange(-context, t + context, device=features.device).clamp_(0, t - 1)
+    index = torch.from_numpy(context_indices(0, t, t, context)).to(features.device)  # the one rule
     return features.index_select(-2, index)
 
 
@@ -424,8 +423,11 @@ def window_forward(model: nn.Module, x: Tensor, chunk: int = 256) -> dict[str, T
     ``x``: ``[B, T + 10, 144]``. Returns the same dict as ``model(x)``, built from
     ``B·T`` independent forward passes over windows ``x[:, t : t + 11]``, batched
     ``chunk`` windows at a time. Used to prove the sequence form exact and to measure
-    what it saves.
+    what it saves. A recurrent model has no window form (its frames depend on every
+    earlier frame), so it is refused rather than silently run from a fresh state per window.
     """
+    if getattr(model, "recurrent", False):
+        raise ValueError("a recurrent model has no 11-frame window form")
     x = as_input(x)[:, 0]
     b, n, f = x.shape
     t = n - 2 * CONTEXT

@@ -1,8 +1,8 @@
-"""``hard+gru``: the hard-sharing stem with a causal recurrent stage (not a network of the paper).
+"""``hard+rnn``: the hard-sharing stem with a causal recurrent stage (not a network of the paper).
 
 The paper's networks see 11 frames (0.22 s): a note that has faded under the pedal, or
 a pedal held through a long chord, is invisible to them after a fraction of a second
-(issue #13: frame recall falls from 0.84 in a note's first 0.25 s to 0.30 after 1 s).
+(docs/experiments.md §8: their frame recall falls steeply with the time since the onset).
 This family keeps their acoustic front end and adds memory:
 
 * **Front end** — the hard-sharing stem and the 5 × conv 10@3×3 head conv of
@@ -13,52 +13,57 @@ This family keeps their acoustic front end and adds memory:
   widths of this family). 11-frame window, so 5 frames (100 ms) of look-ahead.
 * **Embedding** — the head conv's ``5·head × 104`` maps of each frame, projected by one
   linear layer to ``embed`` units (ELU, Gaussian dropout in training).
-* **Onset GRU** — a unidirectional GRU (``hidden`` units) over the embeddings; its
-  linear read-out is added to the frame-local onset logits.
-* **Frame GRU** — a second GRU over ``[embedding, sigmoid(onset logits).detach()]``:
+* **Onset layer** — a unidirectional LSTM (``cell="gru"``: a GRU) of ``hidden`` units
+  over the embeddings; its linear read-out is added to the frame-local onset logits.
+* **Frame layer** — a second LSTM over ``[embedding, sigmoid(onset logits).detach()]``:
   the int, off and vel heads see the onset head's output (Onsets & Frames'
   conditioning; detached, so the frame losses do not train the onset detector), and
-  the sus head reads the same state, which spans seconds (the GRU's memory), so a
+  the sus head reads the same state, which spans seconds (the LSTM's memory), so a
   pedal can be judged from how the whole sound decays, not from 0.22 s of it.
   Its linear read-out is added to the frame-local int/off/vel/sus values.
 * **Residual read-outs, zero-initialised** — every head is ``frame-local dense +
-  read-out of a GRU state`` and the read-outs start at zero, so a model warm-started
-  by :func:`load_stem_from` from v5 computes *exactly* v5's outputs at step 0 and
-  training only has to learn what memory adds (on 2 CPU cores, that saves the days a
-  from-scratch stem would take). Gradients still reach the GRUs from step 1 (the
-  read-outs' own gradients are non-zero).
+  read-out of a recurrent state`` and the read-outs start at zero, so a model
+  warm-started by :func:`load_stem_from` from v5 computes *exactly* v5's outputs at
+  step 0 and training only has to learn what memory adds (on 2 CPU cores, that saves
+  the days a from-scratch stem would take). Gradients reach the recurrent layers from
+  the second step on (the read-outs' own gradients are non-zero at the first). The
+  LSTMs' forget gates start biased open (+1, Jozefowicz et al. 2015), so memory spans
+  more than a few frames before training has taught it to.
+
+**LSTM, not GRU, by default** (``cell``): on a CPU PyTorch runs an LSTM layer as one
+fused oneDNN kernel, and a GRU as a chain of small per-step operations; at these sizes
+the LSTM is several times faster in training and about twice as fast in batch-1
+inference, and stays fast under bf16 autocast and with two threads, where the GRU's
+per-step operations slow down badly (``benchmarks/models.py --sequence`` measures both).
 
 Causality: a frame's outputs depend on input frames up to 5 frames ahead (the stem)
-and on every earlier frame (the GRUs), never on more look-ahead; so the network can
-stream with 100 ms of algorithmic latency. :meth:`HardGRUNet.forward_with_state` runs a
-chunk with the GRU state carried from the previous one: chunks need the usual 5
-context frames on each side (input ``[B, T + 10, 144]``, as for every model), and
-chunked output equals whole-sequence output to float precision. ``bidirectional=True``
-is the non-causal ablation twin (each GRU reads both directions, ``hidden`` units
-per direction); it cannot stream or carry state, and runs whole sequences only.
+and on every earlier frame (the recurrent layers), never on more look-ahead; so the
+network can stream with 100 ms of algorithmic latency.
+:meth:`HardRNNNet.forward_with_state` runs a chunk with the state carried from the
+previous one: chunks need the usual 5 context frames on each side (input
+``[B, T + 10, 144]``, as for every model), and chunked output equals whole-sequence
+output to float precision. ``bidirectional=True`` is the non-causal ablation twin (each
+layer reads both directions, ``hidden`` units per direction); it cannot stream or carry
+state, and runs whole sequences only.
 
-Layers (default config: small 16, large 48, head 10, embed 192, hidden 128;
+Layers (default config: small 16, large 48, head 10, embed 128, hidden 192, LSTM;
 MACs/frame in sequence form, ``macs_per_frame()``)::
 
     layer                                   output              params   MACs / frame
-    stem (as hard sharing, 16/16/48/48)     [48, T+2, 106]      43 632      4 405 648
+    stem (as hard sharing, 16/16/48/48)     [48, T+2, 106]      40 976      4 413 408
     head  5 × conv 10@3×3                   [50, T, 104]        21 650      2 246 400
     dense (frame-local heads)               5 × [T, 88 | 1]    367 473        367 120
-    embed linear 5200 → 192, ELU            [T, 192]           998 592        998 400
-    onset GRU 192 → 128                     [T, 128]           123 648        122 880
-    onset read-out 128 → 88                 [T, 88]             11 352         11 264
-    frame GRU 192+88 → 128                  [T, 128]           157 440        156 672
-    frame read-out 128 → 3·88+1             [T, 265]            34 185         33 920
-    total                                                    1 757 972      8 342 304
+    embed linear 5200 → 128, ELU            [T, 128]           665 728        665 600
+    onset LSTM 128 → 192                    [T, 192]           247 296        245 760
+    onset read-out 192 → 88                 [T, 88]             16 984         16 896
+    frame LSTM 128+88 → 192                 [T, 192]           314 880        313 344
+    frame read-out 192 → 3·88+1             [T, 265]            51 145         50 880
+    total                                                    1 726 132      8 319 408
 
-(v5, the compact hard-sharing model: 432 755 parameters, 7 019 168 MACs/frame; the
-sequence stage adds 19 % MACs. The embedding is most of the added parameters: the
-bundle stays ≈7 MB in float32.)
-
-Speed (``benchmarks/models.py``, 2 shared CPU cores; see its table for the numbers):
-the GRUs run one small matrix product per frame and step, which is latency- rather
-than throughput-bound; at these sizes the whole sequence stage costs about as much
-time per frame as its share of MACs suggests, and the stem still dominates.
+The compact hard-sharing model (v5) is the first three rows: 430 099 parameters,
+7 026 928 MACs/frame; the sequence stage adds 18 % MACs, and about 7 MB of float32
+weights in all. The recurrent layers are a small share of the MACs but not of the
+time: a batch-1 step is latency-bound and runs on one core.
 """
 
 from __future__ import annotations
@@ -123,10 +128,14 @@ class HardRNNNet(MultitaskNet):
         self.onset_out = nn.Linear(directions * hidden, N_KEYS)
         self.frame_out = nn.Linear(directions * hidden, sum(TASK_WIDTH[t] for t in FRAME_TASKS))
         glorot_init_(self)  # convs and linears; the recurrent layers keep PyTorch's uniform(±1/√hidden)
-        with torch.no_grad():  # residual read-outs start at zero: the frame-local path alone
-            for layer in (self.onset_out, self.frame_out):
+        with torch.no_grad():
+            for layer in (self.onset_out, self.frame_out):  # residual read-outs start at zero
                 layer.weight.zero_()
                 layer.bias.zero_()
+            if cell == "lstm":  # forget gates start mostly open (Jozefowicz et al. 2015): memory from step 0
+                for name, bias in [*self.onset_rnn.named_parameters(), *self.frame_rnn.named_parameters()]:
+                    if name.startswith("bias_ih"):
+                        bias[hidden : 2 * hidden] = 1.0  # gate order i, f, g, o
         self.to(memory_format=self.memory_format)
 
     @property
@@ -202,23 +211,27 @@ def load_stem_from(model: HardRNNNet, state_dict: Mapping[str, Tensor]) -> list[
     (or a bundle / training checkpoint dict holding one under ``"model"``). The stem
     must match (same ``small``/``large`` widths) — a warm start from a different stem
     would silently be no warm start, so a mismatch raises ``ValueError``; the head conv
-    and the frame-local dense layers are copied where their shapes match (they do when
-    ``head`` does). Nothing else is touched: the sequence stage keeps its
-    initialisation, so with zero read-outs the model reproduces the source model.
+    and the frame-local dense layers are copied layer by layer (weight and bias
+    together) where their shapes match (they do when ``head`` does). Nothing else is
+    touched: the sequence stage keeps its initialisation, so with zero read-outs the
+    model reproduces the source model.
     """
     if "model" in state_dict and isinstance(state_dict["model"], Mapping):
         state_dict = state_dict["model"]  # type: ignore[assignment]
     own = model.state_dict()
     stem = [name for name in own if name.startswith("stem.")]
-    bad = [
-        name for name in stem if name not in state_dict or tuple(state_dict[name].shape) != tuple(own[name].shape)
-    ]
+    bad = [name for name in stem if name not in state_dict or tuple(state_dict[name].shape) != tuple(own[name].shape)]
     if bad:
         raise ValueError(f"the source's stem does not fit this model's (missing or other shapes: {bad})")
+    layers: dict[str, list[str]] = {}  # a layer's weight and bias are copied together or not at all
+    for name in own:
+        if name.startswith(FRONT_END):
+            layers.setdefault(name.rpartition(".")[0], []).append(name)
     copied = [
         name
-        for name in own
-        if name.startswith(FRONT_END) and name in state_dict and tuple(state_dict[name].shape) == tuple(own[name].shape)
+        for names in layers.values()
+        if all(n in state_dict and tuple(state_dict[n].shape) == tuple(own[n].shape) for n in names)
+        for name in names
     ]
     with torch.no_grad():
         for name in copied:

@@ -24,16 +24,13 @@ decoded pedal-down frames against CC64 above 64.
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from pianomtl.constants import BINARY_TASKS, REGRESSION_TASKS
-from pianomtl.core.files import write_json_atomic
 from pianomtl.core.metrics import DEFAULT_THRESHOLD, BinaryCounts, headline
 from pianomtl.core.midi import Performance, read_midi
 from pianomtl.core.scoring import aggregate_scores, note_scores
@@ -200,44 +197,3 @@ def format_report(report: dict) -> str:
                 f"{_number(scores['f1']):>8}"
             )
     return "\n".join(lines)
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="checkpoint.pt / best.pt of a run (or a model bundle)")
-    parser.add_argument("--cache", required=True, help="feature cache made by `pianomtl prepare`")
-    parser.add_argument("--split", default="validation", help="validation (default), test or train")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="on/int/off threshold (0.5)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    parser.add_argument("--no-notes", action="store_true", help="skip the note-level (decoded) evaluation")
-    parser.add_argument("--json", default=None, help="write the full results to this JSON file")
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        report = evaluate_checkpoint(
-            args.checkpoint, args.cache, args.split, args.threshold, args.device, notes=not args.no_notes
-        )
-    except (CheckpointError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(format_report(report))
-    if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, _jsonable(report))
-        print(f"\nwrote {path}")
-    return 0
-
-
-def _jsonable(value):  # type: ignore[no-untyped-def]
-    """NaN → null so that the JSON is standard."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

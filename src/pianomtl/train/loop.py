@@ -14,7 +14,12 @@ is an order of magnitude cheaper per frame on a CPU; ``--batch-size 64
 
 A run writes into its folder: ``checkpoint.pt`` (latest, atomic), ``best.pt`` (best
 validation), ``log.csv``, ``tensorboard/``, ``result.json`` (status ``finished``,
-``diverged`` or ``unstable`` plus the final validation scores).
+``diverged`` or ``unstable`` plus the final validation scores). Checkpoints hold plain
+data only (tensors, dicts, lists, strings, numbers; the numpy random state as a
+tensor), so resuming reads them with ``weights_only=True`` and a checkpoint can never
+run code. A new run refuses a folder that already holds one (:func:`check_run_folder`).
+The command line, ``pianomtl train``, is :mod:`pianomtl.cli.train`: its options are
+generated from :class:`TrainConfig`'s fields.
 
 Several processes (``--nproc N``, or ``torchrun``) train one model data-parallel with
 DistributedDataParallel: each rank draws its own excerpts and the global minibatch is
@@ -23,12 +28,11 @@ N × ``batch_size`` excerpts; only rank 0 writes files (:mod:`pianomtl.train.dis
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
+import numbers
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +43,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from pianomtl.constants import BINARY_TASKS, TASKS
+from pianomtl.core.devices import check_device
 from pianomtl.core.files import atomic_write, write_json_atomic
 from pianomtl.core.metrics import FramewiseEvaluator, headline
 from pianomtl.core.targets import to_float
@@ -55,33 +60,116 @@ class Diverged(RuntimeError):
     """The loss became NaN/inf or exploded."""
 
 
+OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _cli(help: str, **options: object) -> dict:
+    """A :class:`TrainConfig` field's metadata: its command-line help and argparse options (choices, metavar)."""
+    return {"help": help, **options}
+
+
 @dataclass
 class TrainConfig:
-    """Everything a run needs; saved in every checkpoint so it can be resumed or audited."""
+    """Everything a run needs; saved in every checkpoint so it can be resumed or audited.
 
-    cache: str
-    out: str
-    model: dict = field(default_factory=lambda: ModelConfig(name="hard").to_dict())
-    lambdas: dict = field(default_factory=lambda: dict(DEFAULT_LAMBDAS))
-    lr: float = 0.01
-    momentum: float = 0.9
-    optimizer: str = "sgd"  # "sgd": SGD + Nesterov momentum (the paper); "adam": Adam (faster on small budgets)
-    lr_schedule: str = "constant"  # or "cosine": decay to 0 over the run
-    batch_size: int = 8
-    sequence_frames: int = 64
-    steps: int = 5000
-    validate_every: int = 1000
-    checkpoint_every: int = 250
-    validation_frames: int = 3000  # frames per validation recording (bounds validation time)
-    seed: int = 0
-    device: str = "cpu"
-    amp: bool = False  # bf16 autocast (meant for GPUs)
-    restarts: int = 0
-    explode_factor: float = 20.0
-    clip_grad_norm: float = 0.0  # 0 = off (the paper); > 0 rescales larger gradients to this norm
-    threads: int = 0  # torch intra-op threads; 0 = torch's default
-    equaliser: float = 0.0  # share of excerpts given a random equaliser + level (pianomtl.data.augment)
-    init_from: str = ""  # start from this checkpoint's / bundle's weights (fine-tuning); "" = random init
+    Each field's ``metadata["help"]`` is its command-line help: ``pianomtl train``
+    offers every field as ``--field-name`` with this default (``model`` as the
+    architecture options, ``lambdas`` as ``--lambda-TASK``). Values are checked here,
+    so a bad one is a one-line :class:`ValueError` from the API and the command alike.
+    """
+
+    cache: str = field(metadata=_cli("feature cache made by `pianomtl prepare`"))
+    out: str = field(metadata=_cli("run folder (checkpoints, logs, result.json)"))
+    model: dict = field(
+        default_factory=lambda: ModelConfig(name="hard").to_dict(), metadata=_cli("architecture (ModelConfig dict)")
+    )
+    lambdas: dict = field(default_factory=lambda: dict(DEFAULT_LAMBDAS), metadata=_cli("task weights λ"))
+    lr: float = field(default=0.01, metadata=_cli("learning rate η"))
+    momentum: float = field(default=0.9, metadata=_cli("SGD momentum (Nesterov)"))
+    optimizer: str = field(
+        default="sgd",
+        metadata=_cli("sgd: SGD + Nesterov momentum (the paper); adam: faster on small budgets", choices=OPTIMIZERS),
+    )
+    lr_schedule: str = field(
+        default="constant", metadata=_cli("constant, or cosine: decay to 0 over the run", choices=LR_SCHEDULES)
+    )
+    batch_size: int = field(default=8, metadata=_cli("excerpts per minibatch"))
+    sequence_frames: int = field(default=64, metadata=_cli("output frames per excerpt"))
+    steps: int = field(default=5000, metadata=_cli("number of updates"))
+    validate_every: int = field(default=1000, metadata=_cli("updates between validations (best.pt)"))
+    checkpoint_every: int = field(default=250, metadata=_cli("updates between checkpoints (checkpoint.pt)"))
+    validation_frames: int = field(
+        default=3000, metadata=_cli("frames per validation recording (bounds validation time)")
+    )
+    seed: int = field(default=0, metadata=_cli("random seed (restart k uses seed + 1000·k)"))
+    device: str = field(default="cpu", metadata=_cli("cpu, cuda, cuda:1, ..."))
+    amp: bool = field(default=False, metadata=_cli("bf16 autocast (meant for GPUs)"))
+    restarts: int = field(default=0, metadata=_cli("fresh restarts with new seeds after divergence"))
+    explode_factor: float = field(default=20.0, metadata=_cli("divergence: a loss above this × the first loss"))
+    clip_grad_norm: float = field(default=0.0, metadata=_cli("clip the gradient norm to this (0: off, as the paper)"))
+    threads: int = field(default=0, metadata=_cli("torch intra-op threads (0: torch's default)"))
+    equaliser: float = field(
+        default=0.0,
+        metadata=_cli(
+            "share of excerpts given a random equaliser and level (timbre augmentation; 0: off)", metavar="P"
+        ),
+    )
+    init_from: str = field(
+        default="",
+        metadata=_cli(
+            "start from the weights of a checkpoint or bundle (fine-tuning; another architecture copies the "
+            "tensors whose name and shape match)",
+            metavar="CKPT",
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        def bad(name: str, rule: str) -> ValueError:
+            return ValueError(f"{name.replace('_', '-')} must be {rule}, got {getattr(self, name)!r}")
+
+        for name in ("cache", "out"):
+            if not str(getattr(self, name)).strip():
+                raise bad(name, "a folder")
+        if not (isinstance(self.lr, numbers.Real) and math.isfinite(self.lr) and self.lr > 0):
+            raise bad("lr", "a positive number")
+        if not 0.0 <= self.momentum < 1.0:
+            raise bad("momentum", "in [0, 1)")
+        if self.optimizer not in OPTIMIZERS:
+            raise bad("optimizer", f"one of {', '.join(OPTIMIZERS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise bad("lr_schedule", f"one of {', '.join(LR_SCHEDULES)}")
+        for name in (
+            "batch_size",
+            "sequence_frames",
+            "steps",
+            "validate_every",
+            "checkpoint_every",
+            "validation_frames",
+        ):
+            if not _whole(getattr(self, name)) or getattr(self, name) < 1:
+                raise bad(name, "a whole number ≥ 1")
+        for name in ("restarts", "threads"):
+            if not _whole(getattr(self, name)) or getattr(self, name) < 0:
+                raise bad(name, "a whole number ≥ 0")
+        if not self.explode_factor > 0:  # math.inf is allowed (lr-find turns the guard off)
+            raise bad("explode_factor", "positive")
+        if not (math.isfinite(self.clip_grad_norm) and self.clip_grad_norm >= 0):
+            raise bad("clip_grad_norm", "≥ 0")
+        if not 0.0 <= self.equaliser <= 1.0:
+            raise bad("equaliser", "a share in [0, 1]")
+        unknown = set(self.lambdas) - set(TASKS)
+        if unknown:
+            raise ValueError(f"lambdas: unknown tasks {sorted(unknown)}; tasks are {', '.join(TASKS)}")
+        for task, weight in self.lambdas.items():
+            if not (math.isfinite(weight) and weight >= 0):
+                raise ValueError(f"lambda-{task} must be a number ≥ 0, got {weight!r}")
+        ModelConfig.from_dict(self.model)  # raises ValueError (one line) for an unknown or bad architecture
+        check_device(self.device)
 
 
 def task_losses(outputs: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -151,18 +239,87 @@ def _atomic_save(payload: dict, path: Path) -> None:
     atomic_write(path, lambda target: torch.save(payload, target))
 
 
-def load_initial_weights(model: torch.nn.Module, path: str | Path) -> None:
+def _numpy_state() -> tuple:
+    """numpy's legacy random state as plain data (the uint32 key as an int64 tensor)."""
+    name, key, position, has_gauss, gauss = np.random.get_state()
+    return (str(name), torch.from_numpy(key.astype(np.int64)), int(position), int(has_gauss), float(gauss))
+
+
+def _set_numpy_state(state: tuple) -> None:
+    name, key, position, has_gauss, gauss = state
+    key = key.numpy() if isinstance(key, torch.Tensor) else np.asarray(key)
+    np.random.set_state((name, key.astype(np.uint32), int(position), int(has_gauss), float(gauss)))
+
+
+RUN_FILES = ("checkpoint.pt", "best.pt", "result.json")
+"""What a run folder holds once a run has started; another run must not overwrite them."""
+
+
+class RunFolderError(ValueError):
+    """A run folder that does not fit the request (a used one without resume, an empty one to resume)."""
+
+
+def check_run_folder(config: TrainConfig, resume: bool, must_resume: bool = False) -> None:
+    """Refuse to start afresh in a folder that already holds a run (its checkpoints would be overwritten).
+
+    ``must_resume``: also refuse ``resume`` when there is nothing to continue (the command
+    line's ``--resume``; :func:`train` itself starts afresh then, which sweeps rely on).
+    """
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"{out}: not a folder")
+    present = [name for name in RUN_FILES if (out / name).exists()]
+    if present and not resume:
+        raise RunFolderError(
+            f"{out}: already holds a run ({', '.join(present)}); continue it with --resume or choose another --out"
+        )
+    if resume and must_resume and not present:
+        raise RunFolderError(f"{out}: nothing to resume (no checkpoint.pt or result.json); leave out --resume")
+
+
+def load_initial_weights(model: torch.nn.Module, path: str | Path, report: bool = True) -> int:
     """Copy the weights of a checkpoint or bundle into ``model`` (fine-tuning starts here).
 
-    The model configurations must agree: a silently partial copy would train a
-    different network than the one asked for.
+    Same architecture: every tensor is copied (strictly). A different one (warm start,
+    e.g. a sequence model from a hard-sharing stem): the tensors whose name and shape
+    match are copied, the rest keep their fresh initialisation, and the count is
+    printed; :class:`ValueError` if none match. Returns the number of tensors copied.
     """
     from pianomtl.transcription.model_file import read_model_file
 
     state = read_model_file(path)
-    if state["model_config"] != model.config.to_dict():
-        raise ValueError(f"{path}: its model {state['model_config']} differs from this run's {model.config.to_dict()}")
-    model.load_state_dict(state["model"])
+    own = model.state_dict()
+    if state["model_config"] == model.config.to_dict():
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as error:
+            raise ValueError(
+                f"{path}: weights do not fit its own model config ({str(error).splitlines()[0]})"
+            ) from None
+        return len(own)
+    try:
+        source = ModelConfig.from_dict(state["model_config"]).label()
+    except (ValueError, TypeError):  # an architecture this version does not know
+        source = str(state["model_config"].get("name", "unknown architecture"))
+    matching = {
+        name: tensor
+        for name, tensor in state["model"].items()
+        if isinstance(tensor, torch.Tensor) and name in own and own[name].shape == tensor.shape
+    }
+    if not matching:
+        raise ValueError(
+            f"{path}: none of its {len(state['model'])} tensors ({source}) matches this run's model "
+            f"({model.config.label()}) by name and shape; nothing to start from"
+        )
+    with torch.no_grad():
+        for name, tensor in matching.items():
+            own[name].copy_(tensor)
+    if report:
+        tqdm.write(
+            f"init-from {path}: copied {len(matching)} of {len(own)} tensors of this run's {model.config.label()} "
+            f"model from {source} (same name and shape); the other {len(own) - len(matching)} start fresh"
+        )
+    return len(matching)
 
 
 class Run:
@@ -179,7 +336,7 @@ class Run:
         _set_seeds(seed)
         self.model = build_model(ModelConfig.from_dict(config.model)).to(self.device)
         if config.init_from:
-            load_initial_weights(self.model, config.init_from)
+            load_initial_weights(self.model, config.init_from, report=self.dist.is_main)
         if self.dist.rank > 0:  # own noise-layer stream per rank (rank 0's weights are broadcast by DDP)
             torch.manual_seed(int(np.random.SeedSequence([seed, self.dist.rank]).generate_state(1)[0]))
         self.network = distributed.wrap(self.model, self.dist)  # the model itself in one process
@@ -212,7 +369,7 @@ class Run:
         return {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "numpy": np.random.get_state(),
+            "numpy": _numpy_state(),
             "python": random.getstate(),
             "sampler": self.sampler.state(),
         }
@@ -221,7 +378,7 @@ class Run:
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-        np.random.set_state(rng["numpy"])
+        _set_numpy_state(rng["numpy"])
         random.setstate(rng["python"])
         self.sampler.set_state(rng["sampler"])
 
@@ -244,7 +401,17 @@ class Run:
         return payload
 
     def _load(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        """Continue from a checkpoint, read as plain data (never unpickled objects)."""
+        from pianomtl.transcription.model_file import ModelFileError, read_model_file
+
+        state = read_model_file(path)  # ModelFileError: one line naming the file
+        try:
+            self._restore(state)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ModelFileError(f"{path}: not a resumable checkpoint of this run ({reason})") from None
+
+    def _restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = state["step"]
@@ -385,6 +552,7 @@ def train(config: TrainConfig, resume: bool = False, dist: distributed.Context |
     process's place among several data-parallel ones (every rank calls ``train``).
     """
     dist = dist or distributed.SINGLE
+    check_run_folder(config, resume)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     result_path = out / "result.json"
@@ -420,116 +588,31 @@ def train(config: TrainConfig, resume: bool = False, dist: distributed.Context |
     return result
 
 
-def add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by ``train``, ``lr-find`` and ``sweep``."""
-    parser.add_argument("--cache", required=True, help="feature cache made by `pianomtl prepare`")
-    parser.add_argument("--model", default="hard", choices=["hard", "cross-stitch"])
-    parser.add_argument("--gradient", default="full", choices=["full", "detached"], help="cross-stitch only")
-    parser.add_argument("--init", default="imbalanced", choices=["balanced", "imbalanced"], help="cross-stitch α")
-    parser.add_argument("--small", type=int, default=None, help="feature maps of the 3×3 stem convs (default: paper)")
-    parser.add_argument("--large", type=int, default=None, help="feature maps of the 1×35, 5×1 convs (default: paper)")
-    parser.add_argument("--head", type=int, default=None, help="feature maps of each head's 3×3 conv (default: paper)")
-    parser.add_argument("--batch-size", type=int, default=8, help="excerpts per minibatch")
-    parser.add_argument("--sequence-frames", type=int, default=64, help="output frames per excerpt")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    parser.add_argument("--amp", action="store_true", help="bf16 autocast (GPU)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    for task in TASKS:
-        parser.add_argument(
-            f"--lambda-{task}", type=float, default=DEFAULT_LAMBDAS[task], help=f"task weight λ of {task}"
-        )
-
-
-def model_config_from_args(args: argparse.Namespace) -> dict:
-    widths = {k: getattr(args, k, None) for k in ("small", "large", "head")}
-    return ModelConfig(name=args.model, gradient=args.gradient, init=args.init, **widths).to_dict()
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    add_training_arguments(parser)
-    parser.add_argument("--out", required=True, help="run folder (checkpoints, logs, result.json)")
-    parser.add_argument("--lr", type=float, default=0.01, help="learning rate η")
-    parser.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"])
-    parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"], help="sgd: Nesterov momentum (paper)")
-    parser.add_argument("--steps", type=int, default=5000, help="number of updates")
-    parser.add_argument("--validate-every", type=int, default=1000)
-    parser.add_argument("--checkpoint-every", type=int, default=250)
-    parser.add_argument("--validation-frames", type=int, default=3000)
-    parser.add_argument("--restarts", type=int, default=0, help="fresh restarts with new seeds after divergence")
-    parser.add_argument("--clip-grad-norm", type=float, default=0.0, help="clip the gradient norm (0: off, as paper)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    parser.add_argument(
-        "--init-from", default="", metavar="CKPT", help="start from the weights of a checkpoint or bundle (fine-tune)"
-    )
-    parser.add_argument(
-        "--equaliser",
-        type=float,
-        default=0.0,
-        metavar="P",
-        help="share of excerpts given a random equaliser and level (timbre augmentation; 0: off)",
-    )
-    parser.add_argument(
-        "--nproc",
-        type=int,
-        default=1,
-        help="data-parallel processes (DDP: gloo on CPU, NCCL on CUDA); global batch = NPROC × batch size. "
-        "Or start with `torchrun --nproc-per-node N -m pianomtl.cli train ...`",
-    )
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
-        cache=args.cache,
-        out=args.out,
-        model=model_config_from_args(args),
-        lambdas={t: getattr(args, f"lambda_{t}") for t in TASKS},
-        lr=args.lr,
-        lr_schedule=args.lr_schedule,
-        optimizer=args.optimizer,
-        batch_size=args.batch_size,
-        sequence_frames=args.sequence_frames,
-        steps=args.steps,
-        validate_every=args.validate_every,
-        checkpoint_every=args.checkpoint_every,
-        validation_frames=args.validation_frames,
-        seed=args.seed,
-        device=args.device,
-        amp=args.amp,
-        restarts=args.restarts,
-        clip_grad_norm=args.clip_grad_norm,
-        threads=args.threads,
-        equaliser=args.equaliser,
-        init_from=args.init_from,
-    )
-
-
 def _spawned(context: distributed.Context, config: TrainConfig, resume: bool) -> None:
-    """Entry of each process started by ``--nproc`` (rank 0 writes result.json)."""
+    """Entry of each process started by :func:`launch` with ``nproc > 1`` (rank 0 writes result.json)."""
     if not config.threads and torch.device(config.device).type == "cpu":
         torch.set_num_threads(distributed.threads_per_process(context.world_size))
     train(config, resume=resume, dist=context)
 
 
-def run(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
-    nproc = getattr(args, "nproc", 1) or 1
+def launch(config: TrainConfig, resume: bool = False, nproc: int = 1) -> tuple[dict, bool]:
+    """Train in this process, in ``nproc`` processes (DDP), or as one rank of a ``torchrun`` group.
+
+    Returns ``(result, is_main)``: ranks other than 0 of a ``torchrun`` group get
+    ``is_main=False`` (they print and write nothing). Raises :class:`ValueError` for
+    ``nproc > 1`` inside a ``torchrun`` group.
+    """
     launched = distributed.environment_world_size()
     if nproc > 1 and launched > 1:
-        print("error: use either --nproc or torchrun, not both", file=sys.stderr)
-        return 2
+        raise ValueError("use either --nproc or torchrun, not both")
     if nproc > 1:
-        distributed.spawn(_spawned, nproc, config, args.resume, device=config.device)
-        result = json.loads((Path(config.out) / "result.json").read_text())
-    elif launched > 1:  # started by torchrun: join its group
+        check_run_folder(config, resume)  # before any process starts
+        distributed.spawn(_spawned, nproc, config, resume, device=config.device)
+        return json.loads((Path(config.out) / "result.json").read_text()), True
+    if launched > 1:  # started by torchrun: join its group
         context = distributed.from_environment(config.device)
         try:
-            result = train(config, resume=args.resume, dist=context)
+            return train(config, resume=resume, dist=context), context.is_main
         finally:
             distributed.shutdown()
-        if not context.is_main:
-            return 0 if result["status"] == "finished" else 3
-    else:
-        result = train(config, resume=args.resume)
-    print(json.dumps({k: result[k] for k in ("status", "validation") if k in result}, indent=1))
-    return 0 if result["status"] == "finished" else 3
+    return train(config, resume=resume), True

@@ -14,22 +14,20 @@ schedule replaced, so the test measures exactly what ``pianomtl train`` will do.
 
 Outputs in ``--out``: ``lr_find.csv`` (step, lr, loss, smoothed loss, per-task
 losses), ``lr_find.png`` (loss against log-scaled rate, minimum and suggestion
-marked) and ``lr_find.json`` (summary with the suggestion).
+marked) and ``lr_find.json`` (summary with the suggestion). The command line is
+:mod:`pianomtl.cli.lr_find`.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
 import math
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pianomtl.constants import TASKS
 from pianomtl.core.files import write_json_atomic
-from pianomtl.train.loop import Diverged, Run, TrainConfig, add_training_arguments, model_config_from_args
+from pianomtl.train.loop import Diverged, Run, TrainConfig
 
 DEFAULT_START = 1e-8
 DEFAULT_END = 10.0
@@ -208,47 +206,3 @@ def plot(result: RangeTest, path: str | Path, title: str = "") -> None:
         figure.savefig(path, dpi=100)
     finally:
         plt.close(figure)
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    add_training_arguments(parser)
-    parser.add_argument("--out", required=True, help="folder for lr_find.csv, lr_find.png, lr_find.json")
-    parser.add_argument("--start", type=float, default=DEFAULT_START, help="first learning rate (default 1e-8)")
-    parser.add_argument("--end", type=float, default=DEFAULT_END, help="last learning rate (default 10)")
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="updates from start to end (default 2000)")
-    parser.add_argument("--smoothing", type=float, default=DEFAULT_SMOOTHING, help="EMA factor β of the loss")
-    parser.add_argument(
-        "--diverge-factor", type=float, default=DEFAULT_DIVERGE_FACTOR, help="stop when smoothed loss > this × min"
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    config = TrainConfig(
-        cache=args.cache,
-        out=args.out,
-        model=model_config_from_args(args),
-        lambdas={t: getattr(args, f"lambda_{t}") for t in TASKS},
-        batch_size=args.batch_size,
-        sequence_frames=args.sequence_frames,
-        seed=args.seed,
-        device=args.device,
-        amp=args.amp,
-        threads=args.threads,
-    )
-    try:
-        result = range_test(
-            config, args.start, args.end, args.steps, smoothing=args.smoothing, diverge_factor=args.diverge_factor
-        )
-    except ValueError as error:  # CacheError, bad start/end
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    model = config.model["name"] + ("" if config.model["name"] == "hard" else f" ({args.gradient}, {args.init})")
-    paths = save(result, args.out, title=f"range test: {model}, batch {args.batch_size}×{args.sequence_frames}")
-    summary = result.summary()
-    print(json.dumps(summary, indent=1))
-    print(f"curve: {paths['csv']}  plot: {paths['png']}")
-    if not math.isfinite(summary["suggested_lr"]):
-        print("no finite loss was recorded; no suggestion")
-        return 3
-    print(f"suggested learning rate: {summary['suggested_lr']:.3g}")
-    return 0

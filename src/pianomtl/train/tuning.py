@@ -39,7 +39,7 @@ HMM_ONSET_GRID = (0.1, 0.2, 0.3, 0.4)
 
 
 HMM_END_GRID = (0.1, 0.2, 0.3, 0.4)
-"""The HMM's best "priors" on validation data are large (0.3/0.3 for the v2 model): with
+"""The HMM's best "priors" on validation data are large (docs/experiments.md §6): with
 the heads' posteriors read as likelihoods they act as weights against over-confident
 emissions rather than as real rates of key strikes."""
 
@@ -130,10 +130,10 @@ def _one_standard_error_choice(scored: dict[float, dict[str, float]]) -> float:
     The one-standard-error rule of model selection (Breiman et al., 1984): validation F1
     is an estimate, ``sqrt(F1 (1 - F1) / n_reference)`` its binomial standard error, and
     thresholds closer than that are not told apart by the data. The top of the F1 curve
-    is flat (0.966–0.969 for onset thresholds 0.6–0.8 on the v4 model's 4,304 validation
-    notes), so plain argmax picks among near-ties by noise; among them the neutral 0.5
-    of a sigmoid output is preferred, since a timbre the network has not heard lowers its
-    onset confidence (docs/experiments.md §7).
+    is typically flat across several onset thresholds, so plain argmax picks among
+    near-ties by noise; among them the neutral 0.5 of a sigmoid output is preferred,
+    since a timbre the network has not heard lowers its onset confidence (measurements
+    in docs/experiments.md §7).
     """
     best_f1 = max(scores["note_f1"] for scores in scored.values())
     n_reference = max(scores["n_reference"] for scores in scored.values())

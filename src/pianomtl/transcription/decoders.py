@@ -22,9 +22,8 @@ Notes (a threshold decoder in the spirit of Onsets & Frames):
   sounding after its key is released, but its sound decays, and the network, which
   hears 11 frames (0.22 s), grows unsure whether a faint partial is still "a note":
   its ``int`` output fades far below the key-down threshold long before the pedal
-  lifts. Measured on the v3 model's validation split (onset threshold 0.5), 0.01 under
-  the pedal instead of 0.2 raised the decoded notes' frame recall from 0.74 to 0.83, at
-  precision 0.91 instead of 0.95 (docs/experiments.md §7).
+  lifts; a lower threshold under the pedal trades a little frame precision for much
+  more frame recall (measurements in docs/experiments.md §7).
 * **Velocity** is the maximum of the velocity head over the onset frame ±1, times
   127, rounded and clipped to 1–127.
 
@@ -49,7 +48,6 @@ import warnings
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
-from scipy.signal import find_peaks
 
 from pianomtl.constants import FPS, MIDI_MAX, MIN_KEY, N_KEYS
 from pianomtl.core.midi import Note, PedalEvent, Performance
@@ -83,7 +81,8 @@ class DecoderParams:
     """Note decoder: ``threshold`` (peak picking) or ``hmm`` (per-key Viterbi, :func:`hmm_note_spans`)."""
     hmm_onset_prior: float = 0.3
     """HMM: transition probability per frame that a silent or sounding key is struck
-    (the default is the best on validation for the v2 model; see :data:`HMM_ONSET_GRID`)."""
+    (the default is what tuning on validation data chose, docs/experiments.md §6; ``tune``
+    searches :data:`~pianomtl.train.tuning.HMM_ONSET_GRID`)."""
     hmm_end_prior: float = 0.3
     """HMM: transition probability per frame that a sounding note ends."""
     pedal_frame_threshold: float | None = None
@@ -136,6 +135,25 @@ def _check_activations(activations: dict[str, np.ndarray]) -> int:
     return n_frames
 
 
+def find_peaks(x: np.ndarray, height: float) -> np.ndarray:
+    """Indices of the local maxima of ``x`` at or above ``height``: ``scipy.signal.find_peaks(x, height=height)[0]``.
+
+    A maximum is a run of equal values with lower neighbours on both sides (so never
+    the first or last sample); a flat run counts once, at its middle (rounded down).
+    In numpy, so transcription needs no scipy.
+    """
+    x = np.asarray(x)
+    if len(x) < 3:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate([[True], x[1:] != x[:-1]]))
+    ends = np.append(starts[1:] - 1, len(x) - 1)
+    values = x[starts]
+    peak = np.zeros(len(starts), dtype=bool)
+    peak[1:-1] = (values[1:-1] > values[:-2]) & (values[1:-1] > values[2:])
+    peak &= values >= height
+    return ((starts[peak] + ends[peak]) // 2).astype(np.int64)
+
+
 def pick_onsets(on: np.ndarray, threshold: float, merge_frames: int = 2) -> list[np.ndarray]:
     """Onset frames of each key: peaks of ``on[:, k]`` at or above ``threshold``.
 
@@ -156,20 +174,36 @@ def pick_onsets(on: np.ndarray, threshold: float, merge_frames: int = 2) -> list
             continue
         # pad below any probability so peaks at the first/last frame are found
         padded = np.concatenate([[-1.0], np.asarray(on[:, key], dtype=np.float64), [-1.0]])
-        peaks, _ = find_peaks(padded, height=threshold)
+        peaks = find_peaks(padded, threshold)
         peaks = peaks - 1
         if len(peaks) > 1:
-            heights = on[peaks, key]
-            kept: list[int] = [int(peaks[0])]
-            for peak, height in zip(peaks[1:], heights[1:], strict=True):
-                if peak - kept[-1] < merge_frames:
-                    if height > on[kept[-1], key]:
-                        kept[-1] = int(peak)
-                else:
-                    kept.append(int(peak))
-            peaks = np.asarray(kept, dtype=np.int64)
+            kept: list[int] = []
+            current: tuple[int, float] | None = None
+            for peak, height in zip(peaks.tolist(), on[peaks, key].tolist(), strict=True):
+                current, sealed = merge_peak(current, peak, height, merge_frames)
+                if sealed is not None:
+                    kept.append(sealed[0])
+            assert current is not None
+            peaks = np.asarray([*kept, current[0]], dtype=np.int64)
         result.append(peaks.astype(np.int64))
     return result
+
+
+def merge_peak(
+    kept: tuple[int, float] | None, peak: int, height: float, merge_frames: int
+) -> tuple[tuple[int, float], tuple[int, float] | None]:
+    """One step of onset merging (shared by :func:`pick_onsets` and the causal decoder).
+
+    ``kept``: the last kept ``(frame, height)`` peak of a key (``None`` before the first).
+    A peak closer than ``merge_frames`` to it is the same onset (the higher one wins, the
+    earlier on a tie); a farther one starts a new onset and seals the kept one. Returns
+    ``(the kept peak now, the sealed previous peak or None)``.
+    """
+    if kept is None:
+        return (peak, height), None
+    if peak - kept[0] < merge_frames:
+        return ((peak, height) if height > kept[1] else kept), None
+    return (peak, height), kept
 
 
 def _offset_peaks(off: np.ndarray, threshold: float) -> list[np.ndarray]:
@@ -184,8 +218,13 @@ def _frame_thresholds(activations: dict[str, np.ndarray], params: DecoderParams)
     sus = activations.get("sus")
     if params.pedal_frame_threshold is None or sus is None:
         return params.frame_threshold
-    down = pedal_down_frames(sus, params)
-    return np.where(down, params.pedal_frame_threshold, params.frame_threshold)[:, None]
+    return note_frame_thresholds(pedal_down_frames(sus, params), params)[:, None]
+
+
+def note_frame_thresholds(down: np.ndarray, params: DecoderParams) -> np.ndarray:
+    """The ``int`` threshold of each frame from the decoded pedal state ``down`` (float64):
+    ``pedal_frame_threshold`` where the pedal is down, else ``frame_threshold``."""
+    return np.where(down, params.pedal_frame_threshold, params.frame_threshold)
 
 
 def _note_ends(
@@ -207,24 +246,36 @@ def _note_ends(
         if len(starts) == 0:
             continue
         inactive = np.flatnonzero(below[:, key])
-        key_offsets = offsets[key]
         for index, start in enumerate(starts):
-            earliest = start + params.min_frames
             limit = int(starts[index + 1]) if index + 1 < len(starts) else n_frames
-            end = limit
-            position = np.searchsorted(inactive, earliest)
-            if position < len(inactive):
-                end = min(end, int(inactive[position]))
-            position = np.searchsorted(key_offsets, earliest)
-            if position < len(key_offsets):
-                end = min(end, int(key_offsets[position]))
-            notes.append((key, int(start), end))
+            notes.append((key, int(start), note_end(int(start), limit, inactive, offsets[key], params.min_frames)))
     return notes
 
 
+def note_end(start: int, limit: int, inactive: np.ndarray, offsets: np.ndarray, min_frames: int) -> int:
+    """End frame (exclusive) of a note starting at ``start`` (shared with the causal decoder).
+
+    ``limit``: the key's next onset (a re-strike ends the held note) or the end of the
+    recording; ``inactive``: sorted frames where ``int`` is below its threshold;
+    ``offsets``: sorted offset-head peaks. After ``min_frames`` the note ends at the
+    first of these; it never outlasts ``limit``.
+    """
+    earliest = start + min_frames
+    end = limit
+    for frames in (inactive, offsets):
+        position = np.searchsorted(frames, earliest)
+        if position < len(frames):
+            end = min(end, int(frames[position]))
+    return end
+
+
+def note_velocity(values: np.ndarray) -> int:
+    """MIDI velocity (1–127) from the velocity head over the onset frame ±1: the maximum × 127."""
+    return int(np.clip(np.rint(float(np.max(values)) * MIDI_MAX), 1, MIDI_MAX))
+
+
 def _velocity(vel: np.ndarray, key: int, start: int) -> int:
-    window = vel[max(start - 1, 0) : start + 2, key]
-    return int(np.clip(np.rint(float(np.max(window)) * MIDI_MAX), 1, MIDI_MAX))
+    return note_velocity(vel[max(start - 1, 0) : start + 2, key])
 
 
 def decode_notes(activations: dict[str, np.ndarray], params: DecoderParams | None = None) -> list[Note]:
@@ -426,18 +477,32 @@ def _sus_curve(sus: np.ndarray) -> np.ndarray:
     return np.nan_to_num(curve, nan=0.0)
 
 
+class PedalHysteresis:
+    """The pedal state frame by frame: down when ``sus`` rises above ``pedal_high``, up when
+    it falls below ``pedal_low`` (shared by :func:`pedal_down_frames` and the causal decoder)."""
+
+    def __init__(self, params: DecoderParams) -> None:
+        self.high, self.low = params.pedal_high, params.pedal_low
+        self.down = False
+
+    def update(self, curve: np.ndarray) -> np.ndarray:
+        """Boolean ``[n]`` pedal state at each of the next ``n`` frames of the ``sus`` curve
+        (float64, NaN already zero: :func:`_sus_curve`)."""
+        down = np.zeros(len(curve), dtype=bool)
+        state = self.down
+        for t, value in enumerate(curve):
+            if not state and value > self.high:
+                state = True
+            elif state and value < self.low:
+                state = False
+            down[t] = state
+        self.down = state
+        return down
+
+
 def pedal_down_frames(sus: np.ndarray, params: DecoderParams | None = None) -> np.ndarray:
     """Boolean ``[T]``: the pedal is down at frame ``t`` (hysteresis ``pedal_high``/``pedal_low``)."""
-    params = params or DecoderParams()
-    down = np.zeros(len(sus), dtype=bool)
-    state = False
-    for t, value in enumerate(_sus_curve(sus)):
-        if not state and value > params.pedal_high:
-            state = True
-        elif state and value < params.pedal_low:
-            state = False
-        down[t] = state
-    return down
+    return PedalHysteresis(params or DecoderParams()).update(_sus_curve(sus))
 
 
 def decode_pedal(sus: np.ndarray, params: DecoderParams | None = None) -> list[PedalEvent]:

@@ -1,4 +1,4 @@
-"""``pianomtl export``: the network as an ONNX graph, and an onnxruntime stand-in for it.
+"""``pianomtl export``: the network as an ONNX graph (onnxruntime runs it: :mod:`~pianomtl.transcription.onnx_model`).
 
 Only the network is exported: audio loading, the spectrogram and decoding stay in
 numpy/torch, so both backends share them and differ only in the network's
@@ -8,30 +8,31 @@ the five heads named as :data:`~pianomtl.constants.TASKS` (``on``/``int``/``off`
 as logits, ``vel``/``sus`` as values), exactly like the torch model's ``forward``.
 The model configuration and decoder parameters travel in the file's metadata, so
 an ``.onnx`` file transcribes on its own (``transcribe --backend onnxruntime``).
+The runtime side, :class:`~pianomtl.transcription.onnx_model.OnnxModel`, needs no torch
+(:mod:`pianomtl.transcription.onnx_model`); it is re-exported here.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
-import sys
 import warnings
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 
 from pianomtl.constants import CONTEXT, N_BINS, TASKS
 from pianomtl.core.files import atomic_write
 from pianomtl.transcription.decoders import DecoderParams
+from pianomtl.transcription.onnx_model import (  # the runtime side lives there (no torch); re-exported
+    INPUT_NAME,
+    METADATA_CONFIG,
+    METADATA_DECODER,
+    METADATA_INFO,
+    OnnxModel,
+)
 
 DEFAULT_OPSET = 17
-INPUT_NAME = "features"
-METADATA_DECODER = "pianomtl.decoder"
-METADATA_CONFIG = "pianomtl.model_config"
-METADATA_INFO = "pianomtl.metadata"
 
 
 class _TupleOutputs(torch.nn.Module):
@@ -100,60 +101,6 @@ def export_onnx(
     return atomic_write(destination, lambda target: target.write_bytes(data))
 
 
-class OnnxModel:
-    """An onnxruntime session that behaves like the torch model for inference.
-
-    ``model(x)`` takes ``[B, T+10, 144]`` (torch tensor or numpy array) and returns
-    a dict of torch tensors ``[B, T, width]`` — so :func:`pianomtl.transcription.inference.run_model`
-    runs it unchanged. ``decoder`` and ``model_config`` come from the file's metadata.
-    """
-
-    training = False
-
-    def __init__(self, source: str | Path | bytes, threads: int = 0, providers: list[str] | None = None) -> None:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.path = None if isinstance(source, bytes) else str(source)
-        try:
-            self.session = onnxruntime.InferenceSession(
-                source if isinstance(source, bytes) else str(source),
-                sess_options=options,
-                providers=providers or ["CPUExecutionProvider"],
-            )
-        except Exception as error:  # onnxruntime raises its own exception types
-            name = self.path or "<onnx bytes>"
-            raise ValueError(f"{name}: not a usable ONNX model ({str(error).strip().splitlines()[0]})") from None
-        self.output_names = [o.name for o in self.session.get_outputs()]
-        missing = [t for t in TASKS if t not in self.output_names]
-        if missing:
-            raise ValueError(f"{self.path or '<onnx bytes>'}: ONNX model lacks outputs {missing}")
-        properties = self.session.get_modelmeta().custom_metadata_map
-        self.decoder = DecoderParams.from_dict(json.loads(properties.get(METADATA_DECODER, "{}")))
-        self.model_config = json.loads(properties.get(METADATA_CONFIG, "null"))
-        self.metadata: dict[str, Any] = json.loads(properties.get(METADATA_INFO, "{}"))
-
-    def __call__(self, features: torch.Tensor | np.ndarray) -> dict[str, torch.Tensor]:
-        if isinstance(features, torch.Tensor):
-            features = features.detach().cpu().numpy()
-        array = np.ascontiguousarray(features, dtype=np.float32)
-        outputs = self.session.run(list(TASKS), {INPUT_NAME: array})
-        return {task: torch.from_numpy(value) for task, value in zip(TASKS, outputs, strict=True)}
-
-    # the parts of the nn.Module interface inference code touches
-    def eval(self) -> OnnxModel:
-        return self
-
-    def train(self, mode: bool = True) -> OnnxModel:
-        return self
-
-    def to(self, *args: Any, **kwargs: Any) -> OnnxModel:
-        return self
-
-
 def max_difference(model: torch.nn.Module, onnx_model: OnnxModel, frames: int = 257, seed: int = 0) -> float:
     """Largest absolute difference of all heads between torch and onnxruntime on random features."""
     generator = torch.Generator().manual_seed(seed)
@@ -163,36 +110,3 @@ def max_difference(model: torch.nn.Module, onnx_model: OnnxModel, frames: int = 
         expected = model(features)
     actual = onnx_model(features)
     return max(float((expected[t].float() - actual[t]).abs().max()) for t in TASKS)
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", nargs="?", default=None, help="training checkpoint or bundle (default: bundled)")
-    parser.add_argument("--onnx", required=True, metavar="OUT", help="ONNX file to write")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
-    parser.add_argument("--no-check", action="store_true", help="skip the torch-vs-onnxruntime comparison")
-
-
-def run(args: argparse.Namespace) -> int:
-    from pianomtl.transcription.model_file import ModelFileError, load_model
-
-    try:
-        model, decoder, metadata = load_model(args.checkpoint)
-    except ModelFileError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    out = Path(args.onnx)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        export_onnx(model, out, decoder=decoder, metadata=metadata, opset=args.opset)
-    except OSError as error:
-        print(f"error: cannot write {out}: {error.strerror or error}", file=sys.stderr)
-        return 2
-    size = out.stat().st_size / 1e6
-    print(f"wrote {out} ({size:.1f} MB, opset {args.opset}, input [batch, T+10, {N_BINS}])")
-    if not args.no_check:
-        difference = max_difference(model, OnnxModel(out))
-        print(f"torch vs onnxruntime: max |difference| {difference:.2e} over all heads")
-        if difference > 1e-4:
-            print("error: the ONNX graph disagrees with the torch model", file=sys.stderr)
-            return 1
-    return 0

@@ -9,12 +9,22 @@ default one lives at ``pianomtl/assets/default.pt``.
 
 :func:`load_model` also accepts a training checkpoint (``checkpoint.pt`` /
 ``best.pt`` of ``pianomtl train``); its decoder parameters are then the defaults.
+
+Safety: every model file is read with ``torch.load(weights_only=True)`` — tensors,
+dicts, lists, tuples, strings and numbers only — so a file can never run code when it
+is loaded (a pickle that names any other Python object is refused with a one-line
+:class:`ModelFileError`). Files written before checkpoints held only plain data (their
+random-number states were numpy objects) are refused too; :func:`convert_legacy_file`
+(``pianomtl convert-model OLD NEW``) converts such a file once, and is for files you
+trust only, since reading the old format means unpickling it in full.
 """
 
 from __future__ import annotations
 
 import datetime
 import pickle
+import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -48,12 +58,18 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
+def _refused_global(error: BaseException) -> str | None:
+    """The Python object a ``weights_only`` load refused (``posix.system``, ``numpy...``), if named."""
+    match = re.search(r"GLOBAL ([\w.]+)", str(error))
+    return match.group(1) if match else None
+
+
 def read_model_file(path: str | Path) -> dict[str, Any]:
     """The dict stored in a bundle or training checkpoint, loaded on the CPU.
 
-    Bundles hold only tensors and plain values and load with ``weights_only=True``;
-    training checkpoints also hold RNG states (numpy objects), so for those the
-    file is unpickled in full — only load checkpoints you trust.
+    Only plain data is read (``weights_only=True``: nothing in the file can run code).
+    Raises :class:`ModelFileError` (one line naming the file) for a missing, corrupt,
+    foreign or unsafe file.
     """
     path = Path(path)
     if not path.exists():
@@ -62,19 +78,88 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         raise ModelFileError(f"{path}: is a folder, not a model file")
     try:
-        try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on the pickle protocol of foreign files
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+    except pickle.UnpicklingError as error:
+        refused = _refused_global(error)
+        if refused is not None and refused.split(".")[0] in ("numpy", "_codecs"):
+            raise ModelFileError(
+                f"{path}: an older pianomtl file holding numpy objects, refused by the safe loader; if you trust "
+                f"its source, convert it once with `pianomtl convert-model {path} NEW.pt`"
+            ) from None
+        what = f"it would load the Python object {refused}" if refused else _first_line(error)
+        raise ModelFileError(f"{path}: refused, not plain model data ({what}; model files never run code)") from None
+    except (RuntimeError, OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
         raise ModelFileError(f"{path}: not a readable model file ({_first_line(error)})") from None
-    except Exception as error:  # an arbitrary pickle can raise anything
+    except Exception as error:  # a damaged file can make the loader raise anything
         raise ModelFileError(
             f"{path}: not a readable model file ({type(error).__name__}: {_first_line(error)})"
         ) from None
     if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
         raise ModelFileError(f"{path}: not a pianomtl model (expected a bundle or a training checkpoint)")
+    if not isinstance(state["model_config"], dict) or not isinstance(state["model"], dict):
+        raise ModelFileError(f"{path}: not a pianomtl model (its model_config or weights are not dicts)")
     return state
+
+
+def plain_data(value: Any, where: str = "") -> Any:
+    """``value`` with numpy arrays and scalars turned into tensors and Python numbers.
+
+    What remains is what ``torch.load(weights_only=True)`` accepts: tensors, dicts,
+    lists, tuples, strings, numbers, ``None``. Any other object raises :class:`ValueError`.
+    """
+    import numpy as np
+
+    if value is None or isinstance(value, torch.Tensor | bool | int | float | str | bytes):
+        return value
+    if isinstance(value, dict):
+        return {key: plain_data(item, f"{where}.{key}") for key, item in value.items()}
+    if isinstance(value, torch.Size):
+        return tuple(value)
+    if isinstance(value, list | tuple):
+        items = [plain_data(item, f"{where}[{index}]") for index, item in enumerate(value)]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "u" and value.dtype.itemsize >= 4:  # uint32 RNG keys: int64 holds them exactly
+            value = value.astype(np.int64)
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    raise ValueError(f"cannot convert a {type(value).__module__}.{type(value).__name__} (at {where or 'top level'})")
+
+
+def convert_legacy_file(source: str | Path, destination: str | Path) -> Path:
+    """Rewrite a *trusted* old checkpoint or bundle in the plain format the safe loader reads.
+
+    The source is unpickled in full (``weights_only=False``), which runs whatever code
+    the file names: use this only on files you made yourself or trust. The result is
+    checked to load safely; ``destination`` is never overwritten.
+    """
+    source, destination = Path(source), Path(destination)
+    if not source.is_file():
+        raise ModelFileError(f"{source}: model file not found")
+    if destination.exists():
+        raise ModelFileError(f"{destination}: exists; choose a new name")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = torch.load(source, map_location="cpu", weights_only=False)  # trusted by the caller
+    except Exception as error:
+        raise ModelFileError(f"{source}: not a readable model file ({_first_line(error)})") from None
+    if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
+        raise ModelFileError(f"{source}: not a pianomtl model (expected a bundle or a training checkpoint)")
+    try:
+        plain = plain_data(state)
+    except ValueError as error:
+        raise ModelFileError(f"{source}: {error}") from None
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        atomic_write(destination, lambda target: torch.save(plain, target), overwrite=False)
+    except FileExistsError:
+        raise ModelFileError(f"{destination}: exists; choose a new name") from None
+    read_model_file(destination)  # proves the result loads with weights_only=True
+    return destination
 
 
 def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[Any, DecoderParams, dict]:

@@ -17,113 +17,42 @@ activations (about 250 MB per hour; not kept after decoding with
 :func:`pianomtl.core.audio.load` + :func:`pianomtl.core.features.spectrogram`.
 
 Backends: ``torch`` (any device) or ``onnxruntime`` (CPU; the network exported by
-:mod:`pianomtl.transcription.export`). Both share loading, features and decoding.
+:mod:`pianomtl.transcription.export`). Both share loading, features (numpy on the
+CPU) and decoding. The bundled model runs in onnxruntime by default on the CPU
+(:func:`default_backend`), so the lean install (no torch) and a full one give the
+same result; torch is imported only when a torch backend or model file is asked for.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import soundfile as sf
-import torch
 
-from pianomtl.constants import FRAME_SIZE, HOP_SIZE, N_BINS, SAMPLE_RATE
-from pianomtl.core.audio import AudioError, open_audio, prepare_array
-from pianomtl.core.features import LogFilteredSpectrogram, frame_count
+from pianomtl.constants import SAMPLE_RATE
+from pianomtl.core.audio import AudioError, check_sample_rate, is_audio_source, open_audio, prepare_array, source_name
+from pianomtl.core.features import StreamingSpectrogram, frame_count
+from pianomtl.extras import require, torch_available
 from pianomtl.transcription.decoders import DecoderParams, decode
 from pianomtl.transcription.inference import PRECISIONS, default_chunk_frames, run_model
 from pianomtl.transcription.result import Transcription
 
+if TYPE_CHECKING:
+    import torch
+
+    from pianomtl.transcription.stream import Stream
+
 BACKENDS = ("torch", "onnxruntime")
 READ_BLOCK_SECONDS = 20.0
-SPECTROGRAM_CHUNK_FRAMES = {"cpu": 256, "other": 2048}
-"""Frames per FFT batch: small on a CPU (the temporaries stay in cache; same result, faster)."""
-
-
-# -- the result -----------------------------------------------------------------------
-
-
-
-
-
-
-
-
 
 
 # -- streaming features ---------------------------------------------------------------
-
-
-class StreamingSpectrogram:
-    """Spectrogram frames computed as samples arrive, equal to the whole-signal transform.
-
-    Frame ``t`` covers samples ``[t·882 − 2048, t·882 + 2048)`` (zero outside the
-    signal); it is computed once all its samples have arrived, or at :meth:`finish`.
-    Only the samples still needed by future frames are kept. Frames go into one
-    preallocated array (``expected_frames`` sizes it; it grows if the guess was
-    short): keeping many small arrays alive between the large temporaries of the
-    FFT fragments glibc's heap, which then grows by megabytes per block.
-    """
-
-    def __init__(
-        self, device: str | torch.device = "cpu", chunk_frames: int | None = None, expected_frames: int = 0
-    ) -> None:
-        self.module = LogFilteredSpectrogram().to(device)
-        self.device = device
-        kind = "cpu" if torch.device(device).type == "cpu" else "other"
-        self.chunk_frames = chunk_frames or SPECTROGRAM_CHUNK_FRAMES[kind]
-        half = FRAME_SIZE // 2
-        self.buffer = np.zeros(half, dtype=np.float32)  # the zeros before the signal
-        self.buffer_start = -half  # absolute sample index of buffer[0]
-        self.n_samples = 0
-        self.next_frame = 0
-        self.features = np.empty((max(expected_frames, 1), N_BINS), dtype=np.float32)
-
-    def push(self, samples: np.ndarray) -> None:
-        self.buffer = np.concatenate([self.buffer, np.asarray(samples, dtype=np.float32)])
-        self.n_samples += len(samples)
-        ready = (self.buffer_start + len(self.buffer) - FRAME_SIZE // 2) // HOP_SIZE + 1
-        self._emit(ready)
-
-    def finish(self) -> np.ndarray:
-        """All ``ceil(N / 882)`` frames as a ``[T, 144]`` float32 array."""
-        total = frame_count(self.n_samples)
-        needed = (total - 1) * HOP_SIZE + FRAME_SIZE // 2 - (self.buffer_start + len(self.buffer))
-        if needed > 0:
-            self.buffer = np.concatenate([self.buffer, np.zeros(needed, dtype=np.float32)])
-        self._emit(total)
-        self.buffer = np.zeros(0, dtype=np.float32)
-        features = self.features[: self.next_frame]
-        if len(features) < 0.9 * len(self.features):
-            features = features.copy()  # do not hold on to a much larger allocation
-        self.features = np.empty((0, N_BINS), dtype=np.float32)
-        return features
-
-    @torch.inference_mode()
-    def _emit(self, stop: int) -> None:
-        half = FRAME_SIZE // 2
-        for start in range(self.next_frame, stop, self.chunk_frames):
-            end = min(start + self.chunk_frames, stop)
-            first = start * HOP_SIZE - half - self.buffer_start
-            last = (end - 1) * HOP_SIZE + half - self.buffer_start
-            segment = torch.from_numpy(self.buffer[first:last]).to(self.device)
-            frames = segment.unfold(-1, FRAME_SIZE, HOP_SIZE)
-            if end > len(self.features):
-                grown = np.empty((max(end, 2 * len(self.features)), N_BINS), dtype=np.float32)
-                grown[:start] = self.features[:start]
-                self.features = grown
-            self.features[start:end] = self.module.frames_to_features(frames).cpu().numpy()
-        if stop <= self.next_frame:
-            return
-        self.next_frame = stop
-        keep_from = stop * HOP_SIZE - half - self.buffer_start
-        self.buffer = self.buffer[keep_from:].copy()
-        self.buffer_start += keep_from
 
 
 def file_features(path: str | Path, device: str | torch.device = "cpu") -> tuple[np.ndarray, float]:
@@ -134,8 +63,8 @@ def file_features(path: str | Path, device: str | torch.device = "cpu") -> tuple
     """
     import soxr
 
-    path = Path(path)
-    handle = open_audio(path)
+    handle = open_audio(path)  # also bytes, file objects, pipes
+    path = source_name(path)  # how messages name it
     with handle:
         rate, declared = handle.samplerate, handle.frames
         block = max(1, int(READ_BLOCK_SECONDS * rate))
@@ -186,43 +115,80 @@ def array_features(
 # -- models -------------------------------------------------------------------------------
 
 
+def _is_onnx_path(model: Any) -> bool:
+    return isinstance(model, str | Path) and Path(model).suffix.lower() == ".onnx"
+
+
+def _onnx_threads(threads: int = 0) -> int:
+    """onnxruntime's thread count: ``threads``, else torch's setting when torch is loaded (0: onnxruntime's default)."""
+    torch = sys.modules.get("torch")
+    return threads or (torch.get_num_threads() if torch is not None else 0)
+
+
+def default_backend(model: Any = None, device: str | torch.device = "cpu", precision: str = "fp32") -> str:
+    """The backend ``backend=None`` picks.
+
+    ``onnxruntime`` for ONNX models, and for the bundled model on the CPU in float32
+    (its ``default.onnx``): the same activations as torch (within 1e-6), several seconds
+    less start-up (no torch import) and no slower per minute of audio
+    (``benchmarks/RESULTS.md``, section 8), and the only choice in the lean install.
+    ``torch`` for torch model files and modules, other devices, and ``precision="bf16"``.
+    """
+    from pianomtl.transcription.onnx_model import OnnxModel, has_default_onnx
+
+    if isinstance(model, OnnxModel) or _is_onnx_path(model):
+        return "onnxruntime"
+    if model is None and precision == "fp32" and str(device).split(":")[0] == "cpu":
+        if has_default_onnx() or not torch_available():
+            return "onnxruntime"
+    return "torch"
+
+
 def resolve_model(
-    model: Any = None, device: str | torch.device = "cpu", backend: str | None = None
+    model: Any = None, device: str | torch.device = "cpu", backend: str | None = None, threads: int = 0
 ) -> tuple[Any, DecoderParams, dict]:
     """``(runnable model, decoder parameters, metadata)`` for what ``transcribe`` accepts.
 
     ``model``: ``None`` (the bundled default), a path to a bundle, training
     checkpoint or ``.onnx`` file, a loaded torch module (moved to ``device``; decoder defaults) or an
-    :class:`~pianomtl.transcription.export.OnnxModel`. ``backend=None`` picks ``onnxruntime`` for ONNX
-    models and ``torch`` otherwise. With ``backend="onnxruntime"`` a torch model
-    is exported to ONNX in memory first.
+    :class:`~pianomtl.transcription.onnx_model.OnnxModel`. ``backend=None``: :func:`default_backend`.
+    With ``backend="onnxruntime"`` the bundled model is its ``default.onnx``, and any
+    other torch model is exported to ONNX in memory first; with ``backend="torch"`` the
+    bundled model is ``default.pt``. ``threads``: onnxruntime's
+    CPU threads (0: torch's setting if torch is loaded, else onnxruntime's default).
+    Torch models need the ``[torch]`` extra (:class:`~pianomtl.extras.MissingExtraError` says so).
     """
-    from pianomtl.transcription.export import OnnxModel, export_onnx
-    from pianomtl.transcription.model_file import load_model
+    from pianomtl.transcription.onnx_model import OnnxModel, has_default_onnx, load_onnx_model
 
-    if backend is None:
-        is_onnx = isinstance(model, OnnxModel) or (
-            isinstance(model, str | Path) and Path(model).suffix.lower() == ".onnx"
-        )
-        backend = "onnxruntime" if is_onnx else "torch"
+    backend = backend or default_backend(model, device)
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
     if isinstance(model, OnnxModel):
         return model, model.decoder, {**model.metadata, "format": "onnx"}
-    if isinstance(model, str | Path) and Path(model).suffix.lower() == ".onnx":
+    if _is_onnx_path(model):
         if backend != "onnxruntime":
             raise ValueError(f"{model}: an ONNX model needs backend='onnxruntime'")
-        if not Path(model).is_file():
-            raise ValueError(f"{model}: model file not found")
-        onnx_model = OnnxModel(model, threads=torch.get_num_threads())
-        return onnx_model, onnx_model.decoder, {**onnx_model.metadata, "format": "onnx", "path": str(model)}
+        return load_onnx_model(model, threads=_onnx_threads(threads))
+    if backend == "onnxruntime" and model is None and has_default_onnx():
+        return load_onnx_model(None, threads=_onnx_threads(threads))
+    if model is None:
+        require("torch", "the torch backend", "torch")
+    elif isinstance(model, str | Path):
+        require("torch", f"loading {model} (a torch model file)", "torch")
+    import torch
+
+    from pianomtl.transcription.model_file import load_model
+
     if isinstance(model, torch.nn.Module):
         network, decoder, metadata = model, DecoderParams(), {"format": "module"}
     else:
         network, decoder, metadata = load_model(model, device="cpu" if backend == "onnxruntime" else device)
     if backend == "onnxruntime":
+        require("onnx", "exporting a torch model for onnxruntime", "torch")
+        from pianomtl.transcription.export import export_onnx
+
         buffer = export_onnx(network, io.BytesIO(), decoder=decoder, metadata=metadata)
-        return OnnxModel(buffer.getvalue(), threads=torch.get_num_threads()), decoder, metadata
+        return OnnxModel(buffer.getvalue(), threads=_onnx_threads(threads)), decoder, metadata
     return network.to(device), decoder, metadata
 
 
@@ -237,11 +203,13 @@ class Transcriber:
         backend: str | None = None,
         chunk_frames: int | None = None,
         precision: str = "fp32",
+        threads: int = 0,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; choose from {PRECISIONS}")
-        self.model, default_decoder, self.metadata = resolve_model(model, device, backend)
-        from pianomtl.transcription.export import OnnxModel
+        backend = backend or default_backend(model, device, precision)
+        self.model, default_decoder, self.metadata = resolve_model(model, device, backend, threads=threads)
+        from pianomtl.transcription.onnx_model import OnnxModel
 
         self.backend = "onnxruntime" if isinstance(self.model, OnnxModel) else "torch"
         self.device = device if self.backend == "torch" else "cpu"
@@ -254,17 +222,25 @@ class Transcriber:
         self.precision = precision
 
     def features(self, audio: str | Path | np.ndarray, sr: float | None = None) -> tuple[np.ndarray, float, str]:
-        if isinstance(audio, str | Path):
+        if is_audio_source(audio):  # a path, the bytes of a file, a binary file object
             if sr is not None:
                 raise ValueError("sr is only for sample arrays; a file's own sample rate is used")
             features, duration = file_features(audio, device=self.device)
-            return features, duration, str(audio)
+            return features, duration, source_name(audio)
         if sr is None:
             raise ValueError("sr (the sample rate in Hz) is required when audio is a sample array")
-        if isinstance(audio, torch.Tensor):
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(audio, torch.Tensor):
             audio = audio.detach().cpu().numpy()
         features, duration = array_features(audio, sr, device=self.device)
         return features, duration, "<array>"
+
+    def stream(self, rate: float = SAMPLE_RATE, channels: int = 1, **options: Any) -> Stream:
+        """A live :class:`~pianomtl.transcription.stream.Stream` with this model and decoder
+        (``options``: ``lookahead``, ``early_threshold``, ``decoder``)."""
+        from pianomtl.transcription.stream import Stream
+
+        return Stream(rate, channels, transcriber=self, **options)
 
     def activations(self, features: np.ndarray) -> dict[str, np.ndarray]:
         return run_model(
@@ -301,38 +277,24 @@ def transcribe(
 ) -> Transcription:
     """Transcribe one recording: notes (key, onset, offset, velocity) and CC64 pedal events.
 
-    ``audio``: a file path (any format soundfile reads, any rate and channel count)
-    or a sample array (``[n]``, ``[n, channels]`` or ``[channels, n]``) with its rate
-    ``sr``. ``model``: ``None`` for the bundled model, a model file (bundle, training
+    ``audio``: a file path (any format soundfile reads, any rate and channel count;
+    pipes such as ``/dev/stdin`` too), the bytes of such a file, a binary file object
+    (``open(path, "rb")``, ``io.BytesIO``, ``sys.stdin.buffer``), or a sample array
+    (``[n]``, ``[n, channels]`` or ``[channels, n]``, at most 8 channels) with its rate
+    ``sr`` in Hz (finite, 1 kHz to 1 MHz; anything else is a ``ValueError`` at once).
+    ``model``: ``None`` for the bundled model, a model file (bundle, training
     checkpoint, ``.onnx``), or a loaded model. ``decoder`` overrides the model's
     decoder parameters. ``keep_activations=False`` drops the activations and
     spectrogram from the result (memory on long files). ``precision="bf16"`` runs the
     network in bfloat16 (faster on GPUs and AMX CPUs; see :mod:`pianomtl.transcription.inference`).
     For many files, build one :class:`Transcriber` and call it.
     """
+    if sr is not None:
+        check_sample_rate(sr)  # before the model loads: a bad rate fails at once
     transcriber = Transcriber(
         model, device=device, decoder=decoder, backend=backend, chunk_frames=chunk_frames, precision=precision
     )
     return transcriber(audio, sr=sr, keep_activations=keep_activations)
-
-
-# -- command line -----------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 __all__ = ["Transcriber", "Transcription", "file_features", "transcribe"]

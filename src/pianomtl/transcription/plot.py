@@ -36,7 +36,9 @@ def piano_roll(transcription: Transcription, n_frames: int) -> np.ndarray:
     return roll
 
 
-def plot_transcription(transcription: Transcription, path: str | Path, title: str | None = None) -> Path:
+def plot_transcription(
+    transcription: Transcription, path: str | Path, title: str | None = None, overwrite: bool = True
+) -> Path:
     """Write the seven-panel PNG of ``transcription`` (which must keep its activations)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -88,4 +90,4 @@ def plot_transcription(transcription: Transcription, path: str | Path, title: st
     )
     figure.tight_layout()
     path = Path(path)
-    return atomic_write(path, lambda target: figure.savefig(target, dpi=100, format="png"))
+    return atomic_write(path, lambda target: figure.savefig(target, dpi=100, format="png"), overwrite)

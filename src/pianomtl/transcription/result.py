@@ -40,13 +40,17 @@ class Transcription:
     def performance(self) -> Performance:
         return Performance(list(self.notes), list(self.pedal))
 
-    def to_midi(self, path: str | Path) -> Path:
-        """A type 1 MIDI file: one piano track with notes and CC64 pedal events."""
+    def to_midi(self, path: str | Path, overwrite: bool = True) -> Path:
+        """A type 1 MIDI file: one piano track with notes and CC64 pedal events.
+
+        Every writer here writes atomically; ``overwrite=False`` raises
+        :class:`FileExistsError` rather than replace a file (checked at the final move).
+        """
         path = Path(path)
-        write_midi(path, self.performance)
+        write_midi(path, self.performance, overwrite=overwrite)
         return path
 
-    def to_csv(self, path: str | Path) -> Path:
+    def to_csv(self, path: str | Path, overwrite: bool = True) -> Path:
         """Notes, one per row: ``onset,offset,key,velocity,name`` (seconds, MIDI key, 1–127)."""
 
         def write(target: Path) -> None:
@@ -58,7 +62,7 @@ class Transcription:
                         [f"{note.onset:.3f}", f"{note.offset:.3f}", note.key, note.velocity, key_name(note.key)]
                     )
 
-        return atomic_write(path, write)
+        return atomic_write(path, write, overwrite)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,10 +78,10 @@ class Transcription:
             "pedal": [{"time": round(p.time, 4), "value": p.value} for p in self.pedal],
         }
 
-    def to_json(self, path: str | Path) -> Path:
+    def to_json(self, path: str | Path, overwrite: bool = True) -> Path:
         """Notes, pedal events, duration and the decoder parameters as JSON."""
         text = json.dumps(self.to_dict(), indent=1)
-        return write_text_atomic(path, text + "\n")
+        return write_text_atomic(path, text + "\n", overwrite)
 
 
 def key_name(key: int) -> str:

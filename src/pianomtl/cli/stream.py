@@ -1,0 +1,248 @@
+"""``pianomtl stream``: live transcription of a file or of raw PCM on standard input.
+
+    arecord -f S16_LE -r 44100 -c 1 | pianomtl stream - --rate 44100
+    pianomtl stream take.flac --realtime --midi-port pianomtl -o take.mid
+
+Outputs, any combination: JSON lines on stdout (the default when nothing else is
+asked for; ``--json`` adds them to the others), a MIDI file written atomically when
+the stream ends (``-o``), a live MIDI output port (``--midi-port``; mido with
+python-rtmidi, the ``[live]`` extra; a virtual port other programs connect to, except
+on Windows where it opens an existing port). The work is
+:class:`pianomtl.transcription.stream.Stream`; this module reads, paces and writes.
+Ctrl-C (or SIGTERM) ends the stream as the end of the input does: every held note is
+ended and the outputs are written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SAMPLE_FORMATS = {"s16": np.dtype("<i2"), "f32": np.dtype("<f4")}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", metavar="SOURCE", help="an audio file, or - for raw PCM on standard input")
+    parser.add_argument("--rate", type=float, default=44100.0, help="raw PCM: sample rate in Hz (default 44100)")
+    parser.add_argument("--channels", type=int, default=1, help="raw PCM: interleaved channels (default 1)")
+    parser.add_argument(
+        "--sample-format", choices=tuple(SAMPLE_FORMATS), default="s16", help="raw PCM: little-endian s16 or f32"
+    )
+    parser.add_argument("--realtime", action="store_true", help="pace a file at real speed (a live input, simulated)")
+    parser.add_argument("--block-ms", type=float, default=10.0, help="file: block length fed at a time (default 10)")
+    parser.add_argument("--json", action="store_true", help="JSON lines on stdout (the default without -o/--midi-port)")
+    parser.add_argument("-o", "--output", default=None, help="write a MIDI file when the stream ends")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
+    parser.add_argument("--midi-port", default=None, metavar="NAME", help="send events to a live MIDI port")
+    parser.add_argument("--model", default=None, help="bundle, training checkpoint or .onnx (default: bundled)")
+    parser.add_argument(
+        "--lookahead",
+        type=int,
+        default=None,
+        help="frames of future context for early note-ons, 0-5 (default 3; 5: exact offline decisions, ~170 ms)",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="network threads (default 1: small blocks)")
+
+
+class _MidiPort:
+    """A mido output port that mirrors the events (note on/off, CC64)."""
+
+    def __init__(self, name: str) -> None:
+        from pianomtl.extras import available, message
+
+        if not available("rtmidi"):
+            raise RuntimeError(message("--midi-port", "live"))
+        import mido
+
+        mido.set_backend("mido.backends.rtmidi")
+        virtual = not sys.platform.startswith("win")  # Windows' MIDI API has no virtual ports
+        try:
+            self.port = mido.open_output(name, virtual=virtual)
+        except (OSError, ValueError, RuntimeError, ImportError) as error:
+            raise RuntimeError(f"cannot open MIDI port {name!r}: {str(error).splitlines()[0]}") from None
+        self.mido = mido
+
+    def send(self, event: Any) -> None:
+        mido = self.mido
+        if event.type == "note_on":
+            self.port.send(mido.Message("note_on", note=event.key, velocity=event.velocity))
+        elif event.type == "note_off":
+            self.port.send(mido.Message("note_off", note=event.key, velocity=0))
+        else:
+            self.port.send(mido.Message("control_change", control=64, value=127 if event.type == "pedal_on" else 0))
+
+    def close(self) -> None:
+        self.port.close()
+
+
+class _Outputs:
+    def __init__(self, json_lines: bool, port: _MidiPort | None) -> None:
+        self.json_lines = json_lines
+        self.port = port
+        self.count = 0
+
+    def write(self, events: list[Any]) -> None:
+        for event in events:
+            self.count += 1
+            if self.port is not None:
+                self.port.send(event)
+            if self.json_lines:
+                try:
+                    sys.stdout.write(event.to_json() + "\n")
+                    sys.stdout.flush()
+                except BrokenPipeError:  # the reader went away: keep the other outputs going
+                    self.json_lines = False
+                    devnull = os.open(os.devnull, os.O_WRONLY)
+                    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _file_blocks(path: str, block_ms: float, realtime: bool) -> tuple[float, int, Any]:
+    """``(rate, channels, iterator of [n, channels] float32 blocks)`` of an audio file."""
+    import soundfile as sf
+
+    from pianomtl.core.audio import AudioError, open_audio
+
+    handle = open_audio(path)
+    rate, channels = float(handle.samplerate), handle.channels
+    block = max(1, round(rate * block_ms / 1000.0))
+
+    def blocks() -> Any:
+        start = time.monotonic()
+        read = 0
+        with handle:
+            while True:
+                try:
+                    samples = handle.read(block, dtype="float32", always_2d=True)
+                except (sf.LibsndfileError, RuntimeError) as error:
+                    raise AudioError(f"{path}: not a readable audio file ({error})") from None
+                if not len(samples):
+                    return
+                read += len(samples)
+                if realtime:  # a block is available once its last sample has been "played"
+                    delay = start + read / rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                yield samples
+
+    return rate, channels, blocks()
+
+
+def _pcm_blocks(dtype: np.dtype, channels: int, rate: float) -> Any:
+    """Raw PCM from standard input as it arrives; an incomplete trailing sample is reported and dropped."""
+    fd = sys.stdin.buffer.fileno()
+    leftover = b""
+    chunk = max(dtype.itemsize * channels, int(rate * 0.01) * dtype.itemsize * channels)  # ≤ 10 ms per read
+    while True:
+        try:
+            data = os.read(fd, chunk)
+        except InterruptedError:
+            continue
+        if not data:
+            break
+        data = leftover + data
+        whole = len(data) - len(data) % dtype.itemsize
+        leftover = data[whole:]
+        if whole:
+            yield np.frombuffer(data[:whole], dtype=dtype)
+    if leftover:
+        warnings.warn(f"the input ended inside a sample ({len(leftover)} byte(s) dropped)", stacklevel=2)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pianomtl.core.audio import AudioError
+    from pianomtl.extras import MissingExtraError
+
+    def error(text: str) -> int:
+        print(f"error: {text}", file=sys.stderr)
+        return 2
+
+    if args.lookahead is not None and not 0 <= args.lookahead <= 5:
+        return error(f"--lookahead must be from 0 to 5 frames, got {args.lookahead}")
+    if args.block_ms <= 0:
+        return error(f"--block-ms must be positive, got {args.block_ms:g}")
+    output = Path(args.output) if args.output else None
+    if output is not None:
+        if output.exists() and not args.overwrite:
+            return error(f"{output} exists (use --overwrite to replace it)")
+        if not output.parent.is_dir():
+            return error(f"cannot write {output}: folder {output.parent} does not exist")
+    json_lines = args.json or (output is None and args.midi_port is None)
+
+    def one_line_warning(message: Any, category: Any, filename: Any, lineno: Any, file: Any = None, line: Any = None) -> None:
+        print(f"warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = one_line_warning
+
+    try:
+        if args.source == "-":
+            rate, channels = float(args.rate), int(args.channels)
+            blocks = _pcm_blocks(SAMPLE_FORMATS[args.sample_format], channels, rate)
+        else:
+            rate, channels, blocks = _file_blocks(args.source, args.block_ms, args.realtime)
+    except AudioError as problem:
+        return error(str(problem))
+    try:
+        from pianomtl.transcription.pipeline import Transcriber
+        from pianomtl.transcription.stream import DEFAULT_LOOKAHEAD, Stream
+
+        if "torch" in sys.modules or args.model is not None:
+            try:
+                import torch
+
+                torch.set_num_threads(args.threads)
+            except ImportError:
+                pass
+        transcriber = Transcriber(args.model, threads=args.threads)
+        stream = Stream(
+            rate,
+            channels,
+            transcriber=transcriber,
+            lookahead=DEFAULT_LOOKAHEAD if args.lookahead is None else args.lookahead,
+        )
+        port = _MidiPort(args.midi_port) if args.midi_port else None
+    except (MissingExtraError, RuntimeError, ValueError, TypeError, OSError) as problem:
+        return error(str(problem).splitlines()[0] if str(problem) else type(problem).__name__)
+
+    outputs = _Outputs(json_lines, port)
+    interrupted = False
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    status = 0
+    try:
+        try:
+            for block in blocks:
+                outputs.write(stream.feed(block))
+        except KeyboardInterrupt:
+            interrupted = True
+        except (AudioError, ValueError, TypeError, OSError) as problem:
+            print(f"error: {problem}", file=sys.stderr)
+            status = 1
+        outputs.write(stream.close())  # every held note ends, whatever stopped the input
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if port is not None:
+            port.close()
+    performance = stream.performance()
+    if output is not None:
+        try:
+            stream.write_midi(output)
+        except OSError as problem:
+            print(f"error: cannot write {output}: {problem.strerror or problem}", file=sys.stderr)
+            status = 1
+    summary = (
+        f"streamed {stream.seconds_fed:.1f} s{' (interrupted)' if interrupted else ''}: "
+        f"{len(performance.notes)} notes, {len(performance.pedal)} pedal events"
+    )
+    print(summary + (f" → {output}" if output is not None and status == 0 else ""), file=sys.stderr)
+    return status

@@ -1,0 +1,173 @@
+"""Running an exported network in onnxruntime, and the bundled model as ONNX: no torch needed.
+
+:class:`OnnxModel` wraps an onnxruntime session of a graph written by
+:func:`pianomtl.transcription.export.export_onnx`: input ``features``
+``[batch, T+10, 144]``, outputs the five heads named as :data:`~pianomtl.constants.TASKS`
+(``on``/``int``/``off`` as logits, ``vel``/``sus`` as values); the model configuration,
+decoder parameters and metadata travel in the file's ``metadata_props``. A recurrent
+model's graph (:mod:`pianomtl.models.stateful_onnx`) also has state inputs (every input
+besides ``features``) and outputs named ``next_<state>``: the wrapper then offers the
+torch model's ``initial_state`` / ``forward_with_state``, and
+:func:`~pianomtl.transcription.inference.run_model` carries the state across chunks.
+
+The bundled model ships as ``assets/default.onnx`` beside ``assets/default.pt``
+(``scripts/export_bundle.py`` writes it from the ``.pt``): the lean install (no torch)
+transcribes with it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pianomtl.constants import TASKS
+from pianomtl.transcription.decoders import DecoderParams
+
+INPUT_NAME = "features"
+NEXT = "next_"
+"""Prefix of a recurrent graph's state outputs (``onset_state`` in → ``next_onset_state`` out)."""
+METADATA_DECODER = "pianomtl.decoder"
+METADATA_CONFIG = "pianomtl.model_config"
+METADATA_INFO = "pianomtl.metadata"
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_ONNX = ASSETS / "default.onnx"
+
+
+def default_onnx_path() -> Path:
+    """Where the bundled model's ONNX graph lives (``scripts/export_bundle.py`` writes it)."""
+    return DEFAULT_ONNX
+
+
+def has_default_onnx() -> bool:
+    return DEFAULT_ONNX.is_file()
+
+
+class OnnxModel:
+    """An onnxruntime session that behaves like the torch model for inference.
+
+    ``model(x)`` takes ``[B, T+10, 144]`` (a numpy array or a torch tensor) and returns
+    a dict ``{task: [B, T, width]}`` of the same kind (numpy for numpy, torch for
+    torch), so :func:`pianomtl.transcription.inference.run_model` runs it without torch.
+    ``decoder``, ``model_config`` and ``metadata`` come from the file's metadata.
+    Recurrent graphs: ``recurrent`` is true, ``state_names`` lists the state inputs and
+    :meth:`initial_state` / :meth:`forward_with_state` carry the state.
+    """
+
+    training = False
+    causal = True
+
+    def __init__(
+        self,
+        source: str | Path | bytes,
+        threads: int = 0,
+        providers: list[str] | None = None,
+        spinning: bool = False,
+    ) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # Idle worker threads sleep instead of spinning: on a shared 2-core machine spinning
+        # cost 25-35 % more wall and CPU time (1 s and 60 s of audio, measured under load).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        self.path = None if isinstance(source, bytes) else str(source)
+        name = self.path or "<onnx bytes>"
+        try:
+            self.session = onnxruntime.InferenceSession(
+                source if isinstance(source, bytes) else str(source),
+                sess_options=options,
+                providers=providers or ["CPUExecutionProvider"],
+            )
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise ValueError(f"{name}: not a usable ONNX model ({str(error).strip().splitlines()[0]})") from None
+        inputs = self.session.get_inputs()
+        if INPUT_NAME not in [i.name for i in inputs]:
+            raise ValueError(f"{name}: ONNX model has no input {INPUT_NAME!r}")
+        self._state_inputs = [i for i in inputs if i.name != INPUT_NAME]
+        self.state_names: tuple[str, ...] = tuple(i.name for i in self._state_inputs)
+        self.recurrent = bool(self.state_names)
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self._outputs = [*TASKS, *(NEXT + s for s in self.state_names)]
+        missing = [t for t in self._outputs if t not in self.output_names]
+        if missing:
+            raise ValueError(f"{name}: ONNX model lacks outputs {missing}")
+        properties = self.session.get_modelmeta().custom_metadata_map
+        try:
+            self.decoder = DecoderParams.from_dict(json.loads(properties.get(METADATA_DECODER, "{}")))
+            self.model_config = json.loads(properties.get(METADATA_CONFIG, "null"))
+            self.metadata: dict[str, Any] = json.loads(properties.get(METADATA_INFO, "{}"))
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{name}: unreadable pianomtl metadata ({error})") from None
+
+    def initial_state(self, batch: int = 1) -> tuple[np.ndarray, ...]:
+        """Zero state for ``batch`` sequences (``[directions, batch, hidden]`` each, from the graph)."""
+        shapes = [
+            [batch if axis == 1 or not isinstance(size, int) else size for axis, size in enumerate(i.shape)]
+            for i in self._state_inputs
+        ]
+        return tuple(np.zeros(shape, dtype=np.float32) for shape in shapes)
+
+    def forward_with_state(self, features: Any, state: tuple[Any, ...]) -> tuple[dict[str, Any], tuple[Any, ...]]:
+        """``(outputs, state after the last frame)`` for a chunk, as the torch model's method."""
+        if len(state) != len(self.state_names):
+            raise ValueError(f"state must be a tuple of {len(self.state_names)} arrays {self.state_names}")
+        feeds = {INPUT_NAME: _array(features)}
+        feeds.update({name: _array(s) for name, s in zip(self.state_names, state, strict=True)})
+        values = self.session.run(self._outputs, feeds)
+        torch = _torch_if_tensor(features)
+        if torch is not None:
+            values = [torch.from_numpy(v) for v in values]
+        return dict(zip(TASKS, values[: len(TASKS)], strict=True)), tuple(values[len(TASKS) :])
+
+    def __call__(self, features: Any) -> dict[str, Any]:
+        if self.recurrent:
+            return self.forward_with_state(features, self.initial_state(_array(features).shape[0]))[0]
+        return self.forward_with_state(features, ())[0]
+
+    # the parts of the nn.Module interface inference code touches
+    def eval(self) -> OnnxModel:
+        return self
+
+    def train(self, mode: bool = True) -> OnnxModel:
+        return self
+
+    def to(self, *args: Any, **kwargs: Any) -> OnnxModel:
+        return self
+
+
+def _torch_if_tensor(value: Any) -> Any:
+    """The torch module if ``value`` is a torch tensor (torch is then already imported), else ``None``."""
+    torch = sys.modules.get("torch")
+    return torch if torch is not None and isinstance(value, torch.Tensor) else None
+
+
+def _array(value: Any) -> np.ndarray:
+    if _torch_if_tensor(value) is not None:
+        value = value.detach().cpu().numpy()
+    return np.ascontiguousarray(value, dtype=np.float32)
+
+
+def load_onnx_model(path: str | Path | None = None, threads: int = 0) -> tuple[OnnxModel, DecoderParams, dict]:
+    """``(model, decoder parameters, metadata)`` of an ``.onnx`` file (``None``: the bundled one).
+
+    Raises ``ValueError`` (one line naming the file) for a missing or unusable file.
+    """
+    path = Path(path) if path is not None else DEFAULT_ONNX
+    if not path.is_file():
+        hint = " (run scripts/export_bundle.py to write it from default.pt)" if path == DEFAULT_ONNX else ""
+        raise ValueError(f"{path}: model file not found{hint}")
+    model = OnnxModel(path, threads=threads)
+    metadata = {**model.metadata, "format": "onnx", "path": str(path)}
+    if model.model_config is not None:
+        metadata["model_config"] = model.model_config
+    return model, model.decoder, metadata
+
+
+__all__ = ["DEFAULT_ONNX", "OnnxModel", "default_onnx_path", "has_default_onnx", "load_onnx_model"]

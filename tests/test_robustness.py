@@ -1,0 +1,810 @@
+"""Issue #19, "safe to point at anything": every case of the issue, plus property-based fuzzing.
+
+What is held here:
+
+1. model and checkpoint files never run code (a crafted pickle whose ``__reduce__``
+   writes a marker file, fed to every command that reads a model);
+2. inputs that would share outputs are refused before any work;
+3. outputs are created exclusively: a file that appears while a batch runs is kept;
+4. the Python API validates sample rates and array layouts, and reads bytes and file objects;
+5. ``train`` never overwrites another run and refuses what it cannot resume;
+6. bad options and files are one-line errors with exit status 2;
+7. no leftovers after a full disk or an interrupt, ``--skip-existing`` finishes partial
+   outputs, file names that are not UTF-8 work, standard input works;
+
+and, fuzzed with hypothesis, the audio reader and the Python API never hang (each
+example runs in a forked child with a time limit) and never raise anything but a
+one-line ``ValueError``/``TypeError`` — or return a well-formed result.
+
+Real audio (the session's rendered clip), real files, real processes: no mocks.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import select
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tiny_cache
+from pianomtl import cli
+from pianomtl.constants import SAMPLE_RATE
+from pianomtl.core.audio import AudioError, load, prepare_array
+from pianomtl.core.files import atomic_write, temporary_name
+from pianomtl.core.midi import Note, Performance, read_midi, write_midi
+from pianomtl.transcription.model_file import ModelFileError, load_model, read_model_file
+from pianomtl.transcription.pipeline import file_features, transcribe
+
+TINY = {"name": "hard", "small": 4, "large": 4, "head": 2}
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _cli(*args: object) -> int:
+    return cli.main([str(a) for a in args])
+
+
+def _one_error_line(err: str) -> str:
+    """The one non-empty line a failing command printed on stderr (and that it is one line)."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line, got {lines}"
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def _run(command: list[str], stdin: Any = None, input_bytes: bytes | None = None, timeout: float = 300):
+    """Run ``python -m pianomtl.cli COMMAND`` in a fresh process (real stdin, stdout encoding)."""
+    return subprocess.run(
+        [sys.executable, "-m", "pianomtl.cli", *command],
+        stdin=stdin,
+        input=input_bytes,
+        capture_output=True,
+        timeout=timeout,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+def in_child(function: Callable[[], Any], timeout: float = 120.0) -> tuple[str, Any]:
+    """Run ``function`` in a forked child: ``("ok", value)``, ``("raised", (type, message, one_line))``.
+
+    A child that runs past ``timeout`` (a hang, in Python or in C) is killed and the
+    test fails; so does one that dies without answering (a crash).
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer through the pipe, never return into pytest
+        os.close(read_end)
+        try:
+            torch.set_num_threads(1)
+            try:
+                outcome: tuple[str, Any] = ("ok", function())
+            except BaseException as error:
+                message = str(error)
+                outcome = ("raised", (type(error), message, traceback.format_exc()))
+            data = pickle.dumps(outcome)
+        except BaseException:
+            data = pickle.dumps(("raised", (RuntimeError, "unpicklable outcome", traceback.format_exc())))
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.write(data)
+        os._exit(0)
+    os.close(write_end)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    with os.fdopen(read_end, "rb") as pipe:
+        while True:
+            remaining = deadline - time.monotonic()
+            ready, _, _ = select.select([pipe], [], [], max(remaining, 0))
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                pytest.fail(f"hung: no answer within {timeout} s")
+            chunk = os.read(pipe.fileno(), 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    if not chunks:
+        pytest.fail(f"the child died without an answer (status {status})")
+    return pickle.loads(b"".join(chunks))
+
+
+def assert_defined(outcome: tuple[str, Any], check_result: Callable[[Any], None]) -> None:
+    """A result that passes ``check_result``, or a one-line ValueError/TypeError (never anything else)."""
+    kind, value = outcome
+    if kind == "ok":
+        check_result(value)
+        return
+    error_type, message, trace = value
+    assert issubclass(error_type, ValueError | TypeError), f"unexpected {error_type.__name__}:\n{trace}"
+    assert message.strip() and "\n" not in message, f"not one line: {message!r}"
+
+
+# -- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pianomtl.models.registry import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**TINY))
+    path = tmp_path_factory.mktemp("robust_model") / "tiny.pt"
+    torch.save({"model_config": model.config.to_dict(), "model": model.state_dict(), "step": 0}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    reason = tiny_cache.available()
+    if reason:
+        pytest.skip(reason)
+    return tiny_cache.build(tmp_path_factory.getbasetemp() / "tiny_cache")
+
+
+class Payload:
+    """Unpickling this calls ``exec``, which writes the marker file: what a malicious model file does."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",))
+
+
+@pytest.fixture
+def malicious(tmp_path: Path) -> dict[str, Path]:
+    """Model files that would run code if unpickled: zip format (torch.save) and a bare pickle."""
+    marker = tmp_path / "MARKER"
+    zipped = tmp_path / "evil.pt"
+    torch.save({"model_config": dict(TINY), "model": {"stem.0.conv.weight": Payload(marker)}, "step": 0}, zipped)
+    bare = tmp_path / "evil_legacy.pt"
+    bare.write_bytes(pickle.dumps({"model_config": dict(TINY), "model": Payload(marker)}, protocol=2))
+    return {"marker": marker, "zip": zipped, "bare": bare}
+
+
+def tiny_train_args(cache: Path, out: Path, *extra: object) -> list[object]:
+    return [
+        "train",
+        "--cache",
+        cache,
+        "--out",
+        out,
+        "--small",
+        4,
+        "--large",
+        4,
+        "--head",
+        2,
+        "--batch-size",
+        2,
+        "--sequence-frames",
+        12,
+        "--steps",
+        2,
+        "--checkpoint-every",
+        1,
+        "--validate-every",
+        1000,
+        "--validation-frames",
+        20,
+        "--threads",
+        1,
+        *extra,
+    ]
+
+
+# -- 1. model files never run code -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["zip", "bare"])
+def test_malicious_model_file_runs_nothing_anywhere(
+    kind: str, malicious: dict[str, Path], rendered_clip, cache: Path, tmp_path: Path, capsys
+) -> None:
+    evil, marker = malicious[kind], malicious["marker"]
+    # the library
+    with pytest.raises(ModelFileError, match="refused") as error:
+        read_model_file(evil)
+    assert "\n" not in str(error.value) and str(evil) in str(error.value)
+    with pytest.raises(ModelFileError):
+        load_model(evil)
+    with pytest.raises(ValueError, match="refused"):
+        transcribe(rendered_clip.wav, model=evil)
+    # every command that reads a model file
+    commands = {
+        "transcribe": ["transcribe", rendered_clip.wav, "-o", tmp_path / "out", "--model", evil],
+        "evaluate": ["evaluate", evil, "--cache", cache],
+        "export": ["export", evil, "--onnx", tmp_path / "evil.onnx"],
+        "init-from": tiny_train_args(cache, tmp_path / "init", "--init-from", evil),
+    }
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(evil.read_bytes())
+    commands["resume"] = tiny_train_args(cache, run, "--resume")
+    for name, command in commands.items():
+        capsys.readouterr()
+        assert _cli(*command) == 2, name
+        line = _one_error_line(capsys.readouterr().err)
+        assert "refused" in line, (name, line)
+        assert not marker.exists(), f"{name}: the payload ran"
+    assert not (tmp_path / "evil.onnx").exists() and not list((tmp_path / "out").rglob("*.mid"))
+    # and the payload is live: unpickling the file in full would have run it
+    if kind == "zip":
+        torch.load(evil, weights_only=False)
+    else:
+        pickle.loads(evil.read_bytes())
+    assert marker.read_text() == "pwned"
+
+
+def test_training_checkpoints_are_plain_data(cache: Path, tmp_path: Path) -> None:
+    assert _cli(*tiny_train_args(cache, tmp_path / "run", "--validate-every", 1)) == 0
+    for name in ("checkpoint.pt", "best.pt"):
+        state = torch.load(tmp_path / "run" / name, weights_only=True)  # raises if anything is not plain
+        assert state["step"] >= 1 and isinstance(state["rng"]["numpy"][1], torch.Tensor)
+
+
+def test_bundled_model_is_plain_data() -> None:
+    from pianomtl.transcription.model_file import DEFAULT_BUNDLE
+
+    if not DEFAULT_BUNDLE.is_file():
+        pytest.skip("the bundled model is not built")
+    assert 1.5e6 < DEFAULT_BUNDLE.stat().st_size < 2.0e6
+    state = torch.load(DEFAULT_BUNDLE, weights_only=True)
+    assert state["format"] == "pianomtl-model-bundle"
+
+
+def test_legacy_checkpoint_is_refused_then_converted_by_the_explicit_command(
+    cache: Path, tmp_path: Path, capsys
+) -> None:
+    """A checkpoint of the older format (numpy RNG state) is refused with the command to convert it."""
+    run = tmp_path / "run"
+    assert _cli(*tiny_train_args(cache, run, "--steps", 1)) == 0
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    state["rng"]["numpy"] = np.random.get_state()  # what earlier versions stored
+    legacy = tmp_path / "legacy.pt"
+    torch.save(state, legacy)
+    with pytest.raises(ModelFileError, match="convert-model") as error:
+        read_model_file(legacy)
+    assert "\n" not in str(error.value)
+
+    converted = tmp_path / "converted.pt"
+    capsys.readouterr()
+    assert _cli("convert-model", legacy, converted) == 0
+    plain = torch.load(converted, weights_only=True)
+    for name, tensor in state["model"].items():
+        assert torch.equal(plain["model"][name], tensor)
+    np.testing.assert_array_equal(plain["rng"]["numpy"][1].numpy(), state["rng"]["numpy"][1])
+    assert _cli("convert-model", legacy, converted) == 2  # never over an existing file
+    assert "exists" in _one_error_line(capsys.readouterr().err)
+    # the converted checkpoint resumes
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    (resumed / "checkpoint.pt").write_bytes(converted.read_bytes())
+    assert _cli(*tiny_train_args(cache, resumed, "--resume")) == 0
+    assert json.loads((resumed / "result.json").read_text())["steps"] == 2
+
+
+# -- 2. outputs that would clash ----------------------------------------------------------------
+
+
+def test_inputs_sharing_outputs_are_refused_before_any_work(
+    rendered_clip, tiny_model_file: Path, tmp_path: Path, capsys
+) -> None:
+    d1, d2, same = tmp_path / "d1", tmp_path / "d2", tmp_path / "same"
+    for folder in (d1 / "x", d2 / "x", same):
+        folder.mkdir(parents=True)
+    for path in (d1 / "a.wav", d2 / "a.wav", d1 / "x" / "b.wav", d2 / "x" / "b.wav", same / "a.wav"):
+        path.write_bytes(rendered_clip.wav.read_bytes())
+    (same / "a.flac").write_bytes(rendered_clip.flac.read_bytes())
+    out = tmp_path / "out"
+    cases = {
+        "two files, one name": [d1 / "a.wav", d2 / "a.wav", "-o", out],
+        "two folders, one layout": [d1, d2, "-o", out],
+        "a.wav and a.flac": [same],
+        "a.wav and a.flac under -o": [same, "-o", out],
+    }
+    for name, arguments in cases.items():
+        capsys.readouterr()
+        # a missing model would be reported first if the model were loaded: the refusal comes before
+        assert _cli("transcribe", *arguments, "--model", tmp_path / "not_loaded.pt") == 2, name
+        line = _one_error_line(capsys.readouterr().err)
+        assert "same outputs" in line and "a." in line, (name, line)
+    assert not list(tmp_path.rglob("*.mid"))
+    # folders are mirrored: one folder's tree under -o is no clash
+    assert _cli("transcribe", d1, "-o", out, "--model", tiny_model_file) == 0
+    assert (out / "a.mid").is_file() and (out / "x" / "b.mid").is_file()
+
+
+# -- 3. two writers, one output ---------------------------------------------------------------------
+
+
+def test_exclusive_create_keeps_a_file_that_appears_meanwhile(tmp_path: Path) -> None:
+    target = tmp_path / "take.mid"
+
+    def slow_writer(temporary: Path) -> None:
+        temporary.write_bytes(b"mine")
+        target.write_bytes(b"the other process's")  # another writer finishes first
+
+    with pytest.raises(FileExistsError):
+        atomic_write(target, slow_writer, overwrite=False)
+    assert target.read_bytes() == b"the other process's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["take.mid"]  # no temporary left
+    assert temporary_name(target) != temporary_name(target)  # unique per call: no shared .part name
+    performance = Performance([Note(60, 0.1, 0.5, 80)], [])
+    with pytest.raises(FileExistsError):
+        write_midi(target, performance, overwrite=False)
+    assert target.read_bytes() == b"the other process's"
+
+
+def test_racing_processes_write_each_output_once(tmp_path: Path) -> None:
+    """Several processes write the same outputs at the same moment: each file has exactly one winner."""
+    performance = Performance([Note(60 + i % 20, 0.01 * i, 0.01 * i + 0.2, 80) for i in range(300)], [])
+    names = [tmp_path / f"take{i}.mid" for i in range(20)]
+    start = time.time() + 0.5
+    children = []
+    for _writer in range(3):
+        pid = os.fork()
+        if pid == 0:
+            wins = 0
+            while time.time() < start:
+                pass
+            for path in names:
+                try:
+                    write_midi(path, performance, overwrite=False)
+                    wins += 1
+                except FileExistsError:
+                    pass
+            os._exit(wins)
+        children.append(pid)
+    wins = sum(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children)
+    assert wins == len(names)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in names)
+    assert all(len(read_midi(p).notes) == 300 for p in names)
+
+
+# -- 4. the Python API -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sr", [float("nan"), float("inf"), -float("inf"), 0, -1, 0.5, 1e12])
+def test_bad_sample_rates_fail_at_once(sr: float, tiny_model_file: Path) -> None:
+    samples = np.zeros(SAMPLE_RATE, np.float32)
+    started = time.monotonic()
+    outcome = in_child(lambda: transcribe(samples, sr=sr, model=tiny_model_file), timeout=60)
+    assert outcome[0] == "raised" and issubclass(outcome[1][0], ValueError), outcome
+    assert "sample rate" in outcome[1][1] and "\n" not in outcome[1][1]
+    assert time.monotonic() - started < 30
+
+
+def test_ambiguous_and_unusable_arrays_are_clear_errors(rendered_clip, tiny_model_file: Path) -> None:
+    many_rows = np.zeros((16, SAMPLE_RATE), np.float32)  # channels first, 16 channels: which axis is time?
+    with pytest.raises(ValueError, match="ambiguous") as error:
+        transcribe(many_rows, sr=SAMPLE_RATE, model=tiny_model_file)
+    assert "\n" not in str(error.value)
+    for bad, kind in [
+        (np.array(["a", "b"]), TypeError),
+        (np.zeros(100, np.complex64), TypeError),
+        (np.zeros((2, 3, 4), np.float32), ValueError),
+        ({"samples": 1}, TypeError),
+    ]:
+        with pytest.raises(kind):
+            transcribe(bad, sr=SAMPLE_RATE, model=tiny_model_file)
+    with pytest.raises(TypeError, match="file path"):
+        load(12345)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="sr is only for sample arrays"):
+        transcribe(rendered_clip.wav, sr=SAMPLE_RATE, model=tiny_model_file)
+    stereo_first = np.stack([rendered_clip.samples, rendered_clip.samples])  # [2, n] is not ambiguous
+    assert transcribe(stereo_first, sr=SAMPLE_RATE, model=tiny_model_file).duration == pytest.approx(3.0)
+
+
+def test_bytes_and_file_objects_are_read_like_the_file(rendered_clip, tiny_model_file: Path) -> None:
+    reference = transcribe(rendered_clip.flac, model=tiny_model_file)
+    data = rendered_clip.flac.read_bytes()
+    with rendered_clip.flac.open("rb") as handle:
+        from_handle = transcribe(handle, model=tiny_model_file)
+    for result in (
+        from_handle,
+        transcribe(data, model=tiny_model_file),
+        transcribe(io.BytesIO(data), model=tiny_model_file),
+    ):
+        assert result.notes == reference.notes
+        np.testing.assert_array_equal(result.activations["on"], reference.activations["on"])
+    assert from_handle.source == str(rendered_clip.flac)
+    with pytest.raises(AudioError, match="<bytes>: not a readable audio file"):
+        transcribe(b"definitely not audio" * 10, model=tiny_model_file)
+    with rendered_clip.flac.open() as text_mode, pytest.raises(TypeError, match="binary mode"):
+        transcribe(text_mode, model=tiny_model_file)
+
+
+# -- 5. training never overwrites a run --------------------------------------------------------------
+
+
+def test_train_refuses_a_used_folder_and_what_it_cannot_resume(cache: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert _cli(*tiny_train_args(cache, run)) == 0
+    before = {name: (run / name).read_bytes() for name in ("checkpoint.pt", "result.json")}
+    capsys.readouterr()
+    assert _cli(*tiny_train_args(cache, run)) == 2  # no --resume: refused, nothing touched
+    assert "already holds a run" in _one_error_line(capsys.readouterr().err)
+    assert {name: (run / name).read_bytes() for name in before} == before
+    assert _cli(*tiny_train_args(cache, tmp_path / "empty", "--resume")) == 2
+    assert "nothing to resume" in _one_error_line(capsys.readouterr().err)
+    for steps in ("0", "-5"):
+        assert _cli(*tiny_train_args(cache, tmp_path / f"steps{steps}"), "--steps", steps) == 2
+        assert "steps" in _one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "steps0").exists()
+    assert _cli(*tiny_train_args(cache, run, "--resume")) == 0  # resuming a finished run is fine
+
+
+# -- 6. one-line errors, exit 2 ---------------------------------------------------------------------
+
+
+def test_prepare_on_a_folder_that_is_no_dataset(tmp_path: Path, capsys) -> None:
+    (tmp_path / "holiday_photos").mkdir()
+    (tmp_path / "holiday_photos" / "beach.jpg").write_bytes(b"\xff\xd8\xff")
+    cache = tmp_path / "cache"
+    assert _cli("prepare", "--dataset", tmp_path / "holiday_photos", "--cache", cache) == 2
+    _one_error_line(capsys.readouterr().err)
+    assert not cache.exists()
+
+
+def test_resume_from_a_corrupt_checkpoint(cache: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    for content in (b"PK\x03\x04 not a checkpoint" * 5, b""):
+        (run / "checkpoint.pt").write_bytes(content)
+        capsys.readouterr()
+        assert _cli(*tiny_train_args(cache, run, "--resume")) == 2
+        assert "checkpoint.pt" in _one_error_line(capsys.readouterr().err)
+    torch.save({"model_config": dict(TINY), "model": {}, "step": 1}, run / "checkpoint.pt")  # not a training one
+    assert _cli(*tiny_train_args(cache, run, "--resume")) == 2
+    assert "not a resumable checkpoint" in _one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["--lr", "-0.01"],
+        ["--lr", "0"],
+        ["--lr", "nan"],
+        ["--device", "banana"],
+        ["--device", "cuda"],
+        ["--threads", "-3"],
+        ["--batch-size", "0"],
+        ["--equaliser", "2"],
+        ["--lambda-on", "nan"],
+        ["--model", "transformer"],
+    ],
+)
+def test_bad_training_options(arguments: list[str], tmp_path: Path, capsys) -> None:
+    if arguments == ["--device", "cuda"] and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    out = tmp_path / "run"
+    lr_find_has_it = arguments[0] in ("--device", "--threads", "--batch-size", "--lambda-on", "--model")
+    for command in ("train", "lr-find") if lr_find_has_it else ("train",):
+        capsys.readouterr()
+        assert _cli(command, "--cache", tmp_path / "no_cache", "--out", out, *arguments) == 2, command
+        line = _one_error_line(capsys.readouterr().err)
+        assert arguments[0].lstrip("-").split("-")[0] in line, line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["--onset-threshold", "nan"],
+        ["--onset-threshold", "5"],
+        ["--frame-threshold", "-0.1"],
+        ["--pedal-frame-threshold", "1.5"],
+        ["--offset-threshold", "nan"],
+        ["--offset-threshold", "-1"],
+        ["--device", "banana"],
+        ["--device", "cuda:7"],
+        ["--threads", "-3"],
+    ],
+)
+def test_bad_transcription_options(arguments: list[str], rendered_clip, tmp_path: Path, capsys) -> None:
+    assert _cli("transcribe", rendered_clip.wav, "-o", tmp_path / "out", *arguments) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert arguments[0] in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_evaluation_options(tiny_model_file: Path, cache: Path, capsys) -> None:
+    for arguments in (["--threshold", "nan"], ["--threshold", "1.5"], ["--device", "banana"], ["--threads", "-1"]):
+        capsys.readouterr()
+        assert _cli("evaluate", tiny_model_file, "--cache", cache, *arguments) == 2, arguments
+        _one_error_line(capsys.readouterr().err)
+
+
+# -- 7. leftovers, partial outputs, odd names, standard input ------------------------------------------
+
+_BIG_PERFORMANCE = (
+    "from pianomtl.core.midi import Note, PedalEvent, Performance\n"
+    "performance = Performance([Note(21 + i % 88, 0.001 * i, 0.001 * i + 0.5, 1 + i % 127) for i in range(20000)],"
+    " [PedalEvent(0.01 * i, 127 * (i % 2)) for i in range(2000)])\n"
+)
+
+
+def test_write_midi_leaves_nothing_on_a_full_disk(tmp_path: Path) -> None:
+    """The file size limit makes the write fail with EFBIG part-way, as a full disk does."""
+    script = (
+        "import resource, signal, sys\n" + _BIG_PERFORMANCE + "from pianomtl.core.midi import write_midi\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
+        "try:\n"
+        f"    write_midi({str(tmp_path / 'take.mid')!r}, performance)\n"
+        "except OSError as error:\n"
+        "    print('failed', error.errno)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.stdout.startswith("failed"), result.stderr
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary
+
+
+def test_write_midi_leaves_nothing_after_an_interrupt(tmp_path: Path) -> None:
+    script = (
+        _BIG_PERFORMANCE + "from pianomtl.core.midi import write_midi\n"
+        "print('ready', flush=True)\n"
+        "while True:\n"
+        f"    write_midi({str(tmp_path / 'take.mid')!r}, performance)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert process.stdout.readline().strip() == b"ready"
+        time.sleep(2.0)  # well into the writes (each takes about a second, mostly in the encoding)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert b"KeyboardInterrupt" in err
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "take.mid"]
+    assert leftovers == []
+
+
+def test_skip_existing_finishes_a_partial_output(rendered_clip, tiny_model_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert _cli("transcribe", rendered_clip.wav, "-o", out, "--model", tiny_model_file) == 0
+    midi = out / "clip.mid"
+    first = midi.read_bytes(), midi.stat().st_mtime_ns
+    arguments = ["transcribe", rendered_clip.wav, "-o", out, "--model", tiny_model_file, "--format", "mid,csv,json"]
+    assert _cli(*arguments) == 1  # without --skip-existing the existing MIDI file is not replaced
+    assert not (out / "clip.csv").exists()
+    assert _cli(*arguments, "--skip-existing") == 0
+    assert (out / "clip.csv").is_file() and (out / "clip.json").is_file()
+    assert (midi.read_bytes(), midi.stat().st_mtime_ns) == first  # kept, not rewritten
+    assert _cli(*arguments, "--skip-existing") == 0  # everything there: skipped
+
+
+def test_file_names_that_are_not_utf8(rendered_clip, tiny_model_file: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    raw = os.fsencode(folder) + b"/caf\xe9 take.wav"  # Latin-1 é: not UTF-8
+    with open(raw, "wb") as handle:
+        handle.write(rendered_clip.wav.read_bytes())
+    out = tmp_path / "out"
+    result = _run(["transcribe", str(folder), "-o", str(out), "--model", str(tiny_model_file)])
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert b"Traceback" not in result.stderr
+    assert b"caf\\xe9 take.wav" in result.stdout  # named, escaped, not reported as unreadable audio
+    assert os.path.exists(os.fsencode(out) + b"/caf\xe9 take.mid")
+
+
+def test_standard_input_is_read_as_a_stream(rendered_clip, tiny_model_file: Path, tmp_path: Path) -> None:
+    reference = transcribe(rendered_clip.wav, model=tiny_model_file)
+    data = rendered_clip.wav.read_bytes()
+    model = ["--model", str(tiny_model_file)]
+    # a pipe (not seekable): `cat clip.wav | pianomtl transcribe - --output take.mid`
+    result = _run(["transcribe", "-", "--output", str(tmp_path / "pipe.mid"), *model], input_bytes=data)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert read_midi(tmp_path / "pipe.mid").notes == read_midi_of(reference, tmp_path / "reference.mid").notes
+    # /dev/stdin named explicitly, output folder instead of a name
+    result = _run(["transcribe", "/dev/stdin", "-o", str(tmp_path / "folder"), *model], input_bytes=data)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert (tmp_path / "folder" / "stdin.mid").is_file()
+    # standard input redirected from a file (seekable)
+    with rendered_clip.wav.open("rb") as handle:
+        result = _run(
+            ["transcribe", "-", "--output", str(tmp_path / "redirect"), "--format", "json", *model], stdin=handle
+        )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert len(json.loads((tmp_path / "redirect.json").read_text())["notes"]) == len(reference.notes)
+    # nowhere to write: one line, exit 2, nothing read
+    result = _run(["transcribe", "-", *model], input_bytes=data)
+    assert result.returncode == 2
+    assert "--output" in _one_error_line(result.stderr.decode())
+
+
+def read_midi_of(transcription, path: Path) -> Performance:  # type: ignore[no-untyped-def]
+    transcription.to_midi(path)
+    return read_midi(path)
+
+
+# -- fuzz: the audio reader --------------------------------------------------------------------------
+
+FUZZ = settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,  # the same examples on every run: a failure here is reproducible, never flaky
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)
+
+
+def _riff_header(fields: dict[str, int], data: bytes) -> bytes:
+    fmt = (
+        fields["format"].to_bytes(2, "little")
+        + fields["channels"].to_bytes(2, "little")
+        + fields["rate"].to_bytes(4, "little")
+        + fields["byte_rate"].to_bytes(4, "little")
+        + fields["align"].to_bytes(2, "little")
+        + fields["bits"].to_bytes(2, "little")
+    )
+    body = b"WAVE" + b"fmt " + len(fmt).to_bytes(4, "little") + fmt
+    body += b"data" + fields["data_size"].to_bytes(4, "little") + data
+    return b"RIFF" + fields["riff_size"].to_bytes(4, "little") + body
+
+
+wav_headers = st.builds(
+    _riff_header,
+    st.fixed_dictionaries(
+        {
+            "format": st.sampled_from([0, 1, 3, 6, 7, 0xFFFE, 0x55, 12345]),
+            "channels": st.sampled_from([0, 1, 2, 8, 9, 65, 1000, 0xFFFF]),
+            "rate": st.sampled_from([0, 1, 8, 999, 8000, 44100, 96000, 1_000_001, 2**31, 2**32 - 1]),
+            "byte_rate": st.integers(0, 2**32 - 1),
+            "align": st.integers(0, 2**16 - 1),
+            "bits": st.sampled_from([0, 1, 8, 16, 24, 32, 64, 7, 0xFFFF]),
+            "data_size": st.sampled_from([0, 1, 100, 1000, 2**31, 2**32 - 1]),
+            "riff_size": st.sampled_from([0, 36, 1000, 2**32 - 1]),
+        }
+    ),
+    st.binary(max_size=2000),
+)
+
+
+@st.composite
+def damaged_wavs(draw) -> bytes:  # type: ignore[no-untyped-def]
+    """A valid WAV (random rate, channels, sample format, length), then maybe a header field overwritten."""
+    rate = draw(st.sampled_from([8000, 22050, 44100, 48000, 96000]))
+    channels = draw(st.integers(1, 4))
+    frames = draw(st.integers(0, 3000))
+    subtype = draw(st.sampled_from(["PCM_16", "PCM_24", "PCM_32", "PCM_U8", "FLOAT", "DOUBLE", "ULAW"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    buffer = io.BytesIO()
+    sf.write(buffer, (0.3 * rng.standard_normal((frames, channels))).clip(-1, 1), rate, subtype=subtype, format="WAV")
+    data = bytearray(buffer.getvalue())
+    fields = {4: 4, 22: 2, 24: 4, 28: 4, 32: 2, 34: 2}  # RIFF size, channels, rate, byte rate, align, bits
+    for offset in draw(st.lists(st.sampled_from(sorted(fields)), max_size=2, unique=True)):
+        width = fields[offset]
+        data[offset : offset + width] = draw(st.integers(0, 2 ** (8 * width) - 1)).to_bytes(width, "little")
+    return bytes(data)
+
+
+def _check_read(result: tuple[np.ndarray, np.ndarray]) -> None:
+    samples, features = result
+    assert samples.dtype == np.float32 and samples.ndim == 1 and len(samples) > 0
+    assert np.all(np.isfinite(samples)) and np.all(np.isfinite(features))
+
+
+def _read_both(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    samples = load(data)
+    features, _ = file_features(io.BytesIO(data))
+    return samples, features
+
+
+@settings(FUZZ, max_examples=80)
+@given(data=st.one_of(wav_headers, damaged_wavs()))
+def test_fuzz_reader_with_random_wav_headers(data: bytes) -> None:
+    assert_defined(in_child(lambda: _read_both(data)), _check_read)
+
+
+@FUZZ
+@given(cut=st.floats(0.0, 1.0), flips=st.lists(st.tuples(st.floats(0.0, 1.0), st.integers(0, 255)), max_size=8))
+def test_fuzz_reader_with_damaged_real_files(rendered_clip, cut: float, flips: list[tuple[float, int]]) -> None:
+    for original in (rendered_clip.wav.read_bytes()[:30000], rendered_clip.flac.read_bytes()):
+        data = bytearray(original[: max(1, int(len(original) * cut))] if cut < 1 else original)
+        for where, value in flips:
+            data[min(int(where * len(data)), len(data) - 1)] = value
+        assert_defined(in_child(lambda data=bytes(data): _read_both(data)), _check_read)
+
+
+# -- fuzz: arrays and the Python API -----------------------------------------------------------------
+
+DTYPES = [np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.bool_]
+
+
+def _mostly(good: st.SearchStrategy, bad: st.SearchStrategy, share: float = 0.7) -> st.SearchStrategy:
+    """``good`` about ``share`` of the time, else ``bad`` (so that results, not only errors, get checked)."""
+    return st.floats(0.0, 1.0).flatmap(lambda u: good if u < share else bad)
+
+
+rates = _mostly(
+    st.one_of(st.sampled_from([8000, 22050, 44100, 48000, 96000]), st.floats(1000.0, 200_000.0)),
+    st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-(2**40), 2**40), st.none(), st.text()),
+)
+
+
+@st.composite
+def sample_arrays(draw) -> np.ndarray:  # type: ignore[no-untyped-def]
+    shape = draw(
+        _mostly(
+            st.one_of(
+                st.tuples(st.integers(1, 6000)),
+                st.tuples(st.integers(1, 3000), st.integers(1, 8)),
+                st.tuples(st.integers(1, 8), st.integers(9, 3000)),
+            ),
+            st.one_of(
+                st.tuples(st.integers(0, 3000), st.integers(0, 30)),
+                st.tuples(st.integers(0, 30), st.integers(0, 3000)),
+                st.tuples(st.integers(0, 20), st.integers(0, 20)),
+                st.tuples(st.integers(0, 4), st.integers(0, 4), st.integers(0, 4)),
+                st.just(()),
+                st.just((0,)),
+            ),
+        )
+    )
+    dtype = draw(st.sampled_from(DTYPES))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    values = rng.standard_normal(shape) * draw(st.sampled_from([0.0, 0.1, 0.5, 1.0, 1e4, 1e300]))
+    special = draw(st.sampled_from([None, None, None, None, np.nan, np.inf, -np.inf]))
+    if special is not None and values.size:
+        values.flat[draw(st.integers(0, values.size - 1))] = special
+    with np.errstate(all="ignore"):
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            return np.nan_to_num(values, nan=0, posinf=info.max, neginf=info.min).clip(info.min, info.max).astype(dtype)
+        return values.astype(dtype)
+
+
+def _check_prepared(samples: np.ndarray) -> None:
+    assert samples.dtype == np.float32 and samples.ndim == 1 and len(samples) > 0
+    assert np.all(np.isfinite(samples))
+
+
+@FUZZ
+@given(samples=sample_arrays(), rate=rates)
+def test_fuzz_prepare_array(samples: np.ndarray, rate: float) -> None:
+    assert_defined(in_child(lambda: prepare_array(samples, rate)), _check_prepared)
+
+
+@pytest.fixture(scope="module")
+def tiny_module():  # type: ignore[no-untyped-def]
+    from pianomtl.models.registry import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    return build_model(ModelConfig(**TINY)).eval()
+
+
+def _check_transcription(result: Any) -> None:
+    assert result.duration > 0 and all(0 <= n.onset < n.offset for n in result.notes)
+    assert all(np.all(np.isfinite(a)) for a in result.activations.values())
+
+
+@settings(FUZZ, max_examples=40)
+@given(samples=sample_arrays(), rate=rates)
+def test_fuzz_python_api(tiny_module, samples: np.ndarray, rate: Any) -> None:
+    assert_defined(in_child(lambda: transcribe(samples, sr=rate, model=tiny_module)), _check_transcription)
+
+
+@FUZZ
+@given(audio=st.one_of(st.none(), st.integers(), st.text(max_size=20), st.binary(max_size=64), st.lists(st.floats())))
+def test_fuzz_python_api_with_odd_inputs(tiny_module, audio: Any) -> None:
+    """Whatever is passed as the audio: a result or a one-line error (an empty path, text, bytes, lists)."""
+    assert_defined(in_child(lambda: transcribe(audio, sr=None, model=tiny_module)), _check_transcription)
