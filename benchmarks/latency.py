@@ -97,7 +97,9 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def measure_clip(transcriber: Any, audio: np.ndarray, performance: Performance, blocks_ms: list[float], lookahead: int) -> list[dict]:
+def measure_clip(
+    transcriber: Any, audio: np.ndarray, performance: Performance, blocks_ms: list[float], lookahead: int
+) -> list[dict]:
     from pianomtl.core.scoring import note_scores
 
     offline = transcriber(audio, sr=SAMPLE_RATE, keep_activations=False)
@@ -143,8 +145,14 @@ def dataset_agreement(transcriber: Any, dataset: Path, lookahead: int, block_ms:
         run = stream_audio(transcriber, audio.mean(axis=1), rate, block_ms / 1000.0, lookahead)
         scores.append(note_scores(offline.notes, run["stream"].performance().notes))
     total = aggregate_scores(scores)
-    return {"files": len(scores), "offline_notes": int(total["n_reference"]), "streamed_notes": int(total["n_estimated"]),
-            "agreement_f1": total["note_f1"], "precision": total["note_precision"], "recall": total["note_recall"]}
+    return {
+        "files": len(scores),
+        "offline_notes": int(total["n_reference"]),
+        "streamed_notes": int(total["n_estimated"]),
+        "agreement_f1": total["note_f1"],
+        "precision": total["note_precision"],
+        "recall": total["note_recall"],
+    }
 
 
 def format_rows(rows: list[dict]) -> str:
@@ -166,9 +174,14 @@ def format_rows(rows: list[dict]) -> str:
 
 def lookahead_budget(lookahead: int) -> str:
     half_window = 1000 * FRAME_SIZE / 2 / SAMPLE_RATE
+    decision = (
+        "20 ms (exact decoding: the onset peak is decided one frame after it)"
+        if lookahead >= 5
+        else "0 ms (early note-on at the rising edge of the onset probability)"
+    )
     return (
         f"algorithmic look-ahead: {half_window:.1f} ms (half the FFT window) + {20 * lookahead} ms "
-        f"({lookahead} frames of network context) + 0 ms (note-on at the rising edge of the onset probability) "
+        f"({lookahead} frames of network context) + {decision} "
         f"+ the wait for the block's end (half a block on average); ±10 ms of frame grid"
     )
 
@@ -177,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=45.0, help="length of the rendered clip")
     parser.add_argument("--blocks", default="10,20", help="input block lengths in ms, comma-separated")
-    parser.add_argument("--lookahead", type=int, default=None, help="early note-on look-ahead in frames (default: the stream's)")
+    parser.add_argument(
+        "--lookahead", type=int, default=None, help="early note-on look-ahead in frames (default: the stream's)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="network threads (1: a live stream's setting)")
     parser.add_argument("--backend", default=None, help="torch or onnxruntime (default: the transcriber's)")
     parser.add_argument("--dataset", type=Path, default=None, help="also measure agreement on this corpus's test split")
@@ -195,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     audio, performance = rendered_clip(args.seconds)
     blocks = [float(b) for b in args.blocks.split(",") if b.strip()]
     rows = measure_clip(transcriber, audio, performance, blocks, lookahead)
-    print(f"clip: {len(audio) / SAMPLE_RATE:.1f} s, {len(performance.notes)} notes (procedural, FluidR3); "
-          f"backend {transcriber.backend}, {args.threads} thread(s), lookahead {lookahead}")
+    print(
+        f"clip: {len(audio) / SAMPLE_RATE:.1f} s, {len(performance.notes)} notes (procedural, FluidR3); "
+        f"backend {transcriber.backend}, {args.threads} thread(s), lookahead {lookahead}"
+    )
     print(lookahead_budget(lookahead))
     print(format_rows(rows))
     result: dict[str, Any] = {"rows": rows, "backend": transcriber.backend, "threads": args.threads}
@@ -212,7 +229,11 @@ def main(argv: list[str] | None = None) -> int:
             "core_fraction": r["cpu_per_audio_second"] <= FLOORS["core_fraction"],
             "agreement_f1": r["agreement_f1"] >= FLOORS["agreement_f1"],
         }
-        failed += [f"{r['block_ms']:g} ms block: {name} misses its floor {FLOORS[name]}" for name, ok in checks.items() if not ok]
+        failed += [
+            f"{r['block_ms']:g} ms block: {name} misses its floor {FLOORS[name]}"
+            for name, ok in checks.items()
+            if not ok
+        ]
     for line in failed:
         print(f"FLOOR MISSED: {line}", file=sys.stderr)
     if args.json:

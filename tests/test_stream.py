@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 import pianomtl
 from pianomtl.constants import SAMPLE_RATE
@@ -37,12 +36,19 @@ def transcriber() -> Transcriber:
 
 @pytest.fixture(scope="module")
 def dense_clip(soundfont: Path) -> tuple[np.ndarray, object]:
-    """12 s of procedural piano (scales, chords, pedal) rendered through FluidR3."""
+    """Two 12 s pieces of procedural piano (scales, chords, arpeggios, repeated notes,
+    pedal; seeds 1 and 3, one after the other) rendered through FluidR3: ≈ 230 notes."""
+    from pianomtl.core.midi import Performance
     from pianomtl.data.material import procedural
     from pianomtl.data.render import render
 
-    performance = procedural(np.random.default_rng(3), 12.0)
-    audio = render(performance, soundfont, duration=13.0)
+    first, second = (procedural(np.random.default_rng(seed), 12.0) for seed in (1, 3))
+    shift = 12.5
+    performance = Performance(
+        first.notes + [n._replace(onset=n.onset + shift, offset=n.offset + shift) for n in second.notes],
+        first.pedal + [e._replace(time=e.time + shift) for e in second.pedal],
+    )
+    audio = render(performance, soundfont, duration=2 * shift + 0.5)
     return (audio * (0.5 / float(np.abs(audio).max()))).astype(np.float32), performance
 
 
@@ -122,7 +128,8 @@ def test_early_note_ons_agree_with_offline(transcriber, rendered_clip, dense_cli
             ons = [e for e in events if e.type == "note_on" and e.key == note.key and abs(e.time - note.onset) <= 0.05]
             if ons:
                 delays.append(ons[0].emitted_at - note.onset)
-        assert len(delays) >= 0.9 * len(performance.notes)
+        found_offline = note_scores(performance, offline.notes)["note_matched"]
+        assert len(delays) >= 0.95 * found_offline
         assert np.median(delays) < 0.12
 
 
@@ -143,7 +150,7 @@ def test_blocks_of_any_size_give_the_same_events(transcriber, rendered_clip) -> 
     events += stream.feed(audio[SAMPLE_RATE // 2 :]) + stream.close()
     assert without_emitted_at(events) == without_emitted_at(reference)
     emitted = [e.emitted_at for e in reference]
-    assert emitted == sorted(emitted) and emitted[-1] == pytest.approx(len(audio) / SAMPLE_RATE)
+    assert emitted == sorted(emitted) and emitted[-1] <= len(audio) / SAMPLE_RATE
 
 
 def test_other_rates_and_channels(transcriber, rendered_clip) -> None:
@@ -346,3 +353,32 @@ def test_cli_file_and_errors(rendered_clip, tmp_path: Path) -> None:
         port = _cli([str(rendered_clip.wav), "--midi-port", "pianomtl"])
         assert port.returncode == 2
         assert port.stderr.decode().strip() == "error: --midi-port needs the live extra: pip install 'pianomtl[live]'"
+
+
+def test_recurrent_model_carries_its_state(soundfont: Path) -> None:
+    """A causal hard+gru model (the bundled stem, small random read-outs): the stream carries
+    the state frame by frame and equals offline (chunked) transcription."""
+    import torch
+
+    from pianomtl.data.material import procedural
+    from pianomtl.data.render import render
+    from pianomtl.models import ModelConfig, build_model, load_stem_from
+    from pianomtl.transcription.model_file import DEFAULT_BUNDLE, read_model_file
+
+    torch.manual_seed(0)
+    network = build_model(ModelConfig("hard+rnn", cell="gru", embed=32, hidden=32))
+    load_stem_from(network, read_model_file(DEFAULT_BUNDLE))
+    with torch.no_grad():
+        for layer in (network.onset_out, network.frame_out):
+            layer.weight.normal_(0.0, 0.05)
+    audio = render(procedural(np.random.default_rng(1), 6.0), soundfont, duration=6.5)
+    audio = (audio * (0.5 / float(np.abs(audio).max()))).astype(np.float32)
+    recurrent = Transcriber(network, backend="torch")
+    offline = recurrent(audio, sr=SAMPLE_RATE)
+    assert len(offline.notes) > 20
+    exact, events = stream_events(recurrent, audio, [441], lookahead=5)
+    assert exact.performance().notes == offline.notes
+    assert_paired(events)
+    early, events = stream_events(recurrent, audio, [441])
+    assert note_scores(offline.notes, early.performance().notes)["note_f1"] >= 0.99
+    assert_paired(events)

@@ -5,6 +5,7 @@ onnxruntime (the bundled model runs as ONNX). The extras add the rest:
 
 * ``[torch]`` — the torch backend (any device, bf16), ``.pt`` model files, ``pianomtl export``;
 * ``[plot]`` — ``transcribe --plot`` (matplotlib);
+* ``[web]`` — ``pianomtl serve``, the page for musicians (Starlette, uvicorn, python-multipart, websockets);
 * ``[train]`` — corpus rendering, feature caches, training, sweeps, evaluation, the demo
   (torch, scipy, pyfluidsynth, mir_eval, TensorBoard, tqdm, onnx, matplotlib);
 * ``[dev]`` — ``[train]`` plus the test and lint tools.
@@ -16,7 +17,13 @@ from __future__ import annotations
 
 import importlib.util
 
-EXTRA_NAMES: dict[str, str] = {"torch": "torch", "train": "training", "plot": "plot", "dev": "development"}
+EXTRA_NAMES: dict[str, str] = {
+    "torch": "torch",
+    "train": "training",
+    "plot": "plot",
+    "web": "web",
+    "dev": "development",
+}
 """Extra → how messages name it ("needs the training extra")."""
 
 PACKAGE_EXTRA: dict[str, str] = {
@@ -28,6 +35,11 @@ PACKAGE_EXTRA: dict[str, str] = {
     "tensorboard": "train",
     "tqdm": "train",
     "matplotlib": "plot",
+    "starlette": "web",
+    "uvicorn": "web",
+    "python_multipart": "web",
+    "multipart": "web",
+    "websockets": "web",
     "pytest": "dev",
     "hypothesis": "dev",
 }
@@ -36,6 +48,7 @@ PACKAGE_EXTRA: dict[str, str] = {
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "torch": ("torch", "onnx"),
     "plot": ("matplotlib",),
+    "web": ("starlette", "uvicorn", "python_multipart"),
     "train": ("torch", "scipy", "mir_eval", "fluidsynth", "tqdm"),
 }
 """What a command that needs an extra checks for before it starts (the extra's essentials)."""

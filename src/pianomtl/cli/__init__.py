@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, one-line help)
     "transcribe": ("pianomtl.cli.transcribe", "transcribe piano recordings to MIDI (notes, velocities, pedal)"),
     "stream": ("pianomtl.cli.stream", "live transcription: audio file or raw PCM on stdin → note events as they are decided"),
+    "serve": ("pianomtl.cli.serve", "a local web page: open a recording, see and hear the transcription, download it"),
     "demo": ("pianomtl.cli.demo", "render a demo piece, transcribe it with the bundled model, score it"),
     "synth": ("pianomtl.data.synth", "render a MAESTRO-layout training corpus from performance MIDI"),
     "prepare": ("pianomtl.cli.prepare", "compute features and targets of a dataset into an on-disk cache"),
@@ -43,6 +44,7 @@ COMMAND_EXTRAS: dict[str, str] = {
     "export": "torch",
     "convert-model": "torch",
     "features": "train",
+    "serve": "web",
 }
 """The extra each command needs beyond the lean install (:mod:`pianomtl.extras`); ``transcribe`` needs none."""
 

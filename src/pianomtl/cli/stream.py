@@ -176,7 +176,9 @@ def run(args: argparse.Namespace) -> int:
             return error(f"cannot write {output}: folder {output.parent} does not exist")
     json_lines = args.json or (output is None and args.midi_port is None)
 
-    def one_line_warning(message: Any, category: Any, filename: Any, lineno: Any, file: Any = None, line: Any = None) -> None:
+    def one_line_warning(
+        message: Any, category: Any, filename: Any, lineno: Any, file: Any = None, line: Any = None
+    ) -> None:
         print(f"warning: {message}", file=sys.stderr)
 
     warnings.showwarning = one_line_warning

@@ -692,7 +692,8 @@ def _play(
         if abs(bank.pitch[sample] - pitch) > 0.01:  # a layer retuned differently: shift it onto the first
             shift = 2.0 ** ((bank.pitch[sample] - pitch) / 12.0)
             data = _resample(np.append(data, np.float32(0)), shift, int((len(data) - 1) / shift))
-        source[: len(data)] += data
+        used = min(len(data), len(source))  # a layer shifted down comes out longer than needed
+        source[:used] += data[:used]
     audio = _resample(source, ratio, length)
     if detune != 0.0:  # a second unison string, slightly detuned: the partials beat, k · f0 · detune apart
         _add_unison(audio, source, ratio * 2.0 ** (detune / 1200.0))

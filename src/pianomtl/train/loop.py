@@ -127,6 +127,14 @@ class TrainConfig:
             metavar="CKPT",
         ),
     )
+    freeze: str = field(
+        default="",
+        metadata=_cli(
+            "comma-separated parameter-name prefixes kept fixed (e.g. 'stem,head': train only what a warm start "
+            "added; their backward pass is skipped, which makes an update several times cheaper)",
+            metavar="PREFIXES",
+        ),
+    )
 
     def __post_init__(self) -> None:
         def bad(name: str, rule: str) -> ValueError:
@@ -220,12 +228,34 @@ def selection_score(scores: dict[str, float]) -> float:
     return float(np.mean(values))
 
 
+def freeze_parameters(model: torch.nn.Module, prefixes: str) -> list[str]:
+    """Stop training the parameters whose names start with one of ``prefixes`` (comma-separated).
+
+    Returns the frozen names; a prefix that names no parameter is an error (a typo would
+    otherwise silently train everything).
+    """
+    wanted = [prefix.strip() for prefix in prefixes.split(",") if prefix.strip()]
+    frozen: list[str] = []
+    for prefix in wanted:
+        matches = [
+            name for name, _ in model.named_parameters() if name == prefix or name.startswith(prefix.rstrip(".") + ".")
+        ]
+        if not matches:
+            raise ValueError(f"--freeze {prefix!r} matches no parameter of this model")
+        frozen += matches
+    for name, parameter in model.named_parameters():
+        if name in frozen:
+            parameter.requires_grad_(False)
+    return frozen
+
+
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD with Nesterov momentum (paper §V), or Adam for short CPU budgets."""
+    """SGD with Nesterov momentum (paper §V), or Adam for short CPU budgets (trainable parameters only)."""
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     if config.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True)
+        return torch.optim.SGD(trainable, lr=config.lr, momentum=config.momentum, nesterov=True)
     if config.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=config.lr)
+        return torch.optim.Adam(trainable, lr=config.lr)
     raise ValueError(f"unknown optimizer {config.optimizer!r}; choose sgd or adam")
 
 
@@ -337,6 +367,7 @@ class Run:
         self.model = build_model(ModelConfig.from_dict(config.model)).to(self.device)
         if config.init_from:
             load_initial_weights(self.model, config.init_from, report=self.dist.is_main)
+        freeze_parameters(self.model, config.freeze)
         if self.dist.rank > 0:  # own noise-layer stream per rank (rank 0's weights are broadcast by DDP)
             torch.manual_seed(int(np.random.SeedSequence([seed, self.dist.rank]).generate_state(1)[0]))
         self.network = distributed.wrap(self.model, self.dist)  # the model itself in one process

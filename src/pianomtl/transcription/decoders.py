@@ -35,6 +35,11 @@ starts (its onset is the run's middle frame) and ends where the path leaves
 *sounding*. It can start a note on a weak onset peak where ``int`` rises clearly,
 and will not start one where an onset peak is not followed by sound.
 
+The threshold decoder's rules are functions (:func:`merge_peak`, :func:`note_end`,
+:func:`note_velocity`, :class:`PedalHysteresis`, :func:`note_frame_thresholds`) shared with
+:class:`~pianomtl.transcription.causal.CausalDecoder`, which decides the same notes frame
+by frame for live transcription (:mod:`pianomtl.transcription.stream`).
+
 Pedal: the ``sus`` curve goes through a hysteresis (down when it rises above
 ``pedal_high``, up when it falls below ``pedal_low``), giving CC64 127/0 events. A
 change between frames ``t-1`` and ``t`` is placed half-way, at ``(t - 0.5) / 50`` s.

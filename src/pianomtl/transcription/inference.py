@@ -25,6 +25,7 @@ move or flip near the thresholds). The default ``"fp32"`` is exact.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -91,6 +92,7 @@ def run_model(
     chunk_frames: int | None = None,
     device: str | torch.device = "cpu",
     precision: str = "fp32",
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Probabilities (on/int/off) and values (vel/sus) ``[T, width]`` for ``[T, 144]`` features.
 
@@ -98,15 +100,16 @@ def run_model(
     (any object with the same call, or ``initial_state`` / ``forward_with_state``).
     ``chunk_frames``: output frames per forward pass (``None``: :func:`default_chunk_frames`).
     ``precision``: ``"fp32"`` (exact) or ``"bf16"`` (autocast; torch models only, see the module docstring).
+    ``progress``: called after each chunk with ``(frames done, total frames)`` (a progress bar).
     """
     chunk_frames = chunk_frames or default_chunk_frames(device)
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {PRECISIONS}")
     if is_torch_module(model):
-        return _run_torch(model, features, chunk_frames, device, precision == "bf16")
+        return _run_torch(model, features, chunk_frames, device, precision == "bf16", progress)
     if precision != "fp32":
         raise ValueError(f"precision {precision!r} needs the torch backend")
-    return _run_arrays(model, features, chunk_frames)
+    return _run_arrays(model, features, chunk_frames, progress)
 
 
 def _empty_outputs(n_frames: int) -> dict[str, np.ndarray]:
@@ -124,7 +127,14 @@ def _windows(features: np.ndarray, chunk_frames: int) -> Any:
         yield start, frames, np.asarray(features[context_indices(start, frames, n_frames)], dtype=np.float32)
 
 
-def _run_torch(model: Any, features: np.ndarray, chunk_frames: int, device: Any, bf16: bool) -> dict[str, np.ndarray]:
+def _run_torch(
+    model: Any,
+    features: np.ndarray,
+    chunk_frames: int,
+    device: Any,
+    bf16: bool,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, np.ndarray]:
     import torch
 
     device_type = torch.device(device).type
@@ -148,12 +158,16 @@ def _run_torch(model: Any, features: np.ndarray, chunk_frames: int, device: Any,
                         value = torch.sigmoid(value)
                     outputs[task][start : start + frames] = value.float().cpu().numpy()
                 del result
+                if progress is not None:
+                    progress(start + frames, len(features))
     finally:
         model.train(was_training)
     return outputs
 
 
-def _run_arrays(model: Any, features: np.ndarray, chunk_frames: int) -> dict[str, np.ndarray]:
+def _run_arrays(
+    model: Any, features: np.ndarray, chunk_frames: int, progress: Callable[[int, int], None] | None = None
+) -> dict[str, np.ndarray]:
     """The same loop for a model that takes and returns numpy arrays (onnxruntime): no torch."""
     outputs = _empty_outputs(len(features))
     stateful = carries_state(model)
@@ -167,4 +181,6 @@ def _run_arrays(model: Any, features: np.ndarray, chunk_frames: int) -> dict[str
             value = np.asarray(result[task][0], dtype=np.float32)
             outputs[task][start : start + frames] = sigmoid(value) if task in BINARY_TASKS else value
         del result
+        if progress is not None:
+            progress(start + frames, len(features))
     return outputs

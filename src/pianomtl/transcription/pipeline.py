@@ -29,6 +29,7 @@ import io
 import math
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,11 +56,15 @@ READ_BLOCK_SECONDS = 20.0
 # -- streaming features ---------------------------------------------------------------
 
 
-def file_features(path: str | Path, device: str | torch.device = "cpu") -> tuple[np.ndarray, float]:
+def file_features(
+    path: str | Path, device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None
+) -> tuple[np.ndarray, float]:
     """``([T, 144] spectrogram, duration in s)`` of an audio file, read block by block.
 
     Same result and same errors (:class:`~pianomtl.core.audio.AudioError`, naming the
     file) as ``spectrogram(audio.load(path))``, without the whole signal in memory.
+    ``progress``: called after each block with ``(samples read, samples the header
+    declares)`` (0 declared: unknown, e.g. a pipe).
     """
     import soxr
 
@@ -89,6 +94,8 @@ def file_features(path: str | Path, device: str | torch.device = "cpu") -> tuple
             if resampler is not None:
                 mono = resampler.resample_chunk(mono, last=last)
             spectrogram.push(mono)
+            if progress is not None:
+                progress(read, max(declared, 0))
             if last:
                 break
     if read == 0:
@@ -221,11 +228,17 @@ class Transcriber:
             raise ValueError(f"precision {precision!r} needs the torch backend")
         self.precision = precision
 
-    def features(self, audio: str | Path | np.ndarray, sr: float | None = None) -> tuple[np.ndarray, float, str]:
+    def features(
+        self,
+        audio: str | Path | np.ndarray,
+        sr: float | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[np.ndarray, float, str]:
+        """``(features, duration, source name)``; ``progress``: files only, see :func:`file_features`."""
         if is_audio_source(audio):  # a path, the bytes of a file, a binary file object
             if sr is not None:
                 raise ValueError("sr is only for sample arrays; a file's own sample rate is used")
-            features, duration = file_features(audio, device=self.device)
+            features, duration = file_features(audio, device=self.device, progress=progress)
             return features, duration, source_name(audio)
         if sr is None:
             raise ValueError("sr (the sample rate in Hz) is required when audio is a sample array")
@@ -242,17 +255,41 @@ class Transcriber:
 
         return Stream(rate, channels, transcriber=self, **options)
 
-    def activations(self, features: np.ndarray) -> dict[str, np.ndarray]:
+    def activations(
+        self, features: np.ndarray, progress: Callable[[int, int], None] | None = None
+    ) -> dict[str, np.ndarray]:
+        """The network's outputs; ``progress(frames done, total frames)`` after each chunk."""
         return run_model(
-            self.model, features, chunk_frames=self.chunk_frames, device=self.device, precision=self.precision
+            self.model,
+            features,
+            chunk_frames=self.chunk_frames,
+            device=self.device,
+            precision=self.precision,
+            progress=progress,
         )
 
     def __call__(
-        self, audio: str | Path | np.ndarray, sr: float | None = None, keep_activations: bool = True
+        self,
+        audio: str | Path | np.ndarray,
+        sr: float | None = None,
+        keep_activations: bool = True,
+        progress: Callable[[str, float], None] | None = None,
     ) -> Transcription:
-        features, duration, source = self.features(audio, sr)
-        activations = self.activations(features)
+        """Transcribe one recording. ``progress(stage, fraction)``: ``"reading"`` (audio and
+        spectrogram, by samples read), ``"network"`` (by chunks), ``"decoding"``, each from 0 to 1."""
+
+        def report(stage: str) -> Callable[[int, int], None] | None:
+            if progress is None:
+                return None
+            return lambda done, total: progress(stage, min(done / total, 1.0) if total > 0 else 0.0)
+
+        features, duration, source = self.features(audio, sr, progress=report("reading"))
+        activations = self.activations(features, progress=report("network"))
+        if progress is not None:
+            progress("decoding", 0.0)
         performance = decode(activations, self.decoder)
+        if progress is not None:
+            progress("decoding", 1.0)
         return Transcription(
             notes=performance.notes,
             pedal=performance.pedal,

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,10 +80,10 @@ EARLY_MARGIN = 0.1
 
 Without its last frames of context the network is less sure, and a provisional
 crossing the exact decoder does not confirm costs a retracted note (a false positive
-against offline). Measured on 10 test-split recordings and the benchmark clip
-(lookahead 3, 20 ms blocks; ``docs/streaming.md``): margin 0 → agreement F1 0.992,
-p95 look-ahead 123 ms; 0.1 → 0.996, 136 ms; 0.2 → 0.997, 180 ms (more notes left to
-the exact decoder, late)."""
+against offline). Measured on 10 test-split recordings and a 45 s rendered clip
+(lookahead 3, 20 ms blocks; ``docs/streaming.md``): margin 0 → agreement F1 0.994,
+p95 look-ahead 125 ms; 0.1 → 0.998, 137 ms (more notes left to the exact decoder,
+emitted late)."""
 CONFIRM_FRAMES = 2
 """An exact onset within this many frames (40 ms) of an early note-on confirms it."""
 DISTRUST_FRAMES = 25
@@ -259,10 +260,16 @@ class Stream:
         transcriber: Any = None,
     ) -> None:
         rate = check_sample_rate(rate, "stream")
-        if isinstance(channels, bool) or not isinstance(channels, int | np.integer) or not 1 <= channels <= MAX_CHANNELS:
+        if (
+            isinstance(channels, bool)
+            or not isinstance(channels, int | np.integer)
+            or not 1 <= channels <= MAX_CHANNELS
+        ):
             raise ValueError(f"stream: channels must be a whole number from 1 to {MAX_CHANNELS}, got {channels!r}")
         if isinstance(lookahead, bool) or not isinstance(lookahead, int | np.integer) or not 0 <= lookahead <= CONTEXT:
-            raise ValueError(f"stream: lookahead must be a whole number of frames from 0 to {CONTEXT}, got {lookahead!r}")
+            raise ValueError(
+                f"stream: lookahead must be a whole number of frames from 0 to {CONTEXT}, got {lookahead!r}"
+            )
         if transcriber is None:
             from pianomtl.transcription.pipeline import Transcriber
 
@@ -303,7 +310,7 @@ class Stream:
         self.confirmed: list[set[int]] = [set() for _ in range(N_KEYS)]  # exact onsets an early note-on stands for
         self.distrust_until = np.full(N_KEYS, -1, dtype=np.int64)  # no early note-ons before this frame
         self.sounding: dict[int, _Sounding] = {}
-        self.early_keys: set[int] = set()  # keys whose sounding note is early and unconfirmed
+        self.unconfirmed: dict[int, deque[_Sounding]] = {}  # per key: early notes no exact onset has confirmed yet
         self.pedal_down = False
         self.outbox: list[tuple[str, float, int | None, int | None]] = []
         self.events: list[StreamEvent] = []
@@ -422,8 +429,8 @@ class Stream:
             if exact_frame >= 0:
                 outputs, state = self.network(self._rows(exact_frame, exact_frame, f), self.network.state)
                 self._exact({task: v[:1] for task, v in outputs.items()})
-            if early:
-                first = max(exact_frame, 0)
+            first = max(exact_frame, 0)
+            if early and last >= first:
                 view, _ = self.network(self._rows(first, last, f), self.network.state)
                 view_first = first
             if exact_frame >= 0:
@@ -484,7 +491,7 @@ class Stream:
             if key in self.sounding:  # a re-strike ends the held note
                 self._end(key, max(onset, self.sounding[key].onset + 1))
             self.sounding[key] = _Sounding(onset, velocity, None, crossing=t)
-            self.early_keys.add(key)
+            self.unconfirmed.setdefault(key, deque()).append(self.sounding[key])
             self._note_on(key, onset, velocity)
 
     def _apply(self, decisions: list[Decision]) -> None:
@@ -493,22 +500,14 @@ class Stream:
             key = decision.key
             if decision.kind == "onset":  # an exact onset, decided (its note_on may wait for the previous note's end)
                 self.exact_last_onset[key] = decision.frame
-                sounding = self.sounding.get(key)
-                if (
-                    sounding is not None
-                    and sounding.exact_onset is None
-                    and sounding.crossing - CONFIRM_FRAMES <= decision.frame <= sounding.onset + CONFIRM_FRAMES
-                ):
-                    sounding.exact_onset = decision.frame  # confirmed: it now ends where the exact note ends
-                    self.early_keys.discard(key)
-                    self.confirmed[key].add(decision.frame)
+                self._confirm(key, decision.frame)
             elif decision.kind == "note_on":
                 if decision.frame in self.confirmed[key]:
                     self.confirmed[key].discard(decision.frame)
                     continue  # an early note-on already stands for it
                 sounding = self.sounding.get(key)
-                if sounding is not None and sounding.exact_onset is None and sounding.crossing > decision.frame:
-                    continue  # the output has moved on to a newer (early) note of the key: too late for this one
+                if sounding is not None and sounding.onset > decision.frame:
+                    continue  # the output has moved on to a newer note of the key: too late for this one
                 if sounding is not None:
                     self._end(key, max(decision.frame, sounding.onset + 1))
                 self.sounding[key] = _Sounding(decision.frame, decision.velocity, decision.frame)
@@ -520,16 +519,33 @@ class Stream:
             else:
                 self._pedal(decision.kind == "pedal_on", decision.time)
 
+    def _confirm(self, key: int, onset: int) -> None:
+        """An exact onset confirms the key's oldest early note-on within :data:`CONFIRM_FRAMES` of it."""
+        waiting = self.unconfirmed.get(key)
+        while waiting and waiting[0].onset + CONFIRM_FRAMES < onset:  # exact onsets come in order: too old
+            self._retract(key, waiting.popleft())
+        if waiting and waiting[0].crossing - CONFIRM_FRAMES <= onset:
+            note = waiting.popleft()
+            note.exact_onset = onset  # it now ends where the exact note ends
+            self.confirmed[key].add(onset)
+
     def _retract_unconfirmed(self, finished: bool) -> None:
-        """End early notes that no exact onset can confirm any more (``min_frames`` long)."""
-        if not self.early_keys:
+        """Retract early notes that no exact onset can confirm any more."""
+        if not self.unconfirmed:
             return
         horizon = self.decoder.onset_horizon()
-        for key in sorted(self.early_keys):
-            sounding = self.sounding[key]
-            if finished or horizon[key] > sounding.onset + CONFIRM_FRAMES:
-                self.distrust_until[key] = sounding.crossing + DISTRUST_FRAMES
-                self._end(key, sounding.onset + self.params.min_frames)
+        for key in sorted(self.unconfirmed):
+            waiting = self.unconfirmed[key]
+            while waiting and (finished or horizon[key] > waiting[0].onset + CONFIRM_FRAMES):
+                self._retract(key, waiting.popleft())
+            if not waiting:
+                del self.unconfirmed[key]
+
+    def _retract(self, key: int, note: _Sounding) -> None:
+        """An early note-on the exact decoder did not confirm: ended ``min_frames`` after it if still sounding."""
+        self.distrust_until[key] = note.crossing + DISTRUST_FRAMES
+        if self.sounding.get(key) is note:
+            self._end(key, note.onset + self.params.min_frames)
 
     # -- events ---------------------------------------------------------------------------
 
@@ -538,7 +554,6 @@ class Stream:
 
     def _end(self, key: int, frame: int) -> None:
         sounding = self.sounding.pop(key)
-        self.early_keys.discard(key)
         self.outbox.append(("note_off", frame / FPS, MIN_KEY + key, sounding.velocity))
         self.notes.append(Note(MIN_KEY + key, sounding.onset / FPS, frame / FPS, sounding.velocity))
 

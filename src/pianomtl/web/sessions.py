@@ -1,0 +1,323 @@
+"""The server's sessions: one uploaded (or live-recorded) recording each, its transcription and its files.
+
+A session is a folder inside the server's one temporary folder (made when the server
+starts, removed when it stops): the upload, a WAV copy for browsers when the upload's
+format is not one they play, and the downloads written on request. Nothing is written
+anywhere else. Sessions are named by random ids, so two browser tabs (or two people on
+one machine) never see each other's work; a session not touched for :data:`IDLE_SECONDS`
+is removed, and at most ``max_sessions`` are kept (the least recently used finished one
+goes first).
+
+Transcriptions run one at a time on a background thread (the model is shared; a CPU
+has no spare cores for two), reporting their stage and progress from the pipeline's
+block and chunk loops (:meth:`~pianomtl.transcription.pipeline.Transcriber.__call__`).
+The activations are kept, so the onset threshold is changed by re-decoding them
+(:func:`~pianomtl.transcription.decoders.decode`, milliseconds) without the network.
+
+This module knows nothing of HTTP: :mod:`pianomtl.web.server` maps requests onto it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import re
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pianomtl.core.audio import AudioError, open_audio, source_name
+from pianomtl.transcription.decoders import DecoderParams, decode
+from pianomtl.transcription.result import Transcription
+
+log = logging.getLogger(__name__)
+
+IDLE_SECONDS = 2 * 3600.0
+"""A session nobody has asked about for this long is removed (its tab is long closed)."""
+MAX_SESSIONS = 8
+BROWSER_FORMATS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3")
+"""Uploads served back as they are; others (AIFF, CAF, W64, AU …) get a WAV copy for the page's player."""
+STAGE_SPAN = {"queued": (0.0, 0.0), "reading": (0.0, 0.25), "network": (0.25, 0.95), "decoding": (0.95, 1.0)}
+"""Each stage's share of the progress bar (the network dominates on a CPU)."""
+DOWNLOADS = {"mid": "audio/midi", "csv": "text/csv", "json": "application/json"}
+
+
+class SessionError(Exception):
+    """A request the session cannot serve; ``status`` is the HTTP status, the message one line."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def clean_name(name: str | None) -> str:
+    """A file name fit to show and to offer as a download: no folders, no control characters, ≤ 100 characters."""
+    name = re.split(r"[\\/]", name or "")[-1]
+    name = "".join(c for c in name if c.isprintable()).strip() or "recording"
+    if len(name) > 100:
+        stem, dot, suffix = name.rpartition(".")
+        name = (stem[: 95 - len(suffix)] + dot + suffix) if dot and len(suffix) <= 8 else name[:100]
+    return name
+
+
+def safe_suffix(name: str) -> str:
+    """The lower-case extension of ``name`` if it is short and plain (``.flac``), else ``""``."""
+    suffix = Path(name).suffix.lower()
+    return suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ""
+
+
+def audio_error_text(error: Exception, path: Path, name: str) -> str:
+    """An :class:`AudioError` about the session's copy, reworded to name the user's file."""
+    text = str(error)
+    prefix = f"{source_name(path)}: "
+    if text.startswith(prefix):
+        text = text[len(prefix) :]
+    return f"{name}: {text}"
+
+
+@dataclasses.dataclass
+class Session:
+    """One recording and its transcription (guarded by ``lock``)."""
+
+    id: str
+    name: str
+    folder: Path
+    audio: Path
+    live: bool = False
+    state: str = "queued"  # queued → running → done | error
+    stage: str = "queued"
+    progress: float = 0.0
+    error: str | None = None
+    result: Transcription | None = None  # as transcribed (the activations, the model's decoder)
+    current: Transcription | None = None  # as last decoded (the slider)
+    created: float = dataclasses.field(default_factory=time.monotonic)
+    touched: float = dataclasses.field(default_factory=time.monotonic)
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+    playable: Path | None = None
+
+    @property
+    def stem(self) -> str:
+        return Path(self.name).stem or "recording"
+
+    def report(self, stage: str, fraction: float) -> None:
+        low, high = STAGE_SPAN.get(stage, (0.0, 1.0))
+        self.stage = stage
+        self.progress = max(self.progress, low + (high - low) * min(max(fraction, 0.0), 1.0))
+
+    def status(self) -> dict[str, Any]:
+        status: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "state": self.state,
+            "stage": self.stage,
+            "progress": round(self.progress, 4),
+            "error": self.error,
+            "live": self.live,
+        }
+        if self.current is not None:
+            status["duration"] = round(self.current.duration, 4)
+            status["notes"] = len(self.current.notes)
+        return status
+
+    def payload(self) -> dict[str, Any]:
+        """What the page draws: notes, pedal, duration, the decoder (as last decoded)."""
+        if self.current is None:
+            raise SessionError(f"{self.name} is not transcribed yet ({self.state})", 409)
+        data = self.current.to_dict()
+        data["name"] = self.name
+        data["id"] = self.id
+        data["redecode"] = self.result is not None and self.result.activations is not None
+        data["default_onset_threshold"] = self.result.decoder.onset_threshold if self.result else None
+        return data
+
+
+class SessionStore:
+    """The sessions of one server, their folder, and the transcription worker."""
+
+    def __init__(
+        self,
+        transcriber: Any,
+        max_upload_bytes: int,
+        max_sessions: int = MAX_SESSIONS,
+        idle_seconds: float = IDLE_SECONDS,
+        root: str | Path | None = None,
+    ) -> None:
+        self.transcriber = transcriber
+        self.max_upload_bytes = max_upload_bytes
+        self.max_sessions = max_sessions
+        self.idle_seconds = idle_seconds
+        self._temporary = tempfile.TemporaryDirectory(prefix="pianomtl-web-", dir=root)
+        self.root = Path(self._temporary.name)
+        self.sessions: dict[str, Session] = {}
+        self.lock = threading.Lock()
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pianomtl-transcribe")
+        self.closed = False
+
+    # -- life cycle --------------------------------------------------------------------
+
+    def new(self, name: str | None, live: bool = False) -> Session:
+        """A fresh session folder (its ``audio`` not written yet); 503 when full of busy sessions."""
+        self.expire()
+        with self.lock:
+            if self.closed:
+                raise SessionError("the server is shutting down", 503)
+            if len(self.sessions) >= self.max_sessions:
+                idle = [s for s in self.sessions.values() if s.state in ("done", "error")]
+                if not idle:
+                    raise SessionError(
+                        f"the server is busy with {len(self.sessions)} recordings; wait for one to finish", 503
+                    )
+                self._remove(min(idle, key=lambda s: s.touched))
+            session_id = secrets.token_urlsafe(12)
+            name = clean_name(name)
+            folder = self.root / session_id
+            folder.mkdir()
+            session = Session(session_id, name, folder, folder / f"input{safe_suffix(name)}", live=live)
+            self.sessions[session_id] = session
+            return session
+
+    def get(self, session_id: str) -> Session:
+        with self.lock:
+            session = self.sessions.get(session_id)
+            if session is None:
+                raise SessionError("no such session (it may have expired: open the recording again)", 404)
+            session.touched = time.monotonic()
+            return session
+
+    def remove(self, session_id: str) -> None:
+        with self.lock:
+            session = self.sessions.get(session_id)
+            if session is not None:
+                self._remove(session)
+
+    def _remove(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+        session.state = "error" if session.state in ("queued", "running") else session.state
+        shutil.rmtree(session.folder, ignore_errors=True)
+
+    def expire(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            for session in list(self.sessions.values()):
+                if now - session.touched > self.idle_seconds and session.state in ("done", "error"):
+                    self._remove(session)
+
+    def close(self) -> None:
+        """Stop the worker (a running transcription is abandoned) and remove every file."""
+        with self.lock:
+            self.closed = True
+            self.sessions.clear()
+        self.worker.shutdown(wait=False, cancel_futures=True)
+        self._temporary.cleanup()
+
+    # -- uploads and transcription ----------------------------------------------------
+
+    def check_audio(self, session: Session) -> None:
+        """Open the upload as audio (the CLI's reader) or remove the session and say why, in one line."""
+        try:
+            with open_audio(session.audio) as handle:
+                frames = handle.frames
+        except AudioError as error:
+            self.remove(session.id)
+            raise SessionError(audio_error_text(error, session.audio, session.name), 415) from None
+        if frames == 0:
+            self.remove(session.id)
+            raise SessionError(f"{session.name}: contains no samples", 415)
+
+    def start(self, session: Session) -> None:
+        self.worker.submit(self._transcribe, session)
+
+    def _transcribe(self, session: Session) -> None:
+        if session.id not in self.sessions:  # removed while queued
+            return
+        session.state = "running"
+        try:
+            if session.audio.suffix.lower() not in BROWSER_FORMATS:
+                session.report("reading", 0.0)
+                session.playable = self.browser_copy(session)
+            result = self.transcriber(session.audio, progress=session.report)
+            result.source = session.name
+            with session.lock:
+                session.result = session.current = result
+            session.report("decoding", 1.0)
+            session.state = "done"
+        except AudioError as error:
+            session.error = audio_error_text(error, session.audio, session.name)
+            session.state = "error"
+        except Exception as error:  # shown on the page in one line; the server goes on
+            log.exception("transcription of %s failed", session.name)
+            session.error = f"{session.name}: transcription failed ({type(error).__name__}: {error})"
+            session.state = "error"
+
+    def browser_copy(self, session: Session) -> Path:
+        """A 16-bit WAV of the upload (at most two channels) for the page's player, read block by block."""
+        import soundfile as sf
+
+        target = session.folder / "playable.wav"
+        with open_audio(session.audio) as source:
+            channels = min(source.channels, 2)
+            with sf.SoundFile(
+                str(target), "w", samplerate=source.samplerate, channels=channels, subtype="PCM_16"
+            ) as out:
+                for block in source.blocks(blocksize=1 << 18, dtype="float32", always_2d=True):
+                    if block.shape[1] != channels:
+                        block = block.mean(axis=1, keepdims=True)
+                    out.write(np.clip(block, -1.0, 1.0))
+        return target
+
+    def playable(self, session: Session, wav: bool = False) -> Path:
+        """The file the page's audio player gets: the upload, or its WAV copy (``wav``: always the copy,
+        for a browser that cannot play the upload's format)."""
+        if session.playable is not None:
+            return session.playable
+        if session.audio.suffix.lower() in BROWSER_FORMATS and not wav:
+            return session.audio
+        if session.state != "done":  # (a copy for a format browsers do not play is made by the job itself)
+            raise SessionError(f"{session.name} is not ready to play yet", 409)
+        with session.lock:
+            if session.playable is None:
+                session.playable = self.browser_copy(session)
+        return session.playable
+
+    # -- decoding and downloads -------------------------------------------------------
+
+    def redecode(self, session: Session, onset_threshold: Any) -> dict[str, Any]:
+        """Decode the kept activations again with another onset threshold; the new payload."""
+        try:
+            value = float(onset_threshold)
+        except (TypeError, ValueError):
+            raise SessionError(f"onset_threshold must be a number, got {onset_threshold!r}") from None
+        if not (math.isfinite(value) and 0.0 < value < 1.0):
+            raise SessionError(f"onset_threshold must be between 0 and 1, got {onset_threshold!r}")
+        with session.lock:
+            result = session.result
+            if result is None:
+                raise SessionError(f"{session.name} is not transcribed yet ({session.state})", 409)
+            if result.activations is None:
+                raise SessionError(f"{session.name}: a live take has no activations to decode again", 409)
+            params: DecoderParams = dataclasses.replace(result.decoder, onset_threshold=round(value, 4))
+            performance = decode(result.activations, params)
+            session.current = dataclasses.replace(
+                result, notes=performance.notes, pedal=performance.pedal, decoder=params
+            )
+            return session.payload()
+
+    def download(self, session: Session, kind: str) -> Path:
+        """The current transcription written as ``kind`` (mid, csv, json) in the session's folder."""
+        if kind not in DOWNLOADS:
+            raise SessionError(f"unknown format {kind!r}; choose from {', '.join(DOWNLOADS)}", 404)
+        with session.lock:
+            current = session.current
+            if current is None:
+                raise SessionError(f"{session.name} is not transcribed yet ({session.state})", 409)
+            path = session.folder / f"transcription.{kind}"
+            {"mid": current.to_midi, "csv": current.to_csv, "json": current.to_json}[kind](path)
+            return path

@@ -1,0 +1,638 @@
+"""The page for musicians (issue #17): ``pianomtl serve`` and :mod:`pianomtl.web`.
+
+Server endpoints through Starlette's TestClient, on real rendered audio and the bundled
+model, no mocks: an upload transcribed in the background with real progress, the
+result equal to the offline pipeline's; downloads that are valid MIDI, CSV and JSON;
+re-decoding with another onset threshold from the kept activations; bad uploads, the
+size limit (declared and chunked), clean-up of every temporary file; two sessions at
+once; the recording served back (range requests, a WAV copy of formats browsers do not
+play); the piano samples rendered once into a cache; live mode over the WebSocket into
+:class:`pianomtl.Stream`; the missing-extra message; the command line.
+
+And the page itself in headless Chromium (Debian's ``chromium`` + ``chromium-driver``,
+driven by Selenium): a file dropped that is not audio is refused in one line; a clip
+opened with the file picker is transcribed and drawn (as many notes drawn as the API
+returns, coloured pixels on the canvas); play moves the playhead; the sensitivity
+slider re-decodes and the roll follows; the MIDI download holds the notes shown;
+nothing is loaded from anywhere but the local server; a screenshot is saved under the
+test's folder. Live mode in the browser: Chromium's fake microphone plays the clip.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("starlette", reason="the [web] extra is not installed")
+pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx (the [dev] extra)")
+
+with warnings.catch_warnings():  # newer Starlette prefers the httpx2 fork; httpx works the same
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+from pianomtl.constants import SAMPLE_RATE
+from pianomtl.core.midi import Note, Performance, read_midi
+from pianomtl.core.scoring import note_scores
+from pianomtl.transcription.decoders import decode
+from pianomtl.transcription.pipeline import Transcriber
+from pianomtl.web import piano as web_piano
+from pianomtl.web.server import create_app, listen, page_url, uvicorn_server
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+STATIC = Path(__file__).resolve().parent.parent / "src" / "pianomtl" / "web" / "static"
+LIMIT_MB = 2.0
+
+
+@pytest.fixture(scope="module")
+def transcriber() -> Transcriber:
+    return Transcriber(threads=1)
+
+
+@pytest.fixture(scope="module")
+def piano_cache(tmp_path_factory: pytest.TempPathFactory) -> web_piano.PianoCache:
+    """Samples rendered once for the module (FluidSynth: about a second; else the numpy model)."""
+    return web_piano.PianoCache(tmp_path_factory.mktemp("piano"), engines=("fluidsynth", "synth"))
+
+
+@pytest.fixture
+def server_root(tmp_path: Path) -> Path:
+    root = tmp_path / "server"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def client(transcriber, piano_cache, server_root):
+    app = create_app(transcriber, max_upload_mb=LIMIT_MB, piano=piano_cache, temp_root=server_root)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def second_clip(soundfont: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another recording (a rising C major arpeggio), so that two sessions differ."""
+    from pianomtl.data.render import render
+
+    notes = [Note(key, 0.2 + 0.4 * i, 0.5 + 0.4 * i, 90) for i, key in enumerate((60, 64, 67, 72))]
+    audio = render(Performance(notes, []), soundfont, duration=2.5)
+    path = tmp_path_factory.mktemp("second") / "arpeggio.flac"
+    sf.write(str(path), (audio * (0.5 / np.abs(audio).max())).astype(np.float32), SAMPLE_RATE, format="FLAC")
+    return path
+
+
+def upload(client: TestClient, path: Path | None = None, name: str | None = None, data: bytes | None = None):
+    content = path.read_bytes() if data is None else data
+    return client.post("/api/sessions", files={"audio": (name or path.name, content, "application/octet-stream")})
+
+
+def wait_done(client: TestClient, session: str, timeout: float = 120.0) -> list[dict]:
+    """Poll the session's status as the page does; every status seen."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.get(f"/api/sessions/{session}").json()
+        seen.append(status)
+        if status["state"] in ("done", "error"):
+            return seen
+        time.sleep(0.02)
+    raise AssertionError(f"session {session} did not finish: {seen[-1]}")
+
+
+def as_tuples(notes) -> list[tuple]:
+    return [(n["key"], n["onset"], n["offset"], n["velocity"]) if isinstance(n, dict) else n for n in notes]
+
+
+def offline(transcriber: Transcriber, path: Path) -> list[tuple]:
+    result = transcriber(path)
+    return [(n.key, round(n.onset, 4), round(n.offset, 4), n.velocity) for n in result.notes]
+
+
+def leftovers(root: Path) -> list[Path]:
+    """Whatever the server left in its temporary root (its own folder inside, and in there the sessions)."""
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+# ---------------------------------------------------------------- the pipeline's progress hook
+
+
+def test_transcriber_reports_real_progress(rendered_clip) -> None:
+    """Progress comes from the reader's block loop and the network's chunk loop, not a spinner."""
+    reports: list[tuple[str, float]] = []
+    transcriber = Transcriber(threads=1, chunk_frames=32)  # 150 frames: 5 network chunks
+    result = transcriber(rendered_clip.wav, progress=lambda stage, fraction: reports.append((stage, fraction)))
+    stages = [stage for stage, _ in reports]
+    assert stages[0] == "reading" and stages[-1] == "decoding"
+    assert stages == sorted(stages, key=["reading", "network", "decoding"].index)  # in order
+    network = [f for s, f in reports if s == "network"]
+    assert len(network) == 5 and network == sorted(network) and network[-1] == 1.0
+    assert [f for s, f in reports if s == "reading"][-1] == 1.0
+    assert [f for s, f in reports if s == "decoding"] == [0.0, 1.0]
+    assert result.notes == Transcriber(threads=1)(rendered_clip.wav).notes  # the hook changes nothing
+
+
+# ---------------------------------------------------------------- uploads, progress, result
+
+
+def test_upload_is_transcribed_in_the_background(client, transcriber, rendered_clip) -> None:
+    response = upload(client, rendered_clip.wav)
+    assert response.status_code == 201, response.text
+    session = response.json()["id"]
+    assert response.json()["name"] == "clip.wav"
+    statuses = wait_done(client, session)
+    final = statuses[-1]
+    assert final["state"] == "done", final
+    assert final["progress"] == 1.0 and final["duration"] == pytest.approx(rendered_clip.seconds, abs=1e-3)
+    progress = [s["progress"] for s in statuses]
+    assert progress == sorted(progress)  # never goes back
+    assert {s["stage"] for s in statuses} <= {"queued", "reading", "network", "decoding"}
+
+    payload = client.get(f"/api/sessions/{session}/notes").json()
+    assert as_tuples(payload["notes"]) == offline(transcriber, rendered_clip.wav)  # the pipeline, unchanged
+    assert payload["redecode"] is True
+    assert payload["decoder"] == transcriber.decoder.to_dict()
+    assert payload["pedal"] and payload["pedal"][0]["value"] == 127
+    found = [Note(n["key"], n["onset"], n["offset"], n["velocity"]) for n in payload["notes"]]
+    assert note_scores(rendered_clip.performance, found)["note_f1"] >= 0.85
+
+
+def test_downloads_are_valid_midi_csv_and_json(client, rendered_clip, tmp_path) -> None:
+    session = upload(client, rendered_clip.wav).json()["id"]
+    wait_done(client, session)
+    notes = client.get(f"/api/sessions/{session}/notes").json()["notes"]
+
+    midi = client.get(f"/api/sessions/{session}/download/mid")
+    assert midi.status_code == 200
+    assert midi.headers["content-disposition"] == 'attachment; filename="clip.mid"'
+    assert midi.content[:4] == b"MThd"
+    (tmp_path / "clip.mid").write_bytes(midi.content)
+    performance = read_midi(tmp_path / "clip.mid")
+    assert [(n.key, n.velocity) for n in performance.notes] == [(n["key"], n["velocity"]) for n in notes]
+    assert [n.onset for n in performance.notes] == pytest.approx([n["onset"] for n in notes], abs=2e-3)
+    assert performance.pedal  # the CC64 events
+
+    rows = list(csv.reader(io.StringIO(client.get(f"/api/sessions/{session}/download/csv").text)))
+    assert rows[0] == ["onset", "offset", "key", "velocity", "name"]
+    assert [(int(r[2]), int(r[3])) for r in rows[1:]] == [(n["key"], n["velocity"]) for n in notes]
+
+    data = json.loads(client.get(f"/api/sessions/{session}/download/json").content)
+    assert data["notes"] == notes and data["source"] == "clip.wav"
+
+    missing = client.get(f"/api/sessions/{session}/download/pdf")
+    assert missing.status_code == 404 and "choose from mid, csv, json" in missing.json()["error"]
+
+
+def test_redecode_changes_the_notes_without_the_network(client, transcriber, rendered_clip) -> None:
+    session = upload(client, rendered_clip.wav).json()["id"]
+    wait_done(client, session)
+    original = client.get(f"/api/sessions/{session}/notes").json()
+    stored = client.app.state.store.get(session)
+    activations = stored.result.activations
+
+    low = client.post(f"/api/sessions/{session}/decode", json={"onset_threshold": 0.1})
+    assert low.status_code == 200, low.text
+    low = low.json()
+    expected = decode(activations, dataclasses.replace(transcriber.decoder, onset_threshold=0.1))
+    assert as_tuples(low["notes"]) == [
+        (n.key, round(n.onset, 4), round(n.offset, 4), n.velocity) for n in expected.notes
+    ]
+    assert low["decoder"]["onset_threshold"] == 0.1
+    assert len(low["notes"]) > len(original["notes"])  # a lower threshold finds more (here: ghost notes)
+    assert stored.result.activations is activations  # kept, not recomputed
+    assert client.get(f"/api/sessions/{session}/notes").json()["notes"] == low["notes"]
+    csv_rows = client.get(f"/api/sessions/{session}/download/csv").text.strip().splitlines()
+    assert len(csv_rows) == 1 + len(low["notes"])  # downloads follow the slider
+
+    back = client.post(
+        f"/api/sessions/{session}/decode", json={"onset_threshold": original["decoder"]["onset_threshold"]}
+    ).json()
+    assert back["notes"] == original["notes"]
+
+    for bad in ({"onset_threshold": 1.5}, {"onset_threshold": "x"}, {"onset_threshold": None}, {"other": 1}, [1]):
+        response = client.post(f"/api/sessions/{session}/decode", json=bad)
+        assert response.status_code == 400
+        assert "\n" not in response.json()["error"]
+    response = client.post(f"/api/sessions/{session}/decode", content=b"not json")
+    assert response.status_code == 400
+
+
+# ---------------------------------------------------------------- bad uploads, the limit, clean-up
+
+
+def test_bad_uploads_are_refused_in_one_line(client, server_root, rendered_clip) -> None:
+    cases = {
+        "notes.txt": (b"these are my notes, not a recording\n" * 20, "notes.txt: not a readable audio file"),
+        "empty.wav": (b"", "empty.wav: not a readable audio file"),
+        "cut.wav": (rendered_clip.wav.read_bytes()[:50_000], "cut.wav: truncated"),
+    }
+    for name, (content, message) in cases.items():
+        response = upload(client, name=name, data=content)
+        assert response.status_code == 415, (name, response.text)
+        error = response.json()["error"]
+        assert error.startswith(message), error
+        assert "\n" not in error and str(server_root) not in error  # names the user's file, not the server's copy
+
+    response = client.post("/api/sessions", files={"other": ("a.wav", b"x", "audio/wav")})
+    assert response.status_code == 400 and "field 'audio'" in response.json()["error"]
+    response = client.post("/api/sessions", content=b"raw bytes", headers={"content-type": "audio/wav"})
+    assert response.status_code == 400
+    assert leftovers(server_root) == []  # every refused upload's folder is gone
+
+
+def test_size_limit(client, server_root) -> None:
+    big = np.zeros(int(LIMIT_MB * 1e6 / 2) + SAMPLE_RATE, dtype=np.int16)  # a little over the limit as 16-bit WAV
+    buffer = io.BytesIO()
+    sf.write(buffer, big, SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    data = buffer.getvalue()
+    response = upload(client, name="long.wav", data=data)
+    assert response.status_code == 413
+    assert response.json()["error"] == (
+        "the file is larger than this server's upload limit of 2 MB (start it with pianomtl serve --max-upload-mb "
+        "to change it)"
+    )
+
+    boundary = "pianomtl-test"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="audio"; filename="long.wav"\r\n'
+            "Content-Type: audio/wav\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+
+    def chunks():  # no Content-Length: a chunked upload is counted as it arrives
+        for start in range(0, len(body), 1 << 16):
+            yield body[start : start + (1 << 16)]
+
+    response = client.post(
+        "/api/sessions", content=chunks(), headers={"content-type": f"multipart/form-data; boundary={boundary}"}
+    )
+    assert response.status_code == 413
+    assert leftovers(server_root) == []
+    assert client.get("/api/config").json()["max_upload_bytes"] == int(LIMIT_MB * 1e6)
+
+
+def test_temporary_files_are_cleaned_up(transcriber, piano_cache, server_root, rendered_clip) -> None:
+    app = create_app(transcriber, max_upload_mb=LIMIT_MB, piano=piano_cache, temp_root=server_root)
+    with TestClient(app) as client:
+        session = upload(client, rendered_clip.wav).json()["id"]
+        wait_done(client, session)
+        client.get(f"/api/sessions/{session}/download/mid")
+        store = client.app.state.store
+        assert store.root.parent == server_root  # the server's one temporary folder
+        files = leftovers(server_root)
+        assert files and all(store.root in f.parents for f in files)
+        assert client.post(f"/api/sessions/{session}/close").status_code == 204
+        assert leftovers(server_root) == []
+        assert client.get(f"/api/sessions/{session}").status_code == 404
+
+        other = upload(client, rendered_clip.wav).json()["id"]
+        wait_done(client, other)
+        store.idle_seconds = 0.0  # long idle: removed when the next session is made
+        time.sleep(0.01)
+        third = upload(client, rendered_clip.wav).json()["id"]
+        assert client.get(f"/api/sessions/{other}").status_code == 404
+        wait_done(client, third)
+    assert list(server_root.iterdir()) == []  # the server's folder is gone when it stops
+
+
+# ---------------------------------------------------------------- two sessions, playback, the piano
+
+
+def test_two_sessions_at_once(client, transcriber, rendered_clip, second_clip) -> None:
+    first = upload(client, rendered_clip.wav).json()["id"]
+    second = upload(client, second_clip).json()["id"]  # sent while the first is being transcribed
+    assert first != second
+    assert wait_done(client, first)[-1]["state"] == "done"
+    assert wait_done(client, second)[-1]["state"] == "done"
+    notes_first = client.get(f"/api/sessions/{first}/notes").json()["notes"]
+    notes_second = client.get(f"/api/sessions/{second}/notes").json()["notes"]
+    assert as_tuples(notes_first) == offline(transcriber, rendered_clip.wav)
+    assert as_tuples(notes_second) == offline(transcriber, second_clip)
+    assert [n["key"] for n in notes_second] == [60, 64, 67, 72]
+
+    client.post(f"/api/sessions/{first}/decode", json={"onset_threshold": 0.1})  # one tab's slider …
+    assert client.get(f"/api/sessions/{second}/notes").json()["notes"] == notes_second  # … not the other's
+    midi = client.get(f"/api/sessions/{second}/download/mid")
+    assert midi.headers["content-disposition"] == 'attachment; filename="arpeggio.mid"'
+    client.post(f"/api/sessions/{first}/close")
+    assert client.get(f"/api/sessions/{first}/notes").status_code == 404
+    assert client.get(f"/api/sessions/{second}/notes").status_code == 200
+    assert client.get("/api/sessions/not-a-session").status_code == 404
+
+
+def test_recording_is_served_back(client, rendered_clip, tmp_path) -> None:
+    session = upload(client, rendered_clip.flac).json()["id"]
+    wait_done(client, session)
+    response = client.get(f"/api/sessions/{session}/audio")
+    assert response.status_code == 200 and response.content == rendered_clip.flac.read_bytes()
+    partial = client.get(f"/api/sessions/{session}/audio", headers={"Range": "bytes=100-199"})
+    assert partial.status_code == 206 and partial.content == rendered_clip.flac.read_bytes()[100:200]
+    copy = client.get(f"/api/sessions/{session}/audio?format=wav")  # for a browser that cannot play FLAC
+    samples, rate = sf.read(io.BytesIO(copy.content), dtype="float32")
+    assert rate == SAMPLE_RATE and np.abs(samples - rendered_clip.samples).max() < 1e-3
+
+    aiff = tmp_path / "clip.aiff"  # a format browsers do not play: a WAV copy is served
+    sf.write(str(aiff), rendered_clip.samples, SAMPLE_RATE, format="AIFF", subtype="PCM_16")
+    session = upload(client, aiff).json()["id"]
+    assert wait_done(client, session)[-1]["state"] == "done"
+    response = client.get(f"/api/sessions/{session}/audio")
+    assert response.headers["content-type"] in ("audio/wav", "audio/x-wav")
+    samples, rate = sf.read(io.BytesIO(response.content), dtype="float32")
+    assert len(samples) == len(rendered_clip.samples)
+
+
+def test_piano_samples_are_rendered_once(client, piano_cache, monkeypatch) -> None:
+    manifest = client.get("/api/piano").json()
+    assert manifest["keys"] == list(web_piano.SAMPLE_KEYS) and manifest["engine"] in ("fluidsynth", "synth")
+    assert len(manifest["keys"]) == 30 and manifest["keys"][0] == 21 and manifest["keys"][-1] == 108
+    response = client.get(manifest["urls"]["60"])
+    samples, rate = sf.read(io.BytesIO(response.content), dtype="float32")
+    assert rate == web_piano.RATE and len(samples) == int(web_piano.sample_seconds(60) * rate)
+    assert 0.05 < float(np.abs(samples).max()) <= 0.9 + 1e-3 and abs(float(samples[-1])) < 1e-3  # faded out
+    assert client.get("/api/piano/61.wav").status_code == 404
+    total = sum(piano_cache.get().path(k).stat().st_size for k in web_piano.SAMPLE_KEYS)
+    assert total < 8e6
+
+    def broken():
+        raise AssertionError("rendered again")
+
+    monkeypatch.setattr(web_piano, "RENDERERS", dict.fromkeys(web_piano.ENGINES, broken))
+    again = web_piano.PianoCache(piano_cache.root, engines=piano_cache.engines).get()  # a new server: the cache
+    assert again.folder == piano_cache.get().folder
+
+
+def test_additive_piano_is_in_tune() -> None:
+    for key in (33, 69, 96):
+        note = web_piano.synth_note(key, 1.0)
+        spectrum = np.abs(np.fft.rfft(note * np.hanning(len(note)), 1 << 17))
+        peak = np.fft.rfftfreq(1 << 17, 1 / web_piano.RATE)[np.argmax(spectrum)]
+        assert peak == pytest.approx(440 * 2 ** ((key - 69) / 12), rel=0.01)
+
+
+# ---------------------------------------------------------------- live mode
+
+
+def test_live_websocket(client, transcriber, rendered_clip) -> None:
+    samples = rendered_clip.samples.astype("<f4")
+    events = []
+    with client.websocket_connect("/api/live") as socket:
+        socket.send_json({"rate": SAMPLE_RATE})
+        ready = socket.receive_json()
+        assert ready["type"] == "ready"
+        for start in range(0, len(samples), 4410):
+            socket.send_bytes(samples[start : start + 4410].tobytes())
+            message = socket.receive_json()
+            assert message["type"] == "events"
+            events += message["events"]
+        socket.send_json({"type": "stop"})
+        message = socket.receive_json()
+        events += message["events"]
+        done = socket.receive_json()
+    assert done == {"type": "done", "id": ready["id"]}
+    ons = [e for e in events if e["type"] == "note_on"]
+    assert sorted(e["key"] for e in ons) == sorted(n.key for n in rendered_clip.performance.notes)
+    assert len([e for e in events if e["type"] == "note_off"]) == len(ons)
+    assert [e["type"] for e in events if e["type"].startswith("pedal")] == ["pedal_on", "pedal_off"]
+
+    statuses = wait_done(client, ready["id"])  # the take, transcribed offline like an upload
+    assert statuses[-1]["state"] == "done" and statuses[-1]["live"] is True
+    take = client.get(f"/api/sessions/{ready['id']}/notes").json()
+    assert [n["key"] for n in take["notes"]] == [k for k, *_ in offline(transcriber, rendered_clip.wav)]
+    assert take["redecode"] is True
+    audio = client.get(f"/api/sessions/{ready['id']}/audio")
+    recorded, rate = sf.read(io.BytesIO(audio.content), dtype="float32")
+    assert rate == SAMPLE_RATE and len(recorded) == len(samples)
+
+    with client.websocket_connect("/api/live") as socket:  # a bad start is one line, not a crash
+        socket.send_json({"rate": 0})
+        message = socket.receive_json()
+        assert message["type"] == "error" and "rate" in message["error"]
+    assert all(s.state == "done" for s in client.app.state.store.sessions.values())  # nothing left half-made
+
+
+# ---------------------------------------------------------------- the page's files, the extra, the command
+
+
+def test_page_loads_only_local_files(client) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and "<canvas" in page.text
+    for name in ("style.css", "app.js"):
+        assert f'"/static/{name}"' in page.text
+        assert client.get(f"/static/{name}").status_code == 200
+    for path in STATIC.iterdir():
+        text = path.read_text()
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, path.name
+
+
+def test_missing_web_extra_is_one_line(monkeypatch, capsys) -> None:
+    from pianomtl.cli import main
+
+    monkeypatch.setitem(sys.modules, "starlette", None)
+    assert main(["serve"]) == 2
+    assert capsys.readouterr().err == "pianomtl serve needs the web extra: pip install 'pianomtl[web]'\n"
+
+
+def test_command_line_serves_the_page() -> None:
+    import httpx
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pianomtl.cli", "serve", "--port", "0", "--threads", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("pianomtl: the page is at http://127.0.0.1:"), line + process.stderr.read()
+        url = line.split()[5]
+        assert httpx.get(url, timeout=30).status_code == 200
+        assert httpx.get(url + "api/config", timeout=30).json()["max_upload"] == "200 MB"
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        busy = subprocess.run(
+            [sys.executable, "-m", "pianomtl.cli", "serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert busy.returncode == 1 and busy.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}")
+        assert len(busy.stderr.strip().splitlines()) == 1
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+# ---------------------------------------------------------------- the page in a real browser
+
+
+CHROMIUM_FLAGS = (
+    "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking "
+    "--disable-component-update --disable-sync --use-fake-ui-for-media-stream --use-fake-device-for-media-stream"
+).split()
+
+
+@pytest.fixture(scope="module")
+def live_server(transcriber, piano_cache, tmp_path_factory):
+    """The app on a free localhost port, served by uvicorn on a thread."""
+    sock = listen("127.0.0.1", 0)
+    app = create_app(transcriber, max_upload_mb=LIMIT_MB, piano=piano_cache, temp_root=tmp_path_factory.mktemp("srv"))
+    server = uvicorn_server(app)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    yield page_url(sock), app
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser(rendered_clip, tmp_path_factory):
+    """Headless Chromium (Debian's), its downloads in a fresh folder, the clip as its fake microphone."""
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium is None or driver_path is None:
+        pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (the [dev] extra)")
+    from selenium.webdriver.chrome.service import Service
+
+    downloads = tmp_path_factory.mktemp("downloads")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.add_argument(f"--use-file-for-fake-audio-capture={rendered_clip.wav}")
+    options.add_argument("--window-size=1280,800")
+    options.add_experimental_option(
+        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    )
+    driver = webdriver.Chrome(options=options, service=Service(driver_path))
+    driver.downloads = downloads
+    yield driver
+    driver.quit()
+
+
+def wait_for(driver, script: str, timeout: float = 60.0):
+    """Poll a JS expression until it is truthy; its value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = driver.execute_script(f"return {script}")
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {script}: {driver.execute_script('return window.pianomtl.error')}")
+
+
+def coloured_pixels(driver) -> int:
+    """Pixels of the roll drawn in a note colour (warm, saturated): the canvas is not just lanes and keys."""
+    return driver.execute_script(
+        """const c = document.getElementById('roll');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i] > 150 && d[i] - d[i + 2] > 80 && d[i + 3] > 0) n++;
+        return n;"""
+    )
+
+
+def test_page_in_a_browser(browser, live_server, rendered_clip, tmp_path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    url, app = live_server
+    store = app.state.store
+    browser.get(url)
+    wait_for(browser, "window.pianomtl && window.pianomtl.config")
+
+    # a dropped file that is not audio: refused, in one line on the page
+    browser.execute_script(
+        """const t = new DataTransfer();
+        t.items.add(new File(['my shopping list'], 'list.txt', {type: 'text/plain'}));
+        window.dispatchEvent(new DragEvent('drop', {dataTransfer: t, bubbles: true, cancelable: true}));"""
+    )
+    error = wait_for(browser, "window.pianomtl.error")
+    assert error.startswith("list.txt: not a readable audio file") and "\n" not in error
+    assert browser.find_element(By.ID, "error").is_displayed()
+
+    # a recording opened with the file picker: progress, then the roll
+    browser.find_element(By.ID, "file").send_keys(str(rendered_clip.wav))
+    wait_for(browser, "window.pianomtl.status === 'ready'")
+    assert browser.execute_script("return window.pianomtl.error") == ""
+    session = browser.execute_script("return window.pianomtl.session")
+    api_notes = store.get(session).payload()["notes"]
+    assert browser.execute_script("return window.pianomtl.notes.length") == len(api_notes) >= 7
+    drawn = int(browser.find_element(By.ID, "roll").get_attribute("data-notes-drawn"))
+    assert drawn == len(api_notes)  # the whole clip is in view: every note drawn
+    assert coloured_pixels(browser) > 200
+    screenshot = tmp_path / "page.png"
+    browser.save_screenshot(str(screenshot))
+    assert screenshot.stat().st_size > 10_000
+
+    # play: the piano loads, the playhead moves; pause stops it
+    browser.find_element(By.ID, "play").click()
+    wait_for(browser, "window.pianomtl.playing && window.pianomtl.position > 0.4", timeout=30)
+    assert browser.execute_script("return window.pianomtl.piano.state") == "ready"
+    browser.find_element(By.ID, "play").click()
+    position = browser.execute_script("return window.pianomtl.position")
+    time.sleep(0.3)
+    assert browser.execute_script("return [window.pianomtl.playing, window.pianomtl.position]") == [False, position]
+
+    # the sensitivity slider: lower the onset threshold with the keyboard; the roll follows the server
+    slider = browser.find_element(By.ID, "threshold")
+    start = float(slider.get_attribute("value"))
+    slider.send_keys(*[Keys.ARROW_LEFT] * round((start - 0.1) * 100))
+    wait_for(browser, "Math.abs(window.pianomtl.threshold - 0.1) < 1e-6", timeout=30)
+    lowered = store.get(session).payload()["notes"]
+    assert len(lowered) > len(api_notes)
+    wait_for(browser, f"window.pianomtl.notes.length === {len(lowered)}")
+    wait_for(browser, f"document.getElementById('roll').dataset.notesDrawn === '{len(lowered)}'")
+
+    # download the MIDI: the notes on the page
+    browser.find_element(By.ID, "dl-mid").click()
+    midi = browser.downloads / "clip.mid"
+    deadline = time.monotonic() + 30
+    while not midi.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [n.key for n in read_midi(midi).notes] == [n["key"] for n in lowered]
+
+    # everything the page loaded came from this server
+    origin = url.rstrip("/")
+    resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert resources and all(r.startswith(origin) for r in resources), resources
+    logged = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert [m for m in logged if "status of 415" not in m] == []  # only the refused upload, nothing broken
+
+
+def test_live_mode_in_a_browser(browser, live_server, rendered_clip) -> None:
+    """Chromium's fake microphone plays the clip (in a loop); notes appear as it plays, and the take is kept."""
+    from selenium.webdriver.common.by import By
+
+    url, app = live_server
+    browser.get(url)
+    wait_for(browser, "window.pianomtl && window.pianomtl.config")
+    browser.find_element(By.ID, "live").click()
+    wait_for(browser, "window.pianomtl.live && window.pianomtl.live.notes.length >= 8", timeout=40)
+    keys = browser.execute_script("return window.pianomtl.live.notes.map(n => n.key)")
+    assert set(keys) <= {n.key for n in rendered_clip.performance.notes}
+    browser.find_element(By.ID, "live").click()
+    wait_for(browser, "window.pianomtl.status === 'ready'", timeout=60)
+    session = browser.execute_script("return window.pianomtl.session")
+    take = app.state.store.get(session)
+    assert take.live and take.result is not None
+    assert browser.execute_script("return window.pianomtl.notes.length") == len(take.current.notes) >= 8
