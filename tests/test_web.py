@@ -310,6 +310,30 @@ def test_temporary_files_are_cleaned_up(transcriber, piano_cache, server_root, r
     assert list(server_root.iterdir()) == []  # the server's folder is gone when it stops
 
 
+def test_closing_a_session_stops_its_transcription(transcriber, piano_cache, server_root, rendered_clip) -> None:
+    long = server_root.parent / "long.flac"  # a minute of the clip: long enough to be caught mid-way
+    sf.write(str(long), np.tile(rendered_clip.samples, 20), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    app = create_app(transcriber, max_upload_mb=20, piano=piano_cache, temp_root=server_root)
+    with TestClient(app) as client:
+        first = upload(client, long).json()["id"]
+        queued = upload(client, rendered_clip.wav).json()["id"]
+        running = client.app.state.store.get(first)
+        waiting = client.app.state.store.get(queued)
+        deadline = time.monotonic() + 60
+        while running.stage in ("queued", "reading") and time.monotonic() < deadline:
+            time.sleep(0.005)
+        client.post(f"/api/sessions/{queued}/close")  # a tab closed while its recording waits …
+        client.post(f"/api/sessions/{first}/close")  # … and one closed while it is transcribed
+        deadline = time.monotonic() + 30
+        while running.error is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert running.error == "long.flac: closed while it was being transcribed" and running.result is None
+        assert running.progress < 0.95
+        assert waiting.result is None and waiting.cancelled
+        after = upload(client, rendered_clip.wav).json()["id"]  # the worker is free again
+        assert wait_done(client, after)[-1]["state"] == "done"
+
+
 # ---------------------------------------------------------------- two sessions, playback, the piano
 
 

@@ -18,6 +18,7 @@ import io
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -64,6 +65,14 @@ def export_onnx(
 
     was_training = model.training
     model = model.cpu().eval()
+    if getattr(model, "recurrent", False):  # state in, state out: the graph of models/stateful_onnx.py
+        from pianomtl.models.stateful_onnx import export_stateful_onnx
+
+        try:
+            graph = onnx.load_from_string(export_stateful_onnx(model, opset, example_frames))
+        finally:
+            model.train(was_training)
+        return _finish(graph, model, destination, decoder, metadata)
     example = torch.zeros(1, example_frames + 2 * CONTEXT, N_BINS)
     buffer = io.BytesIO()
     axes = {INPUT_NAME: {0: "batch", 1: "input_frames"}, **{t: {0: "batch", 1: "frames"} for t in TASKS}}
@@ -83,7 +92,15 @@ def export_onnx(
             )
     finally:
         model.train(was_training)
-    graph = onnx.load_from_string(buffer.getvalue())
+    return _finish(onnx.load_from_string(buffer.getvalue()), model, destination, decoder, metadata)
+
+
+def _finish(
+    graph: Any, model: torch.nn.Module, destination: str | Path | io.BytesIO, decoder: DecoderParams | None, metadata
+) -> str | Path | io.BytesIO:
+    """Add the configuration, decoder and metadata to the graph and write it (atomically for a path)."""
+    import onnx
+
     config = getattr(model, "config", None)
     properties = {
         METADATA_DECODER: json.dumps((decoder or DecoderParams()).to_dict()),

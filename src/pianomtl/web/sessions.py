@@ -10,7 +10,9 @@ goes first).
 
 Transcriptions run one at a time on a background thread (the model is shared; a CPU
 has no spare cores for two), reporting their stage and progress from the pipeline's
-block and chunk loops (:meth:`~pianomtl.transcription.pipeline.Transcriber.__call__`).
+block and chunk loops (:meth:`~pianomtl.transcription.pipeline.Transcriber.__call__`);
+a session removed while it is transcribed (its tab closed, the server stopping) stops
+at the next block or chunk.
 The activations are kept, so the onset threshold is changed by re-decoding them
 (:func:`~pianomtl.transcription.decoders.decode`, milliseconds) without the network.
 
@@ -22,13 +24,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import queue
 import re
 import secrets
 import shutil
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,10 @@ BROWSER_FORMATS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3")
 STAGE_SPAN = {"queued": (0.0, 0.0), "reading": (0.0, 0.25), "network": (0.25, 0.95), "decoding": (0.95, 1.0)}
 """Each stage's share of the progress bar (the network dominates on a CPU)."""
 DOWNLOADS = {"mid": "audio/midi", "csv": "text/csv", "json": "application/json"}
+
+
+class Cancelled(Exception):
+    """The session was removed while it was being transcribed."""
 
 
 class SessionError(Exception):
@@ -102,12 +108,16 @@ class Session:
     touched: float = dataclasses.field(default_factory=time.monotonic)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
     playable: Path | None = None
+    cancelled: bool = False
 
     @property
     def stem(self) -> str:
         return Path(self.name).stem or "recording"
 
     def report(self, stage: str, fraction: float) -> None:
+        """The pipeline's progress callback (it also stops a removed session's transcription)."""
+        if self.cancelled:
+            raise Cancelled
         low, high = STAGE_SPAN.get(stage, (0.0, 1.0))
         self.stage = stage
         self.progress = max(self.progress, low + (high - low) * min(max(fraction, 0.0), 1.0))
@@ -158,7 +168,10 @@ class SessionStore:
         self.root = Path(self._temporary.name)
         self.sessions: dict[str, Session] = {}
         self.lock = threading.Lock()
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pianomtl-transcribe")
+        self.jobs: queue.Queue[Session | None] = queue.Queue()
+        # a daemon thread: Ctrl-C stops the server at once, not after the transcription in progress
+        self.worker = threading.Thread(target=self._work, name="pianomtl-transcribe", daemon=True)
+        self.worker.start()
         self.closed = False
 
     # -- life cycle --------------------------------------------------------------------
@@ -200,6 +213,7 @@ class SessionStore:
 
     def _remove(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
+        session.cancelled = True
         session.state = "error" if session.state in ("queued", "running") else session.state
         shutil.rmtree(session.folder, ignore_errors=True)
 
@@ -214,8 +228,11 @@ class SessionStore:
         """Stop the worker (a running transcription is abandoned) and remove every file."""
         with self.lock:
             self.closed = True
+            for session in self.sessions.values():
+                session.cancelled = True
             self.sessions.clear()
-        self.worker.shutdown(wait=False, cancel_futures=True)
+        self.jobs.put(None)
+        self.worker.join(timeout=5.0)  # a transcription stops at its next block or chunk
         self._temporary.cleanup()
 
     # -- uploads and transcription ----------------------------------------------------
@@ -233,10 +250,14 @@ class SessionStore:
             raise SessionError(f"{session.name}: contains no samples", 415)
 
     def start(self, session: Session) -> None:
-        self.worker.submit(self._transcribe, session)
+        self.jobs.put(session)
+
+    def _work(self) -> None:
+        while (session := self.jobs.get()) is not None:
+            self._transcribe(session)
 
     def _transcribe(self, session: Session) -> None:
-        if session.id not in self.sessions:  # removed while queued
+        if session.cancelled:  # removed while queued
             return
         session.state = "running"
         try:
@@ -249,6 +270,9 @@ class SessionStore:
                 session.result = session.current = result
             session.report("decoding", 1.0)
             session.state = "done"
+        except Cancelled:
+            session.state = "error"
+            session.error = f"{session.name}: closed while it was being transcribed"
         except AudioError as error:
             session.error = audio_error_text(error, session.audio, session.name)
             session.state = "error"
