@@ -370,3 +370,28 @@ def test_note_scorer_scores_the_decoded_frames_and_pedal(tmp_path) -> None:
     assert partial["transcription_frames"]["precision"] == pytest.approx(1.0)
     assert 0.0 < partial["transcription_frames"]["recall"] < 1.0
     assert partial["pedal"]["recall"] == 0.0
+
+
+def test_velocity_rank_correlation_judges_order_within_a_recording() -> None:
+    """ρ is 1 for any monotone map of the true velocities (another piano's curve), −1 reversed,
+    ties get average ranks (scipy's Spearman agrees), and unmatched notes do not count."""
+    from scipy.stats import spearmanr
+
+    true = [20, 40, 60, 80, 100, 100, 30]
+    reference = [Note(60 + i, 0.5 * i, 0.5 * i + 0.3, v) for i, v in enumerate(true)]
+
+    def estimate(velocities: list[int]) -> list[Note]:
+        return [n._replace(velocity=v) for n, v in zip(reference, velocities, strict=True)]
+
+    squashed = [int(40 + 0.3 * v) for v in true]  # a softer piano: same order, other spacing
+    assert note_scores(reference, estimate(squashed))["velocity_rho"] == pytest.approx(1.0)
+    reversed_order = [128 - v for v in true]
+    assert note_scores(reference, estimate(reversed_order))["velocity_rho"] == pytest.approx(-1.0)
+    noisy = [21, 35, 70, 64, 90, 99, 41]
+    scores = note_scores(reference, estimate(noisy))
+    assert scores["velocity_rho"] == pytest.approx(spearmanr(true, noisy).statistic)
+    assert scores["velocity_pairs"] == len(true)
+    missing_one = estimate(noisy)[:-1]  # the unmatched reference note is left out of ρ
+    assert note_scores(reference, missing_one)["velocity_pairs"] == len(true) - 1
+    total = aggregate_scores([scores, note_scores(reference, estimate(reversed_order))])
+    assert total["velocity_rho"] == pytest.approx((scores["velocity_rho"] - 1.0) / 2)

@@ -73,21 +73,20 @@ def note_scores(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # mir_eval warns about empty note lists
         for name, offset_ratio in (("note", None), ("note_offset", OFFSET_RATIO)):
+            pairs = []
             if len(ref) and len(est):
-                matched = len(
-                    mir_eval.transcription.match_notes(
-                        ref_intervals,
-                        ref_pitches,
-                        est_intervals,
-                        est_pitches,
-                        onset_tolerance=ONSET_TOLERANCE,
-                        offset_ratio=offset_ratio,
-                        offset_min_tolerance=OFFSET_MIN_TOLERANCE,
-                    )
+                pairs = mir_eval.transcription.match_notes(
+                    ref_intervals,
+                    ref_pitches,
+                    est_intervals,
+                    est_pitches,
+                    onset_tolerance=ONSET_TOLERANCE,
+                    offset_ratio=offset_ratio,
+                    offset_min_tolerance=OFFSET_MIN_TOLERANCE,
                 )
-            else:
-                matched = 0
-            scores.update(_prf(name, matched, len(ref), len(est)))
+            scores.update(_prf(name, len(pairs), len(ref), len(est)))
+            if name == "note":
+                scores.update(velocity_rank_correlation(ref_velocities, est_velocities, pairs))
         if len(ref) and len(est):
             matched = len(
                 mir_eval.transcription_velocity.match_notes(
@@ -123,6 +122,37 @@ def _prf(name: str, matched: int, n_reference: int, n_estimated: int) -> dict[st
     }
 
 
+def velocity_rank_correlation(
+    reference_velocities: np.ndarray, estimated_velocities: np.ndarray, pairs: Sequence[tuple[int, int]]
+) -> dict[str, float]:
+    """Spearman ρ between the true and estimated velocities of onset-matched notes of one recording.
+
+    Velocity is judged within a recording (mir_eval's velocity match fits a linear map per
+    recording), so what a transcriber must get right is the *order and spacing* of the
+    velocities inside one piece, whatever piano played it; ρ measures the order.
+    Returns ``velocity_rho`` (0 with fewer than 3 pairs or a constant side) and
+    ``velocity_pairs`` (the weight of this recording in :func:`aggregate_scores`).
+    """
+    if len(pairs) < 3:
+        return {"velocity_rho": 0.0, "velocity_pairs": 0.0}
+    reference_index, estimated_index = np.asarray(pairs, dtype=int).T
+    true, estimated = reference_velocities[reference_index], estimated_velocities[estimated_index]
+    if np.ptp(true) == 0 or np.ptp(estimated) == 0:
+        return {"velocity_rho": 0.0, "velocity_pairs": 0.0}
+    rho = np.corrcoef(_ranks(true), _ranks(estimated))[0, 1]
+    return {"velocity_rho": float(rho), "velocity_pairs": float(len(pairs))}
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks with ties given their average rank (what Spearman's ρ correlates)."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.arange(len(values), dtype=np.float64)
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return (sums / counts)[inverse]
+
+
 def aggregate_scores(scores: Iterable[dict[str, float]]) -> dict[str, float]:
     """Corpus-level scores: matched, reference and estimated note counts summed first.
 
@@ -136,4 +166,8 @@ def aggregate_scores(scores: Iterable[dict[str, float]]) -> dict[str, float]:
     for name in MEASURES:
         matched = int(sum(s[f"{name}_matched"] for s in scores))
         total.update(_prf(name, matched, n_reference, n_estimated))
+    pairs = sum(s.get("velocity_pairs", 0.0) for s in scores)
+    weighted = sum(s.get("velocity_rho", 0.0) * s.get("velocity_pairs", 0.0) for s in scores)
+    total["velocity_rho"] = weighted / pairs if pairs else 0.0  # per-recording ρ, weighted by matched notes
+    total["velocity_pairs"] = float(pairs)
     return total

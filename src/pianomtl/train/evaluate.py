@@ -115,6 +115,7 @@ class NoteScorer:
             }
             | {"transcription_frames": self.frame_counts.scores(), "pedal": self.pedal_counts.scores()}
             | {"counts": {"reference": total["n_reference"], "estimated": total["n_estimated"]}}
+            | {"velocity": {"rho": total["velocity_rho"], "pairs": total["velocity_pairs"]}}
         )
 
 
@@ -195,5 +196,11 @@ def format_report(report: dict) -> str:
             lines.append(
                 f"{NOTE_LABELS[measure]:<30} {_number(scores['precision']):>8} {_number(scores['recall']):>8} "
                 f"{_number(scores['f1']):>8}"
+            )
+        if "velocity" in notes:
+            velocity = notes["velocity"]
+            lines.append(
+                f"{'velocity order (Spearman ρ)':<30} {_number(velocity['rho']):>8}   "
+                f"(onset-matched notes, per recording, weighted by {velocity['pairs']:.0f} pairs)"
             )
     return "\n".join(lines)

@@ -356,11 +356,11 @@
     // velocity legend above the keyboard: soft → loud
     for (let i = 0; i < 40; i++) {
       c.fillStyle = velocityColour(1 + 126 * i / 39, 1);
-      c.fillRect(8 + i, 5, 1, 7);
+      c.fillRect(6 + i, 3, 1, 6);
     }
     c.fillStyle = "#667085";
     c.font = "9px system-ui, sans-serif";
-    c.fillText("velocity", 8, 17);
+    c.fillText("velocity", 6, 15);
 
     // the sustain pedal band
     const pedal = state.live ? state.live.pedal : state.pedal;
