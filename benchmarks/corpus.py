@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from pianomtl.constants import SAMPLE_RATE
-from pianomtl.data import assets, synth
+from pianomtl.data import assets, engines, synth, timbres
 
 
 def items_for(timbre: str, seconds: float) -> list[synth.Item]:
@@ -37,23 +37,23 @@ def items_for(timbre: str, seconds: float) -> list[synth.Item]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=120.0, help="audio seconds per timbre (120)")
-    parser.add_argument("--timbres", default=",".join(synth.TIMBRES))
+    parser.add_argument("--timbres", default=",".join(timbres.TIMBRES))
     args = parser.parse_args()
     rows = []
     for timbre in args.timbres.split(","):
         try:
-            synth.TIMBRES[timbre].soundfont()
+            timbres.TIMBRES[timbre].soundfont()
         except assets.AssetError as error:
             rows.append((timbre, f"skipped: {error}"))
             continue
         items = items_for(timbre, args.seconds)
         audio = sum(item.duration for item in items)
         began = time.perf_counter()
-        synth._synth(timbre)
+        engines._synth(timbre)
         load = time.perf_counter() - began
         began = time.perf_counter()
         for item in items:
-            synth.render_performance(item.performance, timbre, round(item.duration * SAMPLE_RATE))
+            engines.render_performance(item.performance, timbre, round(item.duration * SAMPLE_RATE))
         render = time.perf_counter() - began
         with tempfile.TemporaryDirectory() as folder:
             synth.render_item(dataclasses.replace(items[0]), Path(folder))  # imports (scipy.signal) out of the timing

@@ -67,7 +67,7 @@ def build_wheel(out: Path) -> Path:
         str(out),
         str(ROOT),
     ]
-    subprocess.run(command, check=True, capture_output=True)
+    subprocess.run(command, check=True, capture_output=True, timeout=900)
     return next(out.glob("pianomtl-*.whl"))
 
 
@@ -75,10 +75,10 @@ def lean_venv(folder: Path, wheel: Path) -> Path:
     """A virtual environment with the wheel and its runtime dependencies only; returns its ``pianomtl``."""
     python = folder / "bin" / "python"
     if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+        subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, timeout=900)
     pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, str(wheel)], check=True, capture_output=True)
-    subprocess.run([*pip, "--force-reinstall", "--no-deps", str(wheel)], check=True, capture_output=True)
+    subprocess.run([*pip, str(wheel)], check=True, capture_output=True, timeout=900)
+    subprocess.run([*pip, "--force-reinstall", "--no-deps", str(wheel)], check=True, capture_output=True, timeout=900)
     check = subprocess.run(
         [str(python), "-c", "import importlib.util as u; print(u.find_spec('torch') is None)"],
         capture_output=True,

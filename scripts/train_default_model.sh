@@ -23,7 +23,7 @@ for STEPS in 1600 2800; do
         --restarts 2 --seed 0 --threads 2
 done
 # fine-tuning: a fresh Adam and a cosine cycle from another run's last checkpoint, with a random
-# equaliser and level on 80 % of the excerpts (timbre augmentation, data/augment.py)
+# equaliser and level on 80 % of the excerpts (timbre augmentation, data/feature_augment.py)
 finetune() {  # OUT INIT LR STEPS SEED [CACHE]
     $PIANOMTL train --cache "$WORK/${6:-cache}" --out "$WORK/runs/$1" --resume \
         --init-from "$WORK/runs/$2/checkpoint.pt" --equaliser 0.8 \

@@ -8,19 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-import tiny_cache
 from pianomtl.core.features import LogFilteredSpectrogram
-from pianomtl.data import augment
+from pianomtl.data import feature_augment
 from pianomtl.data.sampler import ExcerptSampler
 from pianomtl.data.store import open_split
 
 
 @pytest.fixture(scope="module")
-def recordings(tmp_path_factory: pytest.TempPathFactory):
-    reason = tiny_cache.available()
-    if reason:
-        pytest.skip(reason)
-    return open_split(tiny_cache.build(tmp_path_factory.mktemp("augment") / "cache"), "train")
+def recordings(cache: Path):
+    return open_split(cache, "train")
 
 
 def test_a_gain_on_the_audio_equals_the_gain_on_the_features() -> None:
@@ -29,29 +25,31 @@ def test_a_gain_on_the_audio_equals_the_gain_on_the_features() -> None:
     audio = torch.from_numpy(rng.normal(scale=0.1, size=44100).astype(np.float64))
     spectrogram = LogFilteredSpectrogram().double()
     quiet = spectrogram(audio * 0.25).numpy()
-    predicted = augment.equalise(spectrogram(audio).numpy(), np.full(144, 20 * np.log10(0.25)))
+    predicted = feature_augment.equalise(spectrogram(audio).numpy(), np.full(144, 20 * np.log10(0.25)))
     np.testing.assert_allclose(predicted, quiet, rtol=1e-9, atol=1e-12)
 
 
 def test_equalising_twice_adds_the_gains() -> None:
     rng = np.random.default_rng(1)
     features = rng.uniform(0, 3, size=(20, 144))
-    a, b = augment.random_equaliser(rng), augment.random_equaliser(rng)
-    np.testing.assert_allclose(augment.equalise(augment.equalise(features, a), b), augment.equalise(features, a + b))
-    np.testing.assert_allclose(augment.equalise(features, np.zeros(144)), features, rtol=1e-12)
-    assert augment.equalise(features.astype(np.float32), a).dtype == np.float32
+    a, b = feature_augment.random_equaliser(rng), feature_augment.random_equaliser(rng)
+    np.testing.assert_allclose(
+        feature_augment.equalise(feature_augment.equalise(features, a), b), feature_augment.equalise(features, a + b)
+    )
+    np.testing.assert_allclose(feature_augment.equalise(features, np.zeros(144)), features, rtol=1e-12)
+    assert feature_augment.equalise(features.astype(np.float32), a).dtype == np.float32
 
 
 def test_random_equalisers_stay_within_their_ranges() -> None:
     rng = np.random.default_rng(2)
-    octaves = augment.band_octaves()
-    gains = np.stack([augment.random_equaliser(rng, octaves) for _ in range(500)])
-    reach = augment.BUMPS * augment.BUMP_DB
-    low = augment.LEVEL_DB[0] + np.minimum(
-        augment.TILT_DB_PER_OCTAVE[0] * octaves, augment.TILT_DB_PER_OCTAVE[1] * octaves
+    octaves = feature_augment.band_octaves()
+    gains = np.stack([feature_augment.random_equaliser(rng, octaves) for _ in range(500)])
+    reach = feature_augment.BUMPS * feature_augment.BUMP_DB
+    low = feature_augment.LEVEL_DB[0] + np.minimum(
+        feature_augment.TILT_DB_PER_OCTAVE[0] * octaves, feature_augment.TILT_DB_PER_OCTAVE[1] * octaves
     )
-    high = augment.LEVEL_DB[1] + np.maximum(
-        augment.TILT_DB_PER_OCTAVE[0] * octaves, augment.TILT_DB_PER_OCTAVE[1] * octaves
+    high = feature_augment.LEVEL_DB[1] + np.maximum(
+        feature_augment.TILT_DB_PER_OCTAVE[0] * octaves, feature_augment.TILT_DB_PER_OCTAVE[1] * octaves
     )
     assert (gains >= low - reach).all() and (gains <= high + reach).all()
     assert gains.std(axis=0).min() > 2.0, "the equaliser barely varies"
@@ -77,4 +75,4 @@ def test_sampler_equaliser_changes_features_not_labels(recordings) -> None:
 
 def test_silent_bands_stay_silent(tmp_path: Path) -> None:
     features = np.zeros((4, 144), dtype=np.float32)
-    np.testing.assert_array_equal(augment.equalise(features, np.full(144, 12.0)), features)
+    np.testing.assert_array_equal(feature_augment.equalise(features, np.full(144, 12.0)), features)

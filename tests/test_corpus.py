@@ -17,15 +17,15 @@ import soundfile as sf
 
 from pianomtl.constants import FPS, MAX_KEY, MIN_KEY, SAMPLE_RATE
 from pianomtl.core.midi import Note, PedalEvent, Performance, read_midi, sustain_notes
-from pianomtl.data import assets, material, salamander, synth
+from pianomtl.data import assets, engines, material, salamander, synth, timbres
 
-FLUID_R3 = Path(synth.TIMBRES["fluidr3"].path)
+FLUID_R3 = Path(timbres.TIMBRES["fluidr3"].path)
 needs_fluidr3 = pytest.mark.skipif(not FLUID_R3.is_file(), reason="Debian package fluid-soundfont-gm not installed")
 
 
 def _installed(timbre: str) -> bool:
     try:
-        synth.TIMBRES[timbre].soundfont()
+        timbres.TIMBRES[timbre].soundfont()
     except assets.AssetError:
         return False
     return True
@@ -125,7 +125,7 @@ def test_velocity_and_loudness_correlate(timbre):
     velocities = [10, 25, 40, 55, 70, 85, 100, 115, 127]
     levels = []
     for velocity in velocities:
-        y = synth.render_performance(Performance([Note(60, 0.05, 0.5, velocity)], []), timbre, SAMPLE_RATE)
+        y = engines.render_performance(Performance([Note(60, 0.05, 0.5, velocity)], []), timbre, SAMPLE_RATE)
         levels.append(10 * np.log10(np.mean(y[: int(0.3 * SAMPLE_RATE)] ** 2) + 1e-20))
     assert np.corrcoef(velocities, levels)[0, 1] > 0.9
     assert levels[-1] - levels[0] > 15  # dB
@@ -140,12 +140,12 @@ def test_note_released_under_pedal_sounds_until_the_pedal_lifts(timbre):
     def db(y, a, b):
         return 10 * np.log10(np.mean(y[int(a * sr) : int(b * sr)] ** 2) + 1e-20)
 
-    with_pedal = synth.render_performance(held, timbre, int(2.5 * sr))
-    without = synth.render_performance(dry, timbre, int(2.5 * sr))
+    with_pedal = engines.render_performance(held, timbre, int(2.5 * sr))
+    without = engines.render_performance(dry, timbre, int(2.5 * sr))
     # CC64 = 64 is "up" for the labels (down above 64): the synth must damp the note too
     at_64 = Performance(dry.notes, [PedalEvent(0.05, 64), PedalEvent(1.6, 0)])
     assert sustain_notes(at_64)[0].offset == pytest.approx(0.4)
-    np.testing.assert_allclose(synth.render_performance(at_64, timbre, int(2.5 * sr)), without, atol=1e-6)
+    np.testing.assert_allclose(engines.render_performance(at_64, timbre, int(2.5 * sr)), without, atol=1e-6)
     assert db(with_pedal, 1.3, 1.5) > db(without, 1.3, 1.5) + 30  # still ringing a second after release
     assert db(with_pedal, 1.3, 1.5) > -80
     assert db(with_pedal, 2.1, 2.4) < db(with_pedal, 1.3, 1.5) - 30  # damped after the lift
@@ -155,7 +155,7 @@ def test_note_released_under_pedal_sounds_until_the_pedal_lifts(timbre):
 
 @pytest.mark.parametrize("timbre", TRAINING_TIMBRES)
 def test_damper_release_is_short_without_pedal(timbre):
-    y = synth.render_performance(Performance([Note(60, 0.1, 0.6, 90)], []), timbre, SAMPLE_RATE * 2)
+    y = engines.render_performance(Performance([Note(60, 0.1, 0.6, 90)], []), timbre, SAMPLE_RATE * 2)
     sr = SAMPLE_RATE
     before = np.mean(y[int(0.5 * sr) : int(0.6 * sr)] ** 2)
     after = np.mean(y[int(1.0 * sr) : int(1.1 * sr)] ** 2)
@@ -165,7 +165,7 @@ def test_damper_release_is_short_without_pedal(timbre):
 @pytest.mark.parametrize("timbre", TRAINING_TIMBRES)
 def test_sound_starts_at_the_note_on(timbre):
     sr = SAMPLE_RATE
-    y = synth.render_performance(Performance([Note(60, 0.5, 1.0, 90)], []), timbre, 2 * sr)
+    y = engines.render_performance(Performance([Note(60, 0.5, 1.0, 90)], []), timbre, 2 * sr)
     assert len(y) == 2 * sr and y.dtype == np.float32
     level = np.abs(y)
     assert level[: int(0.49 * sr)].max() < 1e-4 * level.max()  # silent before
@@ -176,14 +176,14 @@ def test_sound_starts_at_the_note_on(timbre):
 @pytest.mark.skipif(not _installed("freepats"), reason="timidity/freepats not installed")
 def test_timidity_renders_reproducibly_and_names_what_is_missing(monkeypatch):
     performance = Performance([Note(48, 0.1, 0.3, 70), Note(67, 0.2, 0.5, 100)], [PedalEvent(0.0, 127)])
-    a = synth.render_performance(performance, "freepats", SAMPLE_RATE)
-    b = synth.render_performance(performance, "freepats", SAMPLE_RATE)
+    a = engines.render_performance(performance, "freepats", SAMPLE_RATE)
+    b = engines.render_performance(performance, "freepats", SAMPLE_RATE)
     np.testing.assert_array_equal(a, b)
     monkeypatch.setenv("PATH", "")
     with pytest.raises(
         assets.AssetError, match=r"^timidity not found; install the Debian package\(s\) 'timidity freepats'$"
     ):
-        synth.render_performance(performance, "freepats", SAMPLE_RATE)
+        engines.render_performance(performance, "freepats", SAMPLE_RATE)
 
 
 # ---------------------------------------------------------------- reproducibility
@@ -325,10 +325,10 @@ def test_sf2_build_trims_lead_in_retunes_and_renders(tmp_path, monkeypatch):
     assert struct.unpack("<I", sf2.read_bytes()[4:8])[0] == sf2.stat().st_size - 8
 
     monkeypatch.setenv("PIANOMTL_HOME", str(home))
-    synth._synth.cache_clear()
+    engines._synth.cache_clear()
     try:
         for key in (60, 70, 71):
-            y = synth.render_performance(Performance([Note(key, 0.1, 0.6, 5)], []), "salamander", SAMPLE_RATE)
+            y = engines.render_performance(Performance([Note(key, 0.1, 0.6, 5)], []), "salamander", SAMPLE_RATE)
             assert np.abs(y).max() > 0
             attack = np.argmax(np.abs(y) > 0.1 * np.abs(y).max()) / SAMPLE_RATE
             assert 0.1 <= attack < 0.11  # lead-in trimmed: attack within 10 ms of note-on
@@ -338,13 +338,13 @@ def test_sf2_build_trims_lead_in_retunes_and_renders(tmp_path, monkeypatch):
             cents = 1200 * np.log2(peak / (440 * 2 ** ((key - 69) / 12)))
             assert abs(cents) < 30, (key, peak)
     finally:
-        synth._synth.cache_clear()
+        engines._synth.cache_clear()
 
 
 @needs_salamander
 def test_salamander_top_keys_sound_their_pitch():
     for key in (105, 107, 108):
-        y = synth.render_performance(Performance([Note(key, 0.05, 0.6, 100)], []), "salamander", SAMPLE_RATE)
+        y = engines.render_performance(Performance([Note(key, 0.05, 0.6, 100)], []), "salamander", SAMPLE_RATE)
         segment = y[int(0.1 * SAMPLE_RATE) : int(0.5 * SAMPLE_RATE)]
         spectrum = np.abs(np.fft.rfft(segment * np.hanning(len(segment)), 1 << 17))
         frequencies = np.fft.rfftfreq(1 << 17, 1 / SAMPLE_RATE)

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import subprocess
@@ -190,27 +191,9 @@ def test_onnx_model_with_state_inputs_runs_chunked() -> None:
     assert isinstance(outputs["on"], torch.Tensor) and isinstance(h, torch.Tensor)
 
 
-def test_the_recurrent_family_runs_chunked() -> None:
-    from pianomtl.models.registry import MODELS, ModelConfig, build_model
-
-    recurrent = [name for name, cls in MODELS.items() if getattr(cls, "recurrent", False)]
-    if not recurrent:
-        pytest.skip("no recurrent model family registered")
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(recurrent[0], small=4, large=4, head=2, embed=8, hidden=8)).eval()
-    with torch.no_grad():  # non-zero recurrent read-outs (they start at zero)
-        for parameter in model.parameters():
-            parameter.add_(0.05 * torch.randn_like(parameter))
-    features = np.random.default_rng(5).random((45, N_BINS), dtype=np.float32)
-    whole = run_model(model, features, chunk_frames=10_000)
-    chunked = run_model(model, features, chunk_frames=8)
-    for task in TASKS:
-        np.testing.assert_allclose(chunked[task], whole[task], atol=1e-5, err_msg=task)
-
-
-def test_the_recurrent_family_runs_chunked_in_onnxruntime() -> None:
-    """The family's own stateful graphs (:mod:`pianomtl.models.stateful_onnx`) run in :class:`OnnxModel`."""
-    stateful_onnx = pytest.importorskip("pianomtl.models.stateful_onnx")
+def small_recurrent_model():  # type: ignore[no-untyped-def]
+    """A tiny model of the registered recurrent family, its weights nudged so that the recurrent
+    read-outs (which start at zero) matter; skips where no recurrent family is registered."""
     from pianomtl.models.registry import MODELS, ModelConfig, build_model
 
     name = next((n for n, cls in MODELS.items() if getattr(cls, "recurrent", False)), None)
@@ -221,6 +204,22 @@ def test_the_recurrent_family_runs_chunked_in_onnxruntime() -> None:
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
+    return model
+
+
+def test_the_recurrent_family_runs_chunked() -> None:
+    model = small_recurrent_model()
+    features = np.random.default_rng(5).random((45, N_BINS), dtype=np.float32)
+    whole = run_model(model, features, chunk_frames=10_000)
+    chunked = run_model(model, features, chunk_frames=8)
+    for task in TASKS:
+        np.testing.assert_allclose(chunked[task], whole[task], atol=1e-5, err_msg=task)
+
+
+def test_the_recurrent_family_runs_chunked_in_onnxruntime() -> None:
+    """The family's own stateful graphs (:mod:`pianomtl.models.stateful_onnx`) run in :class:`OnnxModel`."""
+    stateful_onnx = pytest.importorskip("pianomtl.models.stateful_onnx")
+    model = small_recurrent_model()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         onnx_model = OnnxModel(stateful_onnx.export_stateful_onnx(model, opset=17))
@@ -358,35 +357,19 @@ def test_golden_clip_still_renders_to_the_stored_features(rendered_clip) -> None
 # ---------------------------------------------------------------- the wheel, installed without torch
 
 
+def _benchmark(name: str):  # type: ignore[no-untyped-def]
+    """A script of ``benchmarks/`` imported as a module."""
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    return importlib.import_module(name)
+
+
 @pytest.mark.slow
 def test_wheel_installs_and_transcribes_without_torch(rendered_clip, tmp_path: Path) -> None:
-    dist = tmp_path / "dist"
-    build = [
-        sys.executable,
-        "-m",
-        "pip",
-        "wheel",
-        "--no-deps",
-        "--no-build-isolation",
-        "-q",
-        "-w",
-        str(dist),
-        str(ROOT),
-    ]
-    subprocess.run(build, check=True, capture_output=True, timeout=600)
-    wheel = next(dist.glob("pianomtl-*.whl"))
+    startup = _benchmark("startup")  # the start-up benchmark builds and installs the lean wheel the same way
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=600)
-    install = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)]
-    subprocess.run(install, check=True, capture_output=True, timeout=900)
-    probe = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import importlib.util as u; print(u.find_spec('torch'))"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert probe.stdout.strip() == "None"
-    size_mb = sum(p.stat().st_size for p in venv.rglob("*") if p.is_file() and not p.is_symlink()) / 1e6
+    startup.lean_venv(venv, startup.build_wheel(tmp_path / "dist"))  # raises if torch came along
+    size_mb = startup.folder_size_mb(venv)
     assert size_mb <= 200, f"lean install is {size_mb:.0f} MB"
     out = tmp_path / "out"
     pianomtl = str(venv / "bin" / "pianomtl")
@@ -404,9 +387,7 @@ def test_wheel_installs_and_transcribes_without_torch(rendered_clip, tmp_path: P
 
 
 def test_startup_benchmark_table() -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import startup
-
+    startup = _benchmark("startup")
     rows = [
         {"config": "lean install (no torch), default: onnxruntime", "audio_s": 1.0, "median_s": 0.4},
         {"config": "full install, --backend torch", "audio_s": 1.0, "median_s": 3.0},

@@ -11,17 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-import tiny_cache
 from pianomtl import cli
 from pianomtl.train.lr_find import RangeTest, Smoother, exponential_rate, save
-
-
-@pytest.fixture(scope="session")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    reason = tiny_cache.available()
-    if reason:
-        pytest.skip(reason)
-    return tiny_cache.build(tmp_path_factory.getbasetemp() / "tiny_cache")
 
 
 def test_exponential_schedule_spans_start_to_end() -> None:

@@ -12,10 +12,10 @@ import pytest
 from pianomtl.constants import SAMPLE_RATE
 from pianomtl.core.audio import load, write_flac
 from pianomtl.core.midi import Note, PedalEvent, Performance, read_midi, write_midi
-from pianomtl.data import synth
+from pianomtl.data import engines, synth, timbres
 from pianomtl.data.maestro import DatasetError, Record, read_dataset
 
-FLUID_R3 = Path(synth.TIMBRES["fluidr3"].path)
+FLUID_R3 = Path(timbres.TIMBRES["fluidr3"].path)
 
 ROWS = [
     # (split, year folder, stem)
@@ -37,7 +37,7 @@ def fake_maestro(tmp_path_factory) -> Path:
             [Note(60 + number, 0.1, 0.6, 80), Note(64 + number, 0.4, 0.9, 60)], [PedalEvent(0.0, 0)]
         )
         write_midi(root / year / f"{stem}.midi", performance)
-        audio = synth.render_performance(performance, "fluidr3", int(1.5 * SAMPLE_RATE))
+        audio = engines.render_performance(performance, "fluidr3", int(1.5 * SAMPLE_RATE))
         write_flac(root / year / f"{stem}.flac", audio)
     return root
 

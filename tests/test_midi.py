@@ -5,11 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import mido
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pianomtl.core.midi import MidiError, Note, PedalEvent, Performance, read_midi, write_midi
+from pianomtl.core.midi import (
+    MidiError,
+    Note,
+    PedalEvent,
+    Performance,
+    next_strike_index,
+    next_strike_time,
+    read_midi,
+    write_midi,
+)
 
 TPB = 480
 
@@ -80,6 +90,17 @@ def test_overlapping_same_key_notes_are_written_cut_at_the_restrike(tmp_path: Pa
     path = tmp_path / "overlap.mid"
     write_midi(path, Performance(notes, []))
     assert_notes_close(read_midi(path).notes, [Note(60, 0.0, 0.5, 50), Note(60, 0.5, 1.5, 90)])
+
+
+def test_the_restrike_rule_finds_each_keys_next_strike() -> None:
+    """One rule for the package: a note's key is next struck at the next onset of that key, in
+    onset order (simultaneous strikes in list order); any unit, one key when ``keys`` is None."""
+    keys = [60, 62, 60, 60, 62, 64]
+    onsets = [0.5, 0.0, 0.0, 1.0, 2.0, 0.1]
+    assert next_strike_index(onsets, keys).tolist() == [3, 4, 0, -1, -1, -1]
+    assert next_strike_time(onsets, keys).tolist() == [1.0, 2.0, 0.5, np.inf, np.inf, np.inf]
+    assert next_strike_time([3, 7, 7], never=20).tolist() == [7, 7, 20]  # frames of one key; a tie ends the first
+    assert next_strike_index([]).tolist() == []
 
 
 notes_strategy = st.lists(

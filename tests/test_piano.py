@@ -16,9 +16,10 @@ import json
 import numpy as np
 import pytest
 
+from pianomtl.cli import synth as synth_cli
 from pianomtl.constants import PEDAL_DOWN_ABOVE, SAMPLE_RATE
 from pianomtl.core.midi import Note, PedalEvent, Performance, sustain_notes
-from pianomtl.data import assets, piano, synth
+from pianomtl.data import assets, engines, piano, synth, timbres
 
 SR = SAMPLE_RATE
 needs_samples = pytest.mark.skipif(
@@ -241,7 +242,7 @@ def test_missing_samples_give_a_one_line_error(tmp_path, monkeypatch):
     (tmp_path / "salamander").mkdir()
     (tmp_path / "salamander" / "salamander.sf2").write_bytes(b"")
     with pytest.raises(assets.AssetError, match=r"release samples .*python -m pianomtl\.data\.assets"):
-        synth.TIMBRES["grand"].soundfont()
+        timbres.TIMBRES["grand"].soundfont()
 
 
 # ---------------------------------------------------------------- the corpus
@@ -265,7 +266,7 @@ def test_corpus_items_record_and_replay_their_instrument(tmp_path):
     n = round(item.duration * SR)
     np.testing.assert_array_equal(
         piano.render(item.performance, n, variant),
-        synth.render_performance(item.performance, "grand", n, item.instrument),
+        engines.render_performance(item.performance, "grand", n, item.instrument),
     )
 
 
@@ -273,10 +274,10 @@ def test_piano_recipe_makes_the_engine_the_main_timbre():
     import argparse
 
     parser = argparse.ArgumentParser()
-    synth.configure(parser)
-    args = parser.parse_args(["--out", "x", "--recipe", "piano"])
-    timbres, weights = synth.RECIPES[args.recipe]
-    assert timbres[0] == "grand" and "musescore" not in timbres and weights[0] == max(weights)
+    synth_cli.configure(parser)
+    config = synth_cli.config_from_args(parser.parse_args(["--out", "x", "--recipe", "piano"]))
+    names, weights = config.train_timbres, config.train_timbre_weights
+    assert names[0] == "grand" and "musescore" not in names and weights is not None and weights[0] == max(weights)
     config = synth.Config(train_timbres=("grand", "salamander", "fluidr3", "timgm", "gmbank", "freepats"))
     np.testing.assert_allclose(synth._train_weights(config), [0.5, 0.1, 0.1, 0.1, 0.1, 0.1])
     config = synth.Config(train_timbres=("salamander", "fluidr3", "timgm"))  # the old default is unchanged

@@ -42,7 +42,6 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import tiny_cache
 from pianomtl import cli
 from pianomtl.constants import SAMPLE_RATE
 from pianomtl.core.audio import AudioError, load, prepare_array
@@ -150,14 +149,6 @@ def tiny_model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("robust_model") / "tiny.pt"
     torch.save({"model_config": model.config.to_dict(), "model": model.state_dict(), "step": 0}, path)
     return path
-
-
-@pytest.fixture(scope="session")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    reason = tiny_cache.available()
-    if reason:
-        pytest.skip(reason)
-    return tiny_cache.build(tmp_path_factory.getbasetemp() / "tiny_cache")
 
 
 class Payload:

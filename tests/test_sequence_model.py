@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import pianomtl
-from pianomtl.constants import CONTEXT, N_BINS, N_KEYS, TASK_WIDTH, TASKS
+from pianomtl.constants import CONTEXT, N_BINS, N_KEYS, ONNX_NEXT, TASK_WIDTH, TASKS
 from pianomtl.models import (
     HardRNNNet,
     HardSharingNet,
@@ -291,12 +291,12 @@ def test_onnx_graph_with_state_matches_torch_chunk_by_chunk(config: ModelConfig)
     pytest.importorskip("onnxruntime")
     from pianomtl.models.stateful_onnx import export_stateful_onnx
     from pianomtl.transcription.export import DEFAULT_OPSET
-    from pianomtl.transcription.onnx_model import NEXT, OnnxModel
+    from pianomtl.transcription.onnx_model import OnnxModel
 
     model = make(config)
     session = OnnxModel(export_stateful_onnx(model, opset=DEFAULT_OPSET, example_frames=16))
     assert session.recurrent and session.state_names == model.state_names
-    assert session.output_names == [*TASKS, *(NEXT + n for n in model.state_names)]
+    assert session.output_names == [*TASKS, *(ONNX_NEXT + n for n in model.state_names)]
     x = spectrogram(2, 57, seed=5)
     with torch.no_grad():
         expected = model(x)

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-import tiny_cache
 from pianomtl import cli
 from pianomtl.constants import TASKS
 from pianomtl.core.files import write_json_atomic
@@ -36,14 +35,6 @@ TABLE_III = {  # paper Table III (cross-stitch, η = 0.01): On, Int, Off F1, Vel
     ("full", "balanced"): [0.8257, 0.8053, 0.5287, 0.7118, 0.1750],
     ("full", "imbalanced"): [0.8265, 0.8016, 0.5240, 0.7223, 0.1741],
 }
-
-
-@pytest.fixture(scope="session")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    reason = tiny_cache.available()
-    if reason:
-        pytest.skip(reason)
-    return tiny_cache.build(tmp_path_factory.getbasetemp() / "tiny_cache")
 
 
 def fake_result(folder: Path, status: str, scores: list[float] | None = None) -> None:

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import torch
 
-import tiny_cache
 from pianomtl import cli
 from pianomtl.constants import BINARY_TASKS, REGRESSION_TASKS, TASKS
 from pianomtl.data.store import open_split
@@ -32,14 +31,6 @@ SMOKE_LR = {"hard": 0.01, "cross-stitch-full": 0.02, "cross-stitch-detached": 0.
 """Rates at which 12 updates on one fixed 2 × 12-frame batch lower the loss by 15–25 %
 (larger ones can blow up on so small a batch; "balanced" α learns much more slowly at
 first, its columns starting identical, so the smoke test uses "imbalanced")."""
-
-
-@pytest.fixture(scope="session")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    reason = tiny_cache.available()
-    if reason:
-        pytest.skip(reason)
-    return tiny_cache.build(tmp_path_factory.getbasetemp() / "tiny_cache")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread

@@ -50,3 +50,9 @@ TASKS: tuple[str, ...] = ("on", "int", "off", "vel", "sus")
 BINARY_TASKS: tuple[str, ...] = ("on", "int", "off")
 REGRESSION_TASKS: tuple[str, ...] = ("vel", "sus")
 TASK_WIDTH: dict[str, int] = {"on": N_KEYS, "int": N_KEYS, "off": N_KEYS, "vel": N_KEYS, "sus": 1}
+
+ONNX_INPUT = "features"
+"""Name of an exported graph's spectrogram input ``[batch, T + 10, 144]``; its outputs are named as :data:`TASKS`."""
+
+ONNX_NEXT = "next_"
+"""Prefix of a recurrent graph's state outputs (state input ``onset_h`` → output ``next_onset_h``)."""

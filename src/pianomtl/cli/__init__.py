@@ -15,10 +15,13 @@ import typing
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, one-line help)
     "transcribe": ("pianomtl.cli.transcribe", "transcribe piano recordings to MIDI (notes, velocities, pedal)"),
-    "stream": ("pianomtl.cli.stream", "live transcription: audio file or raw PCM on stdin → note events as they are decided"),
+    "stream": (
+        "pianomtl.cli.stream",
+        "live transcription: audio file or raw PCM on stdin → note events as they are decided",
+    ),
     "serve": ("pianomtl.cli.serve", "a local web page: open a recording, see and hear the transcription, download it"),
     "demo": ("pianomtl.cli.demo", "render a demo piece, transcribe it with the bundled model, score it"),
-    "synth": ("pianomtl.data.synth", "render a MAESTRO-layout training corpus from performance MIDI"),
+    "synth": ("pianomtl.cli.synth", "render a MAESTRO-layout training corpus from performance MIDI"),
     "prepare": ("pianomtl.cli.prepare", "compute features and targets of a dataset into an on-disk cache"),
     "train": ("pianomtl.cli.train", "train one multitask model (hard sharing or cross-stitch)"),
     "lr-find": ("pianomtl.cli.lr_find", "learning-rate range test: loss curve and suggested rate"),

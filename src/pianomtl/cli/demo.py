@@ -22,7 +22,7 @@ from pianomtl.core.scoring import note_scores
 from pianomtl.data.assets import AssetError
 from pianomtl.data.material import excerpt, load_midi_sources, procedural
 from pianomtl.data.render import render
-from pianomtl.data.synth import TIMBRES
+from pianomtl.data.timbres import TIMBRES
 
 DEMO_PIECE = "Maestro_10"  # a test-split piece: never in training
 DEMO_START_SECONDS = 30.0

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T", int, float)
 
 
 def _number(text: str) -> float:
@@ -16,30 +20,6 @@ def _number(text: str) -> float:
     return value
 
 
-def probability(text: str) -> float:
-    """A threshold on a probability: a number in [0, 1]."""
-    value = _number(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is outside [0, 1]")
-    return value
-
-
-def non_negative(text: str) -> float:
-    """A finite number ≥ 0."""
-    value = _number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
-
-
-def positive(text: str) -> float:
-    """A finite number > 0."""
-    value = _number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not positive")
-    return value
-
-
 def _whole(text: str) -> int:
     try:
         return int(text)
@@ -47,20 +27,35 @@ def _whole(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
-def count(text: str) -> int:
-    """A whole number ≥ 0 (0 often meaning "the default")."""
-    value = _whole(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
+def _checked(
+    name: str, parse: Callable[[str], T], accept: Callable[[T], bool], problem: str, doc: str
+) -> Callable[[str], T]:
+    """An argument type: ``parse`` the text, then refuse a value ``accept`` rejects ("TEXT ``problem``")."""
+
+    def check(text: str) -> T:
+        value = parse(text)
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"{text} {problem}")
+        return value
+
+    check.__name__ = check.__qualname__ = name
+    check.__doc__ = doc
+    return check
 
 
-def positive_count(text: str) -> int:
-    """A whole number ≥ 1."""
-    value = _whole(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is less than 1")
-    return value
+probability = _checked(
+    "probability",
+    _number,
+    lambda v: 0.0 <= v <= 1.0,
+    "is outside [0, 1]",
+    "A threshold on a probability: a number in [0, 1].",
+)
+non_negative = _checked("non_negative", _number, lambda v: v >= 0, "is negative", "A finite number ≥ 0.")
+positive = _checked("positive", _number, lambda v: v > 0, "is not positive", "A finite number > 0.")
+count = _checked(
+    "count", _whole, lambda v: v >= 0, "is negative", 'A whole number ≥ 0 (0 often meaning "the default").'
+)
+positive_count = _checked("positive_count", _whole, lambda v: v >= 1, "is less than 1", "A whole number ≥ 1.")
 
 
 def device(text: str) -> str:

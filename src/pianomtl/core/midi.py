@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import mido
 import numpy as np
+from numpy.typing import ArrayLike
 
 from pianomtl.constants import MIDI_MAX, PEDAL_CC, PEDAL_DOWN_ABOVE
 from pianomtl.core.files import atomic_write
@@ -100,6 +101,32 @@ def read_midi(path: str | Path) -> Performance:
     return Performance(notes, pedal)
 
 
+def next_strike_index(onsets: ArrayLike, keys: ArrayLike | None = None) -> np.ndarray:
+    """For each note, the index of the next note of its key (``-1``: the key is not struck again).
+
+    The re-strike rule, one for the whole package (targets, MIDI files, renderers, decoders):
+    **a key struck again ends its held note** at the new onset, whatever its offset says.
+    A key's notes follow one another in order of onset, notes at the same onset in the
+    order given (the earlier one ends at once, as when a MIDI file strikes a held key
+    again). ``onsets`` in any unit (seconds, frames, samples); ``keys=None``: one key.
+    """
+    onsets = np.asarray(onsets, dtype=np.float64)
+    keys = np.zeros(len(onsets), dtype=np.int64) if keys is None else np.asarray(keys)
+    order = np.lexsort((np.arange(len(onsets)), onsets, keys))
+    result = np.full(len(onsets), -1, dtype=np.int64)
+    same_key = keys[order[1:]] == keys[order[:-1]]
+    result[order[:-1][same_key]] = order[1:][same_key]
+    return result
+
+
+def next_strike_time(onsets: ArrayLike, keys: ArrayLike | None = None, never: float = np.inf) -> np.ndarray:
+    """For each note, the onset of the next note of its key, where the re-strike rule ends it
+    (:func:`next_strike_index`); ``never`` where the key is not struck again."""
+    onsets = np.asarray(onsets, dtype=np.float64)
+    following = next_strike_index(onsets, keys)
+    return np.where(following >= 0, onsets[following], never)
+
+
 def seconds_to_ticks(seconds: float) -> int:
     return round(seconds * TICKS_PER_BEAT * 1e6 / TEMPO_US_PER_BEAT)
 
@@ -113,18 +140,13 @@ def write_midi(path: str | Path, performance: Performance, program: int = 0, ove
     path = Path(path)
     events: list[tuple[int, int, mido.Message]] = []  # (tick, order, message)
     # MIDI cannot hold one key twice: a note ends where its key is struck again (as read_midi reads it)
-    next_start: dict[int, int] = {}
-    stops: dict[int, int] = {}
-    for index in sorted(range(len(performance.notes)), key=lambda i: performance.notes[i].onset, reverse=True):
-        note = performance.notes[index]
-        start = seconds_to_ticks(note.onset)
-        stop = max(seconds_to_ticks(note.offset), start + 1)
-        stops[index] = min(stop, next_start.get(int(note.key), stop))
-        next_start[int(note.key)] = start
-    for index, note in enumerate(performance.notes):
+    following = next_strike_time([n.onset for n in performance.notes], [n.key for n in performance.notes])
+    for note, cut in zip(performance.notes, following, strict=True):
         velocity = int(np.clip(round(note.velocity), 1, MIDI_MAX))
         start = seconds_to_ticks(note.onset)
-        stop = stops[index]
+        stop = max(seconds_to_ticks(note.offset), start + 1)
+        if cut < np.inf:
+            stop = min(stop, seconds_to_ticks(cut))
         # at equal ticks: releases first, then pedal, then new notes, so re-strikes stay separate
         events.append((start, 2, mido.Message("note_on", note=int(note.key), velocity=velocity)))
         events.append((stop, 0, mido.Message("note_off", note=int(note.key), velocity=0)))
@@ -178,11 +200,10 @@ def sustain_notes(performance: Performance) -> list[Note]:
         if index >= 0 and intervals[index][0] <= offset < intervals[index][1]:
             offset = intervals[index][1]
         extended.append(note._replace(offset=offset))
-    next_onset: dict[int, float] = {}
-    result: list[Note] = []
-    for note in sorted(extended, key=lambda n: n.onset, reverse=True):
-        cut = next_onset.get(note.key, np.inf)
-        result.append(note._replace(offset=max(min(note.offset, cut), note.onset)) if cut < note.offset else note)
-        next_onset[note.key] = note.onset
+    following = next_strike_time([n.onset for n in extended], [n.key for n in extended])
+    result = [
+        note._replace(offset=float(cut)) if cut < note.offset else note
+        for note, cut in zip(extended, following, strict=True)
+    ]
     result.sort(key=lambda n: (n.onset, n.key))
     return result

@@ -26,6 +26,9 @@ OFFSET_RATIO = 0.2
 
 OFFSET_MIN_TOLERANCE = 0.05
 
+MEASURES = ("note", "note_offset", "note_offset_velocity")
+"""The note-level measures: onsets; onsets and offsets; onsets, offsets and velocity."""
+
 
 def _mir_eval_arrays(notes: Sequence[Note]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Intervals ``[N, 2]`` (s), pitches (Hz) and velocities for mir_eval.
@@ -70,44 +73,25 @@ def note_scores(
     ref_intervals, ref_pitches, ref_velocities = _mir_eval_arrays(ref)
     est_intervals, est_pitches, est_velocities = _mir_eval_arrays(est)
     scores: dict[str, float] = {"n_reference": float(len(ref)), "n_estimated": float(len(est))}
+    tolerances = {"onset_tolerance": ONSET_TOLERANCE, "offset_min_tolerance": OFFSET_MIN_TOLERANCE}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # mir_eval warns about empty note lists
-        for name, offset_ratio in (("note", None), ("note_offset", OFFSET_RATIO)):
+        for name in MEASURES:
             pairs = []
-            if len(ref) and len(est):
+            if len(ref) and len(est) and name == "note_offset_velocity":
+                pairs = mir_eval.transcription_velocity.match_notes(
+                    ref_intervals, ref_pitches, ref_velocities, est_intervals, est_pitches, est_velocities,
+                    offset_ratio=OFFSET_RATIO, **tolerances,
+                )  # fmt: skip
+            elif len(ref) and len(est):
+                offset_ratio = OFFSET_RATIO if name == "note_offset" else None  # "note": onsets only
                 pairs = mir_eval.transcription.match_notes(
-                    ref_intervals,
-                    ref_pitches,
-                    est_intervals,
-                    est_pitches,
-                    onset_tolerance=ONSET_TOLERANCE,
-                    offset_ratio=offset_ratio,
-                    offset_min_tolerance=OFFSET_MIN_TOLERANCE,
+                    ref_intervals, ref_pitches, est_intervals, est_pitches, offset_ratio=offset_ratio, **tolerances
                 )
             scores.update(_prf(name, len(pairs), len(ref), len(est)))
             if name == "note":
                 scores.update(velocity_rank_correlation(ref_velocities, est_velocities, pairs))
-        if len(ref) and len(est):
-            matched = len(
-                mir_eval.transcription_velocity.match_notes(
-                    ref_intervals,
-                    ref_pitches,
-                    ref_velocities,
-                    est_intervals,
-                    est_pitches,
-                    est_velocities,
-                    onset_tolerance=ONSET_TOLERANCE,
-                    offset_ratio=OFFSET_RATIO,
-                    offset_min_tolerance=OFFSET_MIN_TOLERANCE,
-                )
-            )
-        else:
-            matched = 0
-        scores.update(_prf("note_offset_velocity", matched, len(ref), len(est)))
     return scores
-
-
-MEASURES = ("note", "note_offset", "note_offset_velocity")
 
 
 def _prf(name: str, matched: int, n_reference: int, n_estimated: int) -> dict[str, float]:

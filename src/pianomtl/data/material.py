@@ -22,7 +22,7 @@ import numpy as np
 
 from pianomtl.constants import MAX_KEY, MIDI_MAX, MIN_KEY, PEDAL_DOWN_ABOVE
 from pianomtl.core.files import atomic_write
-from pianomtl.core.midi import Note, PedalEvent, Performance, read_midi
+from pianomtl.core.midi import Note, PedalEvent, Performance, next_strike_time, read_midi
 
 TICK_SECONDS = 1.0 / 960.0
 """Time resolution of :func:`pianomtl.core.midi.write_midi`; rendered times are rounded to it."""
@@ -204,13 +204,11 @@ def quantize(performance: Performance, step: float = TICK_SECONDS) -> Performanc
         merged[(n.key, n.onset)] = n
     notes = sorted(merged.values(), key=lambda n: (n.onset, n.key))
     # a key struck again before its previous note ends: end the previous note at the new onset
-    last: dict[int, int] = {}
-    for index, n in enumerate(notes):
-        if n.key in last:
-            previous = notes[last[n.key]]
-            if previous.offset > n.onset:
-                notes[last[n.key]] = previous._replace(offset=max(n.onset, previous.onset + step))
-        last[n.key] = index
+    following = next_strike_time([n.onset for n in notes], [n.key for n in notes])
+    notes = [
+        n._replace(offset=max(float(cut), n.onset + step)) if n.offset > cut else n
+        for n, cut in zip(notes, following, strict=True)
+    ]
     notes = [n for n in notes if n.offset > n.onset]
     return Performance(notes, pedal)
 

@@ -60,7 +60,7 @@ from pathlib import Path
 import numpy as np
 
 from pianomtl.constants import MAX_KEY, MIDI_MAX, MIN_KEY, N_KEYS, PEDAL_DOWN_ABOVE, SAMPLE_RATE
-from pianomtl.core.midi import Performance
+from pianomtl.core.midi import Performance, next_strike_index
 from pianomtl.data.salamander import FIRST_UNDAMPED_KEY, LAYERS, velocity_range
 from pianomtl.data.salamander import SAMPLE_RATE as RATE
 
@@ -105,7 +105,7 @@ BODY_GRID = 8192
 LEVEL_WINDOW_S = 0.2
 """The first 200 ms of a sample define its loudness (to decouple timbre and loudness)."""
 MASTER_GAIN = 0.5
-"""Output scale, as FluidSynth's gain in :mod:`pianomtl.data.synth` (peaks are normalised later anyway)."""
+"""Output scale, as FluidSynth's gain in :mod:`pianomtl.data.timbres` (peaks are normalised later anyway)."""
 RESAMPLE_UP, RESAMPLE_DOWN = 441, 320
 assert SAMPLE_RATE * RESAMPLE_DOWN == RATE * RESAMPLE_UP, "output / sample rate must be 441 / 320"
 CHUNK = 16384
@@ -621,21 +621,19 @@ def render(
 
 def _voices(performance: Performance, n: int) -> list[_Voice]:
     """Notes as voices in sample time, each knowing its key's next strike (re-strikes)."""
-    order = sorted(range(len(performance.notes)), key=lambda i: (performance.notes[i].onset, i))
+    notes = performance.notes
     voices: list[_Voice] = []
-    last: dict[int, _Voice] = {}
-    for index in order:
-        note = performance.notes[index]
+    for note in notes:
         on = round(note.onset * RATE)
-        voice = _Voice(int(note.key), on, max(on, round(note.offset * RATE)), n, float(note.velocity))
-        previous = last.get(voice.key)
-        if previous is not None:
-            previous.next_on = on
-            previous.off = min(previous.off, on)
-            previous.successor = voice
-        last[voice.key] = voice
-        voices.append(voice)
-    return [v for v in voices if v.on < n]
+        voices.append(_Voice(int(note.key), on, max(on, round(note.offset * RATE)), n, float(note.velocity)))
+    following = next_strike_index([n.onset for n in notes], [n.key for n in notes])
+    for voice, successor in zip(voices, following.tolist(), strict=True):
+        if successor >= 0:
+            voice.successor = voices[successor]
+            voice.next_on = voice.successor.on
+            voice.off = min(voice.off, voice.next_on)
+    order = sorted(range(len(notes)), key=lambda i: (notes[i].onset, i))
+    return [voices[i] for i in order if voices[i].on < n]
 
 
 def _next_below(lift: np.ndarray, threshold: float) -> np.ndarray:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pianomtl.constants import PEDAL_CC, PEDAL_DOWN_ABOVE, SAMPLE_RATE
-from pianomtl.core.midi import Performance
+from pianomtl.core.midi import Performance, next_strike_time
 
 RELEASE_TAIL_SECONDS = 1.0
 """Audio rendered after the last event so released notes can ring out."""
@@ -96,16 +96,11 @@ def synth_events(performance: Performance) -> list[Event]:
     is struck again (as the targets cut it); otherwise it would cut the re-struck
     note short.
     """
-    next_onset: dict[int, float] = {}
-    offsets: dict[int, float] = {}
-    for index in sorted(range(len(performance.notes)), key=lambda i: performance.notes[i].onset, reverse=True):
-        note = performance.notes[index]
-        offsets[index] = min(max(note.offset, note.onset), next_onset.get(int(note.key), np.inf))
-        next_onset[int(note.key)] = note.onset
+    following = next_strike_time([n.onset for n in performance.notes], [n.key for n in performance.notes])
     events: list[Event] = []
-    for index, note in enumerate(performance.notes):
+    for note, cut in zip(performance.notes, following, strict=True):
         events.append((note.onset, 2, ("on", int(note.key), int(max(1, min(127, note.velocity))))))
-        events.append((offsets[index], 0, ("off", int(note.key), 0)))
+        events.append((min(max(note.offset, note.onset), float(cut)), 0, ("off", int(note.key), 0)))
     for event in performance.pedal:
         events.append((event.time, 1, ("cc", PEDAL_CC, synth_pedal_value(event.value))))
     events.sort(key=lambda e: (e[0], e[1]))

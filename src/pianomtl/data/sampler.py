@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from pianomtl.core.features import context_indices
-from pianomtl.data.augment import band_octaves, equalise, random_equaliser
+from pianomtl.data.feature_augment import band_octaves, equalise, random_equaliser
 from pianomtl.data.store import CacheError, Recording
 
 __all__ = ["ExcerptSampler", "context_indices"]
@@ -24,7 +24,7 @@ class ExcerptSampler:
     ``rank``/``world_size`` give each distributed process its own random stream
     (a distributed sampler for random-excerpt training: ranks never share draws).
     ``equaliser_probability``: share of excerpts given a random equaliser and level
-    (:mod:`pianomtl.data.augment`); its draws come from the same stream, so a resumed
+    (:mod:`pianomtl.data.feature_augment`); its draws come from the same stream, so a resumed
     run continues exactly.
     """
 

@@ -1,4 +1,4 @@
-"""``pianomtl synth``: render a MAESTRO-layout corpus from performance MIDI.
+"""Plan and render a MAESTRO-layout corpus from performance MIDI (``pianomtl synth``).
 
 Output (``--out DIR``)::
 
@@ -33,17 +33,16 @@ Every item is planned from ``numpy.random.default_rng((seed, split, index))``, s
 seed gives the same corpus on any machine and with any number of workers. Each
 item's files are written atomically; rerunning the command renders only what is
 missing, and the CSV is rewritten (atomically) from the files that exist.
+
+The timbres are in :mod:`pianomtl.data.timbres`, the engines that play them in
+:mod:`pianomtl.data.engines`, the room, EQ and noise in :mod:`pianomtl.data.audio_augment`;
+this module plans the items and renders them in parallel. The command line is
+:mod:`pianomtl.cli.synth`.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
-import functools
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
@@ -51,73 +50,19 @@ from pathlib import Path
 
 import numpy as np
 
-from pianomtl.constants import MAX_KEY, MIN_KEY, PEDAL_CC, SAMPLE_RATE
+from pianomtl.constants import SAMPLE_RATE
 from pianomtl.core.files import atomic_write
 from pianomtl.core.midi import Performance, write_midi
 from pianomtl.data import material
-from pianomtl.data.assets import AssetError
+from pianomtl.data.audio_augment import augment_audio
+from pianomtl.data.engines import render_performance
+from pianomtl.data.timbres import DEFAULT_TEST_TIMBRES, DEFAULT_TRAIN_TIMBRES, MAIN_TIMBRES, TIMBRES
 
 CSV_NAME = "pianomtl_corpus.csv"
 SPLITS = ("train", "validation", "test")
 SPLIT_CODE = {"train": 0, "validation": 1, "test": 2}
 RENDER_TAIL_S = 1.0
 """Audio rendered after the last note offset / pedal lift."""
-FLUID_BLOCK = 64
-"""FluidSynth's internal block size (samples)."""
-
-
-@dataclass(frozen=True)
-class Timbre:
-    name: str
-    path: str  # a SoundFont, "salamander" (built at set-up) or, for TiMidity, its .cfg
-    bank: int = 0
-    program: int = 0
-    min_velocity: int = 1  # lowest velocity that still sounds
-    gain: float = 0.5
-    engine: str = "fluidsynth"  # or "timidity" (its own envelopes), or "piano" (pianomtl.data.piano)
-    package: str = ""  # the Debian package(s) that install it (named in the missing-file error)
-
-    def soundfont(self) -> Path:
-        if self.engine == "piano":  # the Salamander samples: the built SF2 and the release samples
-            from pianomtl.data.assets import require_salamander_release, require_salamander_sf2
-
-            require_salamander_release()
-            return require_salamander_sf2()
-        if self.path == "salamander":
-            from pianomtl.data.assets import require_salamander_sf2
-
-            return require_salamander_sf2()
-        path = Path(self.path)
-        missing_engine = self.engine == "timidity" and shutil.which("timidity") is None
-        if not path.is_file() or missing_engine:
-            what = "timidity" if missing_engine else f"{self.name} SoundFont at {path}"
-            raise AssetError(f"{what} not found; install the Debian package(s) '{self.package}'")
-        return path
-
-
-TIMBRES: dict[str, Timbre] = {
-    "salamander": Timbre("salamander", "salamander"),
-    # the project's own piano from the Salamander samples; every item plays its own PianoVariant
-    "grand": Timbre("grand", "salamander", engine="piano"),
-    # min_velocity: C4's first 200 ms at -75 dBFS or louder (gain 0.5); below it a note is inaudible once the
-    # item is normalised and noise is added. Measured: FluidR3/TimGM -112 dB at velocity 1, -72 dB at 10;
-    # MuseScore silent at 1–2, -79 dB at 3; Salamander -69 dB at 1.
-    "fluidr3": Timbre("fluidr3", "/usr/share/sounds/sf2/FluidR3_GM.sf2", min_velocity=8, package="fluid-soundfont-gm"),
-    "timgm": Timbre("timgm", "/usr/share/sounds/sf2/TimGM6mb.sf2", min_velocity=8, package="timgm6mb-soundfont"),
-    "musescore": Timbre(
-        "musescore",
-        "/usr/share/sounds/sf3/MuseScore_General.sf3",
-        min_velocity=4,
-        package="musescore-general-soundfont",
-    ),
-    # Two more training timbres (opt-in: --timbres). sf_GMbank follows FluidR3's velocity curve 3 dB louder
-    # (C4, RMS of the first 200 ms); freepats through TiMidity spans 64 dB from velocity 1 to 127, and
-    # velocity 4 sits 50 dB under 127, where FluidR3's velocity 8 sits 48 dB under.
-    "gmbank": Timbre("gmbank", "/usr/share/sounds/sf2/sf_GMbank.sf2", min_velocity=8, package="csound-soundfont"),
-    "freepats": Timbre(
-        "freepats", "/etc/timidity/freepats.cfg", min_velocity=4, engine="timidity", package="timidity freepats"
-    ),
-}
 
 
 @dataclass
@@ -126,9 +71,9 @@ class Config:
     train_hours: float = 3.0
     valid_minutes: float = 12.0
     test_minutes: float = 12.0
-    train_timbres: tuple[str, ...] = ("salamander", "fluidr3", "timgm")
+    train_timbres: tuple[str, ...] = DEFAULT_TRAIN_TIMBRES
     train_timbre_weights: tuple[float, ...] | None = None  # default: grand (else Salamander) 0.5, others share 0.5
-    test_timbres: tuple[str, ...] = ("musescore",)
+    test_timbres: tuple[str, ...] = DEFAULT_TEST_TIMBRES
     sources: tuple[str, ...] = ("maestro", "pop909", "procedural")
     source_weights: dict[str, float] = field(default_factory=lambda: {"maestro": 0.6, "pop909": 0.1, "procedural": 0.3})
     test_pieces: tuple[str, ...] = ("Maestro_3", "Maestro_10")
@@ -197,8 +142,9 @@ CSV_COLUMNS = [
 # ---------------------------------------------------------------- planning
 
 
-def _item_rng(seed: int, split: str, index: int) -> np.random.Generator:
-    return np.random.default_rng([seed, SPLIT_CODE[split], index])
+def _item_rng(seed: int, split: str, index: int, *stream: int) -> np.random.Generator:
+    """The random stream of one item: planning (no ``stream``), audio augmentation (1), instrument (2)."""
+    return np.random.default_rng([seed, SPLIT_CODE[split], index, *stream])
 
 
 def _finish(item: Item, performance: Performance, augment: bool, rng: np.random.Generator) -> Item:
@@ -215,7 +161,7 @@ def _finish(item: Item, performance: Performance, augment: bool, rng: np.random.
     if TIMBRES[item.timbre].engine == "piano":  # its own stream: the item's other draws stay as they were
         from pianomtl.data.piano import PianoVariant
 
-        variant_rng = np.random.default_rng([item.seed, SPLIT_CODE[item.split], item.index, 2])
+        variant_rng = _item_rng(item.seed, item.split, item.index, 2)
         item.instrument = PianoVariant.draw(variant_rng).to_json()
     n_samples = round((item.performance.end_time + RENDER_TAIL_S) * SAMPLE_RATE)
     item.duration = n_samples / SAMPLE_RATE
@@ -232,16 +178,6 @@ def _audio_settings(item: Item, rng: np.random.Generator) -> None:
         item.noise = str(rng.choice(["white", "pink"]))
         item.snr_db = float(rng.uniform(25.0, 60.0))
     item.peak_db = float(rng.uniform(-14.0, -1.0))
-
-
-MAIN_TIMBRES = ("grand", "salamander")
-"""The first of these among the training timbres gets half the items by default; the others share the rest."""
-
-RECIPES: dict[str, tuple[tuple[str, ...], tuple[float, ...] | None]] = {
-    "soundfonts": (Config().train_timbres, None),
-    "piano": (("grand", "salamander", "fluidr3", "timgm", "gmbank", "freepats"), (0.5, 0.1, 0.1, 0.1, 0.1, 0.1)),
-}
-"""``--recipe``: training timbres and their weights. "piano": the project's piano engine as the main source."""
 
 
 def _train_weights(config: Config) -> np.ndarray:
@@ -370,174 +306,6 @@ def plan(config: Config, sources: dict[str, Performance] | None = None) -> list[
 # ---------------------------------------------------------------- rendering
 
 
-@functools.cache
-def _synth(timbre_name: str):  # type: ignore[no-untyped-def]
-    """A FluidSynth instance with the timbre's SoundFont loaded, one per process and timbre."""
-    from pianomtl.data.render import load_synth
-
-    timbre = TIMBRES[timbre_name]
-    synth, font_id = load_synth(timbre.soundfont(), SAMPLE_RATE, timbre.gain)
-    _settle(synth, font_id, timbre, warm_up=True)
-    return synth, font_id
-
-
-def _settle(synth, font_id: int, timbre: Timbre, warm_up: bool = False) -> None:  # type: ignore[no-untyped-def]
-    """Bring the synth to the same state before every item, so renders are reproducible.
-
-    FluidSynth's first use of a sample differs slightly from later ones, and
-    ``system_reset`` leaves sounding voices alone: so play and discard every key at every
-    velocity once after loading, silence all voices after each reset, and render (discard) a little
-    silence so the freed voices leave the mixer.
-    """
-    from pianomtl.data.render import _write_float
-
-    _, write_float = _write_float()
-    scratch = np.zeros(8 * FLUID_BLOCK, dtype=np.float32)
-
-    def reset() -> None:
-        synth.system_reset()  # controllers and programs; it leaves sounding voices alone
-        synth.program_select(0, font_id, timbre.bank, timbre.program)
-        synth.cc(0, PEDAL_CC, 0)
-        synth.all_sounds_off(0)  # silences at once (before system_reset it would be undone)
-        write_float(synth.synth, len(scratch), scratch.ctypes.data, 0, 1, scratch.ctypes.data, 0, 1)
-
-    reset()
-    if warm_up:  # every sample of every key and velocity zone once
-        for velocity in range(1, 128):
-            for key in range(MIN_KEY, MAX_KEY + 1):
-                synth.noteon(0, key, velocity)
-            write_float(synth.synth, FLUID_BLOCK, scratch.ctypes.data, 0, 1, scratch.ctypes.data, 0, 1)
-            synth.all_sounds_off(0)
-        reset()
-
-
-def render_performance(performance: Performance, timbre_name: str, n_samples: int, instrument: str = "") -> np.ndarray:
-    """Render with the process's preloaded synth (the events of :func:`render.synth_events`).
-
-    ``instrument``: for the piano engine, the item's :class:`~pianomtl.data.piano.PianoVariant`
-    as JSON (empty: the grand as sampled).
-    """
-    from pianomtl.data.render import play, synth_events
-
-    if TIMBRES[timbre_name].engine == "piano":
-        from pianomtl.data import piano
-
-        variant = piano.PianoVariant.from_json(instrument) if instrument else piano.PianoVariant()
-        return piano.render(performance, n_samples, variant)
-    if TIMBRES[timbre_name].engine == "timidity":
-        return render_timidity(performance, TIMBRES[timbre_name], n_samples)
-    synth, font_id = _synth(timbre_name)
-    # FluidSynth applies events at its internal 64-sample block boundaries and keeps its block phase
-    # across calls: render whole blocks so that every item starts in the same phase (reproducible).
-    whole_blocks = -(-n_samples // FLUID_BLOCK) * FLUID_BLOCK
-    audio = play(synth, synth_events(performance), whole_blocks, SAMPLE_RATE)
-    _settle(synth, font_id, TIMBRES[timbre_name])
-    return audio[:n_samples]
-
-
-TIMIDITY_AMPLIFY = 25
-"""TiMidity's volume in percent: low, so that loud pedalled chords do not clip (24-bit output keeps the soft)."""
-
-
-def render_timidity(performance: Performance, timbre: Timbre, n_samples: int) -> np.ndarray:
-    """Mono float32 audio of ``performance`` rendered by the TiMidity++ command line.
-
-    Effects off (the corpus adds its own room), no polyphony reduction, 24-bit output, and
-    ``--preserve-silence``: by default TiMidity drops the silence before the first note, which
-    would shift every onset by the first note's time. Sound starts 0.5 ms after each note-on
-    (measured); the audio is cut or padded to ``n_samples``. CC64 = 64 is sent as 63: TiMidity
-    holds notes from 64 on (measured), the labels from 65.
-    """
-    import soundfile
-
-    from pianomtl.data.render import RenderError, synth_pedal_value
-
-    pedal = [event._replace(value=synth_pedal_value(event.value)) for event in performance.pedal]
-    with tempfile.TemporaryDirectory(prefix="pianomtl-timidity-") as folder:
-        midi_path, wav_path = Path(folder) / "in.mid", Path(folder) / "out.wav"
-        write_midi(midi_path, Performance(performance.notes, pedal), program=timbre.program)
-        command = [
-            "timidity", "-c", str(timbre.soundfont()), "-s", str(SAMPLE_RATE), "-OwM2s", "-o", str(wav_path),
-            f"-A{TIMIDITY_AMPLIFY}", "-p", "256", "--no-polyphony-reduction", "--preserve-silence",
-            "-EFreverb=d", "-EFchorus=d", str(midi_path),
-        ]  # fmt: skip
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0 or not wav_path.is_file():
-            raise RenderError(f"timidity failed on {timbre.name}: {result.stderr.strip()[-200:]}")
-        audio, _ = soundfile.read(wav_path, dtype="float32", always_2d=True)
-    audio = audio.mean(axis=1)
-    return np.pad(audio[:n_samples], (0, max(0, n_samples - len(audio))))
-
-
-def room_impulse_response(rng: np.random.Generator, rt60: float, drr_db: float) -> np.ndarray:
-    """Synthetic room: direct path, a few early reflections, exponentially decaying noise tail.
-
-    The tail darkens with time (a one-pole low-pass per 50 ms block), as air and walls
-    absorb high frequencies faster; ``drr_db`` is the direct-to-reverberant energy ratio.
-    """
-    from scipy.signal import lfilter
-
-    n = int(min(1.5 * rt60, 1.5) * SAMPLE_RATE)
-    t = np.arange(n) / SAMPLE_RATE
-    tail = rng.standard_normal(n) * np.exp(-6.908 * t / rt60)
-    predelay = int(rng.uniform(0.005, 0.02) * SAMPLE_RATE)
-    tail[:predelay] = 0.0
-    for delay in rng.uniform(0.003, 0.03, size=6):
-        tail[int(delay * SAMPLE_RATE)] += rng.uniform(-0.6, 0.6) * np.sqrt(np.mean(tail[predelay:] ** 2) * 50)
-    bright = lfilter([0.5], [1, -0.5], tail)  # gentle overall darkening
-    mix = np.exp(-t / max(rt60, 1e-3))  # later parts lean on the low-passed version
-    tail = mix * tail + (1 - mix) * bright
-    tail *= np.sqrt(10 ** (-drr_db / 10) / np.sum(tail**2))
-    ir = tail.astype(np.float64)
-    ir[0] += 1.0
-    return ir
-
-
-def tilt_eq(samples: np.ndarray, tilt_db: float) -> np.ndarray:
-    """A gentle spectral tilt about 800 Hz: highs up and lows down by ±tilt/2 dB (first order)."""
-    from scipy.signal import butter, lfilter
-
-    if tilt_db == 0.0:
-        return samples
-    b, a = butter(1, 800.0, fs=SAMPLE_RATE)
-    low = lfilter(b, a, samples)
-    high = samples - low
-    g = 10 ** (tilt_db / 40)
-    return low / g + high * g
-
-
-def coloured_noise(rng: np.random.Generator, n: int, colour: str) -> np.ndarray:
-    white = rng.standard_normal(n)
-    if colour == "white":
-        return white
-    from scipy.fft import irfft, next_fast_len, rfft
-
-    size = next_fast_len(n, real=True)  # an item's length may have large prime factors: slow FFT
-    spectrum = rfft(white, size)
-    f = np.fft.rfftfreq(size, 1 / SAMPLE_RATE)
-    spectrum /= np.sqrt(np.maximum(f, 20.0))
-    pink = irfft(spectrum, size)[:n]
-    return pink / (np.std(pink) + 1e-12)
-
-
-def augment_audio(item: Item, dry: np.ndarray) -> np.ndarray:
-    from scipy.signal import fftconvolve
-
-    rng = np.random.default_rng([item.seed, SPLIT_CODE[item.split], item.index, 1])
-    x = dry.astype(np.float64)
-    if item.reverb_rt60 > 0:
-        x = fftconvolve(x, room_impulse_response(rng, item.reverb_rt60, item.drr_db))[: len(x)]
-    x = tilt_eq(x, item.eq_tilt_db)
-    if item.noise != "none":
-        active = x[np.abs(x) > 1e-4]
-        power = float(np.mean(active**2)) if len(active) else 1e-8
-        x = x + coloured_noise(rng, len(x), item.noise) * np.sqrt(power * 10 ** (-item.snr_db / 10))
-    peak = float(np.max(np.abs(x)))
-    if peak > 0:
-        x *= 10 ** (item.peak_db / 20) / peak
-    return x.astype(np.float32)
-
-
 def render_item(item: Item, out: Path) -> tuple[str, float, float]:
     """Render one item's audio and MIDI into ``out`` (atomically); returns (name, audio s, wall s)."""
     began = time.perf_counter()
@@ -546,7 +314,16 @@ def render_item(item: Item, out: Path) -> tuple[str, float, float]:
     audio_path.parent.mkdir(parents=True, exist_ok=True)
     n_samples = round(item.duration * SAMPLE_RATE)
     dry = render_performance(item.performance, item.timbre, n_samples, item.instrument)
-    wet = augment_audio(item, dry)
+    wet = augment_audio(
+        dry,
+        _item_rng(item.seed, item.split, item.index, 1),
+        reverb_rt60=item.reverb_rt60,
+        drr_db=item.drr_db,
+        eq_tilt_db=item.eq_tilt_db,
+        noise=item.noise,
+        snr_db=item.snr_db,
+        peak_db=item.peak_db,
+    )
     from pianomtl.core.audio import write_flac
 
     write_midi(midi_path, item.performance)
@@ -625,100 +402,3 @@ def synthesize(out: str | Path, config: Config, workers: int = 2, progress: bool
         "speed": audio_seconds / wall if wall > 0 else 0.0,
         "hours": {split: sum(i.duration for i in items if i.split == split) / 3600 for split in SPLITS},
     }
-
-
-# ---------------------------------------------------------------- command line
-
-
-def _timbre_list(text: str) -> tuple[str, ...]:
-    names = tuple(t.strip() for t in text.split(",") if t.strip())
-    unknown = [t for t in names if t not in TIMBRES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown timbre(s) {unknown}; choose from {', '.join(TIMBRES)}")
-    return names
-
-
-def _weight_list(text: str) -> tuple[float, ...]:
-    try:
-        weights = tuple(float(w) for w in text.split(",") if w.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"timbre weights must be comma-separated numbers, not {text!r}") from None
-    if not weights or min(weights) < 0 or sum(weights) <= 0:
-        raise argparse.ArgumentTypeError(f"timbre weights must be >= 0 with a positive sum, not {text!r}")
-    return weights
-
-
-def _source_list(text: str) -> tuple[str, ...]:
-    names = tuple(t.strip() for t in text.split(",") if t.strip())
-    unknown = [t for t in names if t not in ("maestro", "pop909", "procedural")]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown source(s) {unknown}; choose from maestro, pop909, procedural")
-    return names
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    defaults = Config()
-    parser.add_argument("--out", required=True, help="output folder (MAESTRO layout)")
-    parser.add_argument("--hours", type=float, default=defaults.train_hours, help="hours of training audio (3)")
-    parser.add_argument("--valid-minutes", type=float, default=defaults.valid_minutes, help="validation minutes (12)")
-    parser.add_argument("--test-minutes", type=float, default=defaults.test_minutes, help="test minutes (12)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--recipe", choices=sorted(RECIPES), default="soundfonts",
-        help="training timbres and weights: soundfonts (salamander,fluidr3,timgm; default) or piano "
-        f"({','.join(RECIPES['piano'][0])}, the own piano engine on half the items)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--timbres", type=_timbre_list, default=None,
-        help=f"training/validation timbres, comma-separated, from {', '.join(TIMBRES)} "
-        f"(default: the recipe's, {','.join(defaults.train_timbres)})",
-    )  # fmt: skip
-    parser.add_argument(
-        "--timbre-weights", type=_weight_list, default=None,
-        help="their shares, comma-separated in the order of --timbres (default: grand, else salamander, "
-        "gets half, the others share the rest)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--test-timbres", type=_timbre_list, default=defaults.test_timbres,
-        help=f"held-out test timbres (default {','.join(defaults.test_timbres)})",
-    )  # fmt: skip
-    parser.add_argument(
-        "--sources", type=_source_list, default=defaults.sources,
-        help="material: maestro,pop909,procedural (without maestro, validation/test are procedural too)",
-    )  # fmt: skip
-    parser.add_argument("--test-pieces", default=",".join(defaults.test_pieces), help="pieces held out for test")
-    parser.add_argument("--valid-pieces", default=",".join(defaults.valid_pieces), help="pieces for validation")
-    parser.add_argument("--workers", type=int, default=2, help="parallel processes (2)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def run(args: argparse.Namespace) -> int:
-    timbres, weights = RECIPES[args.recipe]
-    if args.timbres is not None:
-        timbres, weights = args.timbres, None
-    if args.timbre_weights is not None:
-        weights = args.timbre_weights
-    config = Config(
-        seed=args.seed,
-        train_hours=args.hours,
-        valid_minutes=args.valid_minutes,
-        test_minutes=args.test_minutes,
-        train_timbres=timbres,
-        train_timbre_weights=weights,
-        test_timbres=args.test_timbres,
-        sources=args.sources,
-        test_pieces=tuple(p for p in args.test_pieces.split(",") if p),
-        valid_pieces=tuple(p for p in args.valid_pieces.split(",") if p),
-    )
-    try:
-        summary = synthesize(args.out, config, workers=args.workers, progress=not args.no_progress)
-    except (AssetError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    hours = ", ".join(f"{split} {h:.2f} h" for split, h in summary["hours"].items())
-    print(
-        f"{summary['complete']}/{summary['items']} items in {args.out} ({hours}); rendered {summary['rendered']} "
-        f"({summary['audio_seconds'] / 3600:.2f} h of audio) in {summary['wall_seconds']:.0f} s, "
-        f"{summary['speed']:.0f}x real time"
-    )
-    return 0 if summary["complete"] == summary["items"] else 1

@@ -63,6 +63,25 @@ def head_freq() -> int:
     return N_BINS - 2 - 2 - (FREQ_KERNEL - 1) - 2
 
 
+def front_end(config: ModelConfig) -> tuple[nn.Sequential, ConvBlock, TaskDense]:
+    """The shared stem, the five head convolutions (one call) and the per-task dense layers.
+
+    The hard-sharing network is exactly these; the hard+rnn family
+    (:mod:`pianomtl.models.sequence`) builds the same modules before its recurrent stage.
+    """
+    small, large, head = config.small, config.large, config.head
+    assert small is not None and large is not None and head is not None
+    n = len(TASKS)
+    stem = nn.Sequential(
+        *(
+            ConvBlock(frame_conv(cin, cout, k), config.dropout, config.noise_sigma)
+            for cin, cout, k in stem_shapes(small, large)
+        )
+    )
+    heads = ConvBlock(frame_conv(large, n * head, (3, 3), columns=n), config.dropout, config.noise_sigma)
+    return stem, heads, TaskDense(head, head_freq(), TASK_WIDTH)
+
+
 class HardSharingNet(MultitaskNet):
     """Shared 4-layer conv stem, one conv 10@3×3 + dense head per task (see module docstring)."""
 
@@ -71,18 +90,7 @@ class HardSharingNet(MultitaskNet):
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         super().__init__(config)
-        config = self.config
-        small, large, head = config.small, config.large, config.head
-        assert small is not None and large is not None and head is not None
-        n = len(TASKS)
-        self.stem = nn.Sequential(
-            *(
-                ConvBlock(frame_conv(cin, cout, k), config.dropout, config.noise_sigma)
-                for cin, cout, k in stem_shapes(small, large)
-            )
-        )
-        self.head = ConvBlock(frame_conv(large, n * head, (3, 3), columns=n), config.dropout, config.noise_sigma)
-        self.dense = TaskDense(head, head_freq(), TASK_WIDTH)
+        self.stem, self.head, self.dense = front_end(self.config)
         glorot_init_(self)
         self.to(memory_format=self.memory_format)
 
@@ -91,4 +99,4 @@ class HardSharingNet(MultitaskNet):
         return self._outputs(self.dense(h))
 
 
-__all__ = ["FREQ_KERNEL", "HardSharingNet", "head_freq", "stem_shapes"]
+__all__ = ["FREQ_KERNEL", "HardSharingNet", "front_end", "head_freq", "stem_shapes"]

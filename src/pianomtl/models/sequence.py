@@ -76,8 +76,8 @@ from torch import Tensor, nn
 
 from pianomtl.constants import N_KEYS, TASK_WIDTH, TASKS
 from pianomtl.models.config import ModelConfig
-from pianomtl.models.hard_sharing import head_freq, stem_shapes
-from pianomtl.models.layers import ConvBlock, GaussianDropout, MultitaskNet, TaskDense, frame_conv, glorot_init_
+from pianomtl.models.hard_sharing import front_end, head_freq
+from pianomtl.models.layers import GaussianDropout, MultitaskNet, glorot_init_
 
 State = tuple[Tensor, ...]
 """Carried state of :class:`HardRNNNet`: the onset and frame recurrent layers' hidden
@@ -103,20 +103,11 @@ class HardRNNNet(MultitaskNet):
     def __init__(self, config: ModelConfig | None = None) -> None:
         super().__init__(config)
         config = self.config
-        small, large, head = config.small, config.large, config.head
-        embed, hidden, cell = config.embed, config.hidden, config.cell
-        assert small is not None and large is not None and head is not None
-        assert embed is not None and hidden is not None and cell is not None
+        head, embed, hidden, cell = config.head, config.embed, config.hidden, config.cell
+        assert head is not None and embed is not None and hidden is not None and cell is not None
         n = len(TASKS)
         # front end: identical modules (names, shapes, maths) to HardSharingNet's
-        self.stem = nn.Sequential(
-            *(
-                ConvBlock(frame_conv(cin, cout, k), config.dropout, config.noise_sigma)
-                for cin, cout, k in stem_shapes(small, large)
-            )
-        )
-        self.head = ConvBlock(frame_conv(large, n * head, (3, 3), columns=n), config.dropout, config.noise_sigma)
-        self.dense = TaskDense(head, head_freq(), TASK_WIDTH)
+        self.stem, self.head, self.dense = front_end(config)
         # sequence stage
         self.embed = nn.Linear(n * head * head_freq(), embed)
         self.embed_dropout = GaussianDropout(config.dropout)

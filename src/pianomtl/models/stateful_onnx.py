@@ -14,7 +14,8 @@ chunk, both giving exactly the whole-sequence result. A zero state starts a sequ
 and add its metadata); :func:`export_stateful_onnx` is that call, returning the bytes.
 :class:`~pianomtl.transcription.onnx_model.OnnxModel` runs such a graph with the torch
 model's ``initial_state`` / ``forward_with_state`` interface; the names (``features``,
-the ``next_`` prefix) are its own, imported from there.
+the ``next_`` prefix) are :data:`~pianomtl.constants.ONNX_INPUT` and
+:data:`~pianomtl.constants.ONNX_NEXT`, shared with it.
 
 Only causal models have a carried state; the bidirectional ablation twin is not
 exported this way (it would need the whole file in one call).
@@ -28,8 +29,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from pianomtl.constants import CONTEXT, N_BINS, TASKS
-from pianomtl.transcription.onnx_model import INPUT_NAME, NEXT
+from pianomtl.constants import CONTEXT, N_BINS, ONNX_INPUT, ONNX_NEXT, TASKS
 
 
 class StatefulGraph(nn.Module):
@@ -58,11 +58,11 @@ def stateful_signature(
     generator = torch.Generator().manual_seed(0)
     example_state = tuple(torch.randn(s.shape, generator=generator) for s in model.initial_state(1))
     example = (torch.zeros(1, example_frames + 2 * CONTEXT, N_BINS), *example_state)
-    inputs = [INPUT_NAME, *names]
-    outputs = [*TASKS, *(NEXT + name for name in names)]
-    axes: dict[str, dict[int, str]] = {INPUT_NAME: {0: "batch", 1: "input_frames"}}
+    inputs = [ONNX_INPUT, *names]
+    outputs = [*TASKS, *(ONNX_NEXT + name for name in names)]
+    axes: dict[str, dict[int, str]] = {ONNX_INPUT: {0: "batch", 1: "input_frames"}}
     axes.update({task: {0: "batch", 1: "frames"} for task in TASKS})
-    axes.update({name: {1: "batch"} for name in (*names, *(NEXT + name for name in names))})
+    axes.update({name: {1: "batch"} for name in (*names, *(ONNX_NEXT + name for name in names))})
     return StatefulGraph(model), example, inputs, outputs, axes
 
 

@@ -165,24 +165,17 @@ def _tune_threshold(
     best_onset = _one_standard_error_choice(scored)
     onsets = onsets_for(best_onset)
     best = replace(base, onset_threshold=best_onset)
-    tuned, tuned_scores = best, {"note_offset_f1": -1.0}
     grid = sorted(
         itertools.product(frame_grid, offset_grid, pedal_frame_grid),
         key=lambda v: (abs(v[0] - 0.5) + abs(v[1] - 0.5), v[2] is not None),
     )
-    for frame_threshold, offset_threshold, pedal_frame_threshold in grid:
-        if pedal_frame_threshold is not None and pedal_frame_threshold >= frame_threshold:
-            continue
-        candidate = replace(
-            best,
-            frame_threshold=frame_threshold,
-            offset_threshold=offset_threshold,
-            pedal_frame_threshold=pedal_frame_threshold,
-        )
-        scores = corpus(candidate, onsets)
-        if scores["note_offset_f1"] > tuned_scores["note_offset_f1"]:
-            tuned, tuned_scores = candidate, scores
-    return tuned, tuned_scores
+    candidates = (
+        replace(best, frame_threshold=frame, offset_threshold=offset, pedal_frame_threshold=pedal_frame)
+        for frame, offset, pedal_frame in grid
+        if pedal_frame is None or pedal_frame < frame
+    )
+    results = ((candidate, corpus(candidate, onsets)) for candidate in candidates)
+    return max(results, key=lambda pair: pair[1]["note_offset_f1"], default=(best, {"note_offset_f1": -1.0}))
 
 
 def pedal_frame_counts(
@@ -209,13 +202,8 @@ def _tune_pedal(
     """``base`` with the pedal hysteresis of best pedal-frame F1 (unchanged without pedal data)."""
     if not pedal_grid or not all("sus" in a for a in activations_list) or not any(r.pedal for r in references):
         return base
-    best, best_f1 = base, -1.0
-    for high, low in pedal_grid:
-        candidate = replace(base, pedal_high=high, pedal_low=low)
-        f1 = pedal_frame_counts(activations_list, references, candidate).scores()["f1"]
-        if f1 > best_f1:
-            best, best_f1 = candidate, f1
-    return best
+    candidates = [replace(base, pedal_high=high, pedal_low=low) for high, low in pedal_grid]
+    return max(candidates, key=lambda c: pedal_frame_counts(activations_list, references, c).scores()["f1"])
 
 
 def _tune_hmm(
@@ -225,14 +213,17 @@ def _tune_hmm(
     onset_grid: Sequence[float],
     end_grid: Sequence[float],
 ) -> tuple[DecoderParams, dict[str, float]]:
-    tuned, tuned_scores = base, {"note_f1": -1.0, "note_offset_f1": -1.0}
-    for onset_prior, end_prior in itertools.product(onset_grid, end_grid):
-        if onset_prior + end_prior >= 1.0:
-            continue
-        candidate = replace(base, hmm_onset_prior=onset_prior, hmm_end_prior=end_prior)
-        scores = _corpus_scores(
-            activations_list, references, lambda acts, _, params=candidate: decode_notes(acts, params)
-        )
-        if (scores["note_f1"], scores["note_offset_f1"]) > (tuned_scores["note_f1"], tuned_scores["note_offset_f1"]):
-            tuned, tuned_scores = candidate, scores
-    return tuned, tuned_scores
+    candidates = (
+        replace(base, hmm_onset_prior=onset_prior, hmm_end_prior=end_prior)
+        for onset_prior, end_prior in itertools.product(onset_grid, end_grid)
+        if onset_prior + end_prior < 1.0
+    )
+    results = (
+        (c, _corpus_scores(activations_list, references, lambda acts, _, params=c: decode_notes(acts, params)))
+        for c in candidates
+    )
+    return max(
+        results,
+        key=lambda pair: (pair[1]["note_f1"], pair[1]["note_offset_f1"]),
+        default=(base, {"note_f1": -1.0, "note_offset_f1": -1.0}),
+    )

@@ -55,7 +55,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from pianomtl.constants import FPS, MIDI_MAX, MIN_KEY, N_KEYS
-from pianomtl.core.midi import Note, PedalEvent, Performance
+from pianomtl.core.midi import Note, PedalEvent, Performance, next_strike_time
 
 NOTE_METHODS = ("threshold", "hmm")
 
@@ -251,9 +251,8 @@ def _note_ends(
         if len(starts) == 0:
             continue
         inactive = np.flatnonzero(below[:, key])
-        for index, start in enumerate(starts):
-            limit = int(starts[index + 1]) if index + 1 < len(starts) else n_frames
-            notes.append((key, int(start), note_end(int(start), limit, inactive, offsets[key], params.min_frames)))
+        for start, limit in zip(starts, next_strike_time(starts, never=n_frames), strict=True):
+            notes.append((key, int(start), note_end(int(start), int(limit), inactive, offsets[key], params.min_frames)))
     return notes
 
 
@@ -461,8 +460,8 @@ def hmm_note_spans(activations: dict[str, np.ndarray], params: DecoderParams) ->
         run_starts, run_stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
         onsets = (run_starts + run_stops - 1) // 2
         boundaries = np.flatnonzero(states == OFF)
-        for index, (onset, run_stop) in enumerate(zip(onsets.tolist(), run_stops.tolist(), strict=True)):
-            limit = int(onsets[index + 1]) if index + 1 < len(onsets) else n_frames  # a re-strike ends the note
+        limits = next_strike_time(onsets, never=n_frames).astype(int).tolist()  # a re-strike ends the note
+        for onset, run_stop, limit in zip(onsets.tolist(), run_stops.tolist(), limits, strict=True):
             position = np.searchsorted(boundaries, run_stop)
             end = min(limit, int(boundaries[position])) if position < len(boundaries) else limit
             spans.append((key, onset, max(end, min(onset + params.min_frames, limit))))

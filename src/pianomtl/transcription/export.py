@@ -22,11 +22,10 @@ from typing import Any
 
 import torch
 
-from pianomtl.constants import CONTEXT, N_BINS, TASKS
+from pianomtl.constants import CONTEXT, N_BINS, ONNX_INPUT, TASKS
 from pianomtl.core.files import atomic_write
 from pianomtl.transcription.decoders import DecoderParams
 from pianomtl.transcription.onnx_model import (  # the runtime side lives there (no torch); re-exported
-    INPUT_NAME,
     METADATA_CONFIG,
     METADATA_DECODER,
     METADATA_INFO,
@@ -75,7 +74,7 @@ def export_onnx(
         return _finish(graph, model, destination, decoder, metadata)
     example = torch.zeros(1, example_frames + 2 * CONTEXT, N_BINS)
     buffer = io.BytesIO()
-    axes = {INPUT_NAME: {0: "batch", 1: "input_frames"}, **{t: {0: "batch", 1: "frames"} for t in TASKS}}
+    axes = {ONNX_INPUT: {0: "batch", 1: "input_frames"}, **{t: {0: "batch", 1: "frames"} for t in TASKS}}
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # deprecation and tracer notes of the legacy exporter
@@ -84,7 +83,7 @@ def export_onnx(
                 (example,),
                 buffer,
                 dynamo=False,
-                input_names=[INPUT_NAME],
+                input_names=[ONNX_INPUT],
                 output_names=list(TASKS),
                 dynamic_axes=axes,
                 opset_version=opset,

@@ -24,12 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from pianomtl.constants import TASKS
+from pianomtl.constants import ONNX_INPUT, ONNX_NEXT, TASKS
 from pianomtl.transcription.decoders import DecoderParams
 
-INPUT_NAME = "features"
-NEXT = "next_"
-"""Prefix of a recurrent graph's state outputs (``onset_state`` in → ``next_onset_state`` out)."""
 METADATA_DECODER = "pianomtl.decoder"
 METADATA_CONFIG = "pianomtl.model_config"
 METADATA_INFO = "pianomtl.metadata"
@@ -88,13 +85,13 @@ class OnnxModel:
         except Exception as error:  # onnxruntime raises its own exception types
             raise ValueError(f"{name}: not a usable ONNX model ({str(error).strip().splitlines()[0]})") from None
         inputs = self.session.get_inputs()
-        if INPUT_NAME not in [i.name for i in inputs]:
-            raise ValueError(f"{name}: ONNX model has no input {INPUT_NAME!r}")
-        self._state_inputs = [i for i in inputs if i.name != INPUT_NAME]
+        if ONNX_INPUT not in [i.name for i in inputs]:
+            raise ValueError(f"{name}: ONNX model has no input {ONNX_INPUT!r}")
+        self._state_inputs = [i for i in inputs if i.name != ONNX_INPUT]
         self.state_names: tuple[str, ...] = tuple(i.name for i in self._state_inputs)
         self.recurrent = bool(self.state_names)
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self._outputs = [*TASKS, *(NEXT + s for s in self.state_names)]
+        self._outputs = [*TASKS, *(ONNX_NEXT + s for s in self.state_names)]
         missing = [t for t in self._outputs if t not in self.output_names]
         if missing:
             raise ValueError(f"{name}: ONNX model lacks outputs {missing}")
@@ -118,7 +115,7 @@ class OnnxModel:
         """``(outputs, state after the last frame)`` for a chunk, as the torch model's method."""
         if len(state) != len(self.state_names):
             raise ValueError(f"state must be a tuple of {len(self.state_names)} arrays {self.state_names}")
-        feeds = {INPUT_NAME: _array(features)}
+        feeds = {ONNX_INPUT: _array(features)}
         feeds.update({name: _array(s) for name, s in zip(self.state_names, state, strict=True)})
         values = self.session.run(self._outputs, feeds)
         torch = _torch_if_tensor(features)

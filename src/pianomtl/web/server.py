@@ -251,7 +251,8 @@ def create_app(
                     samples = np.frombuffer(data, dtype="<f4")
                     recorded += len(data) // 2
                     if recorded > max_upload_bytes:
-                        await socket.send_json({"type": "error", "error": f"the live take reached {too_large}"})
+                        stopped = f"the take reached the {_megabytes(max_upload_bytes)} limit: stopped"
+                        await socket.send_json({"type": "error", "error": stopped})
                         break
                     recording.write(np.clip(np.nan_to_num(samples), -1.0, 1.0))
                     events = await run_in_threadpool(stream.feed, samples)
@@ -341,6 +342,7 @@ def listen(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
+        sock.listen(128)  # connections wait in the backlog until uvicorn accepts them (--open's browser)
     except OSError as error:
         sock.close()
         raise OSError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None

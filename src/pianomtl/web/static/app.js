@@ -108,6 +108,7 @@
   }
 
   function failed(message) {
+    if (!state.session) $("name").textContent = "";  // refused before it became a session
     state.status = "error";
     showProgress(null);
     showError(message);
@@ -579,15 +580,22 @@
     }
   }
 
+  let starting = false;
   async function play() {
-    if (playback || !state.duration) return;
+    if (playback || starting || !state.duration) return;
+    starting = true;
     const { ctx } = ensureAudio();
-    await ctx.resume();
-    if (state.piano.state !== "ready") {
-      showProgress(0.5, "Preparing the piano sound (the first time it is rendered, a few seconds)…");
-      await loadPiano();
-      showProgress(null);
+    try {
+      await ctx.resume();
+      if (state.piano.state !== "ready") {
+        showProgress(0.5, "Preparing the piano sound (the first time it is rendered, a few seconds)…");
+        await loadPiano();
+        showProgress(null);
+      }
+    } finally {
+      starting = false;
     }
+    if (playback || !state.duration) return;
     if (state.position >= state.duration - 0.05) state.position = 0;
     const startPos = state.position;
     playback = { startPos, ctxStart: ctx.currentTime + 0.08, next: firstNoteAfter(startPos), voices: new Set(), timer: 0 };
@@ -657,7 +665,8 @@
   }
   $("threshold").addEventListener("input", thresholdChanged);
   document.addEventListener("keydown", (event) => {
-    if (event.code === "Space" && event.target.tagName !== "INPUT" && !$("play").disabled) {
+    const tag = event.target.tagName;
+    if (event.code === "Space" && tag !== "INPUT" && tag !== "BUTTON" && !$("play").disabled) {
       event.preventDefault();
       $("play").click();
     }
@@ -825,5 +834,6 @@
   state.openFile = openFile;  // for tests and the console
   applyMix();
   loadConfig();
+  updateScroll();
   draw();
 })();

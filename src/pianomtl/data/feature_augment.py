@@ -1,5 +1,10 @@
 """Training-time equaliser and level augmentation on the log filtered spectrogram.
 
+Feature-side: a random equaliser drawn for each training excerpt by the sampler
+(:mod:`pianomtl.data.sampler`), applied exactly to the cached features. Not to be
+confused with :mod:`pianomtl.data.audio_augment`, the room, EQ tilt and noise rendered
+into the corpus's audio once, by ``pianomtl synth``.
+
 Why: the corpus has three training pianos, and the held-out one (MuseScore) is
 darker and quieter than all of them at low velocities — a model trained without this
 augmentation missed far more of its soft notes than of its loud ones

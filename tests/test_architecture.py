@@ -1,0 +1,156 @@
+"""The package's layout rules (docs/architecture.md), checked on the source: imports run one way.
+
+Every ``import`` of the package is read with :mod:`ast` — at module level and inside
+functions alike (a lazy import is still a dependency) — and resolved to the module it
+names. Then:
+
+* each room imports only the rooms below it (:data:`MAY_IMPORT`);
+* nothing but ``cli`` imports ``cli``;
+* the module-level imports have no cycle (lazy imports inside functions may close one);
+* no module or package is named like a standard-library module (run as a script, its
+  folder comes first on ``sys.path`` and it would shadow the real one: the old
+  ``inspect.py``).
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "pianomtl"
+
+MAY_IMPORT: dict[str, set[str]] = {
+    # room: the other rooms it may import (its own modules always)
+    "constants": set(),
+    "extras": set(),
+    "core": {"constants", "extras"},
+    "models": {"constants", "extras", "core"},
+    "data": {"constants", "extras", "core"},
+    "transcription": {"constants", "extras", "core", "models"},
+    "train": {"constants", "extras", "core", "models", "data", "transcription"},
+    "web": {"constants", "extras", "core", "data", "transcription"},
+    "cli": {"constants", "extras", "core", "models", "data", "transcription", "train", "web", "pianomtl"},
+    "pianomtl": {"transcription"},  # the package's __init__: the public entry points
+}
+"""The rule of docs/architecture.md: ``cli → web → train | transcription → models | data → core``."""
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def room(module: str) -> str:
+    """``pianomtl.core.midi`` → ``core``; ``pianomtl`` → ``pianomtl``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+@dataclass(frozen=True)
+class Import:
+    importer: str
+    imported: str
+    line: int
+    top_level: bool
+
+    def __str__(self) -> str:
+        where = "" if self.top_level else " (in a function)"
+        source = MODULES[self.importer].relative_to(PACKAGE)
+        return f"{self.importer} imports {self.imported}{where}: {source}:{self.line}"
+
+
+def _resolve(name: str) -> str:
+    """The package module ``name`` refers to: itself, or the module that defines it (``a.b.f`` → ``a.b``)."""
+    while name not in MODULES and "." in name:
+        name = name.rsplit(".", 1)[0]
+    return name
+
+
+def imports_of(module: str) -> Iterator[Import]:
+    path = MODULES[module]
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    top_level = {id(node) for node in tree.body}
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, *([node.module] if node.module else [])])
+            names = [f"{base}.{alias.name}" for alias in node.names]  # a submodule, or a name in ``base``
+        else:
+            continue
+        for name in names:
+            if name == "pianomtl" or name.startswith("pianomtl."):
+                yield Import(module, _resolve(name), node.lineno, id(node) in top_level)
+
+
+IMPORTS = [found for module in MODULES for found in imports_of(module)]
+
+
+def test_the_walk_sees_the_package() -> None:
+    assert {"pianomtl.core.midi", "pianomtl.data.synth", "pianomtl.cli.synth", "pianomtl.transcription.stream"} <= set(
+        MODULES
+    )
+    assert set(map(room, MODULES)) <= set(MAY_IMPORT), "a new room: give it its place in MAY_IMPORT and the docs"
+    lazy = [i for i in IMPORTS if i.importer == "pianomtl.data.synth" and not i.top_level]
+    assert any(i.imported == "pianomtl.data.piano" for i in lazy)  # function-level imports are seen
+
+
+@pytest.mark.parametrize("importer_room", sorted(MAY_IMPORT))
+def test_each_room_imports_only_the_rooms_below_it(importer_room: str) -> None:
+    allowed = MAY_IMPORT[importer_room] | {importer_room}
+    wrong = [str(i) for i in IMPORTS if room(i.importer) == importer_room and room(i.imported) not in allowed]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_nothing_but_the_command_line_imports_it() -> None:
+    wrong = [str(i) for i in IMPORTS if room(i.imported) == "cli" and room(i.importer) != "cli"]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_transcription_needs_no_training_code_and_no_corpus() -> None:
+    """What a user runs to transcribe imports neither training nor the corpus (nor their samplers)."""
+    wrong = [
+        str(i)
+        for i in IMPORTS
+        if room(i.importer) == "transcription" and room(i.imported) in {"train", "data", "cli", "web"}
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_module_level_imports_have_no_cycle() -> None:
+    graph: dict[str, set[str]] = {module: set() for module in MODULES}
+    for found in IMPORTS:
+        if found.top_level and found.imported != found.importer:
+            graph[found.importer].add(found.imported)
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            cycle = " → ".join([*path[path.index(module) :], module])
+            raise AssertionError(f"import cycle at module level: {cycle}")
+        if module in done:
+            return
+        for imported in sorted(graph[module]):
+            visit(imported, [*path, module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+
+
+def test_no_module_shadows_the_standard_library() -> None:
+    names = {path.stem for path in PACKAGE.rglob("*.py")} | {path.name for path in PACKAGE.rglob("*") if path.is_dir()}
+    clashes = sorted(n for n in names if n in sys.stdlib_module_names and not n.startswith("__"))
+    assert not clashes, f"named like standard-library modules: {clashes}"
