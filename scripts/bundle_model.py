@@ -100,6 +100,10 @@ def earlier_stages(config: dict) -> list[dict]:
     init = config.get("init_from")
     while init and len(stages) < 20:
         result_path = Path(init).parent / "result.json"
+        if not result_path.exists() and Path(init).is_file():  # a bundle (warm start): its own card tells its story
+            metadata = read_model_file(init).get("metadata") or {}
+            stages.insert(0, {"checkpoint": init, "bundle_version": metadata.get("version"), "steps": None})
+            break
         result = json.loads(result_path.read_text()) if result_path.exists() else {}
         source_config = result.get("config", {})
         stages.insert(
@@ -140,8 +144,16 @@ def _training_lines(training: dict) -> str:
         return f"- {stage}."
     lines = []
     for number, earlier in enumerate(stages, start=1):
+        if earlier.get("bundle_version"):
+            lines.append(
+                f"- Stage {number}: the bundled model {earlier['bundle_version']} (`{earlier['checkpoint']}`), "
+                "whose own training its model card describes; its weights start the next stage."
+            )
+            continue
         minutes = (earlier.get("wall_seconds") or float("nan")) / 60
         origin = "from random weights" if number == 1 else f"fine-tuning stage {number - 1}'s last checkpoint"
+        if number > 1 and stages[number - 2].get("bundle_version"):
+            origin = f"warm-started from stage {number - 1} (`--init-from`: the tensors whose names and shapes match)"
         equaliser = f"equaliser on {earlier['equaliser']:.0%}" if earlier.get("equaliser") else "no equaliser"
         lines.append(
             f"- Stage {number}: {earlier['steps']} updates {origin} ({earlier['optimizer']}, η = {earlier['lr']}, "

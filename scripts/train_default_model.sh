@@ -9,12 +9,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK="${1:-.}"
 PIANOMTL=.venv/bin/pianomtl
+# --resume continues a run and is refused where there is nothing to continue: ask for it only then
+resume() { if [ -e "$1/checkpoint.pt" ] || [ -e "$1/result.json" ]; then echo --resume; fi; }
 $PIANOMTL synth --out "$WORK/corpus" --hours 3 --seed 0 --workers 2
 $PIANOMTL prepare --dataset "$WORK/corpus" --cache "$WORK/cache" --workers 2
 # two cosine cycles: 1600 updates, then the finished run is continued to 2800 (a larger --steps
 # with --resume continues it; the learning rate follows a cosine over the new total)
 for STEPS in 1600 2800; do
-    $PIANOMTL train --cache "$WORK/cache" --out "$WORK/runs/default" --resume \
+    $PIANOMTL train --cache "$WORK/cache" --out "$WORK/runs/default" $(resume "$WORK/runs/default") \
         --model hard --small 16 --large 48 --head 10 \
         --lambda-on 1 --lambda-int 1 --lambda-off 1 --lambda-vel 1 --lambda-sus 0.1 \
         --optimizer adam --lr 0.001 --lr-schedule cosine \
@@ -25,7 +27,7 @@ done
 # fine-tuning: a fresh Adam and a cosine cycle from another run's last checkpoint, with a random
 # equaliser and level on 80 % of the excerpts (timbre augmentation, data/feature_augment.py)
 finetune() {  # OUT INIT LR STEPS SEED [CACHE]
-    $PIANOMTL train --cache "$WORK/${6:-cache}" --out "$WORK/runs/$1" --resume \
+    $PIANOMTL train --cache "$WORK/${6:-cache}" --out "$WORK/runs/$1" $(resume "$WORK/runs/$1") \
         --init-from "$WORK/runs/$2/checkpoint.pt" --equaliser 0.8 \
         --model hard --small 16 --large 48 --head 10 \
         --lambda-on 1 --lambda-int 1 --lambda-off 1 --lambda-vel 1 --lambda-sus 0.1 \
