@@ -8,6 +8,8 @@
 # Stage B: 400 more updates either on the same kind of corpus (b_old) or on a 6 h corpus whose
 #          main timbre is the project's own piano engine (b_piano: pedal resonance, releases,
 #          half-pedal, many instruments; data/piano.py) — the comparison of docs/experiments.md §9.
+# Stage C: 800 updates on the piano-engine corpus with rebalanced task weights (§9).
+# None of them has yet beaten the bundled v5 on the test split (§9), so none is bundled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK="${1:-.}"
@@ -20,10 +22,11 @@ $PIANOMTL synth --out "$WORK/corpus5" --hours 10 --seed 5 --test-minutes 0 --wor
 $PIANOMTL prepare --dataset "$WORK/corpus5" --cache "$WORK/cache5" --workers 2
 $PIANOMTL synth --out "$WORK/corpusP" --hours 6 --seed 7 --recipe piano --workers 2
 $PIANOMTL prepare --dataset "$WORK/corpusP" --cache "$WORK/cacheP" --workers 2
+LAMBDAS="--lambda-on 1 --lambda-int 1 --lambda-off 1 --lambda-vel 1 --lambda-sus 1"
 sequence_stage() {  # OUT INIT CACHE LR STEPS SEED THREADS VALIDATE_EVERY
     $PIANOMTL train --cache "$WORK/$3" --out "$WORK/runs/$1" $(resume "$WORK/runs/$1") --init-from "$2" \
         --model hard+rnn --small 16 --large 48 --head 10 --freeze stem,head \
-        --lambda-on 1 --lambda-int 1 --lambda-off 1 --lambda-vel 1 --lambda-sus 1 \
+        $LAMBDAS \
         --optimizer adam --lr "$4" --lr-schedule cosine --equaliser 0.8 \
         --batch-size 4 --sequence-frames 500 --steps "$5" \
         --validate-every "$8" --checkpoint-every 50 --validation-frames 1000 \
@@ -34,3 +37,6 @@ sequence_stage rnn_a "$BUNDLED" cache5 0.001 1200 11 2 300
 sequence_stage rnn_b_old "$WORK/runs/rnn_a/checkpoint.pt" cache5 0.0005 400 21 1 200 &
 sequence_stage rnn_b_piano "$WORK/runs/rnn_a/checkpoint.pt" cacheP 0.0005 400 22 1 200 &
 wait
+# stage C: task weights that give the four tasks' gradients on the shared LSTM weights the same order
+LAMBDAS="--lambda-on 1 --lambda-int 10 --lambda-off 10 --lambda-vel 30 --lambda-sus 0.1"
+sequence_stage rnn_c "$WORK/runs/rnn_a/checkpoint.pt" cacheP 0.001 800 31 2 400
