@@ -525,6 +525,14 @@ def test_bad_evaluation_options(tiny_model_file: Path, cache: Path, capsys) -> N
         _one_error_line(capsys.readouterr().err)
 
 
+def test_bad_stream_threads(rendered_clip, capsys) -> None:
+    """``stream --threads`` 0 or negative is refused in one line (torch would raise a traceback)."""
+    for value in ("0", "-3"):
+        capsys.readouterr()
+        assert _cli("stream", rendered_clip.wav, "--threads", value) == 2, value
+        assert "--threads" in _one_error_line(capsys.readouterr().err)
+
+
 # -- 7. leftovers, partial outputs, odd names, standard input ------------------------------------------
 
 _BIG_PERFORMANCE = (

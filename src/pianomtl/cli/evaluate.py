@@ -26,13 +26,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
+    from pianomtl.core.devices import set_torch_threads
     from pianomtl.core.files import write_json_atomic
     from pianomtl.train.evaluate import evaluate_checkpoint, format_report
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     try:
         report = evaluate_checkpoint(
             args.checkpoint, args.cache, args.split, args.threshold, args.device, notes=not args.no_notes

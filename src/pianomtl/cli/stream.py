@@ -26,6 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from pianomtl.cli import options
+from pianomtl.core.devices import set_torch_threads
+
 SAMPLE_FORMATS = {"s16": np.dtype("<i2"), "f32": np.dtype("<f4")}
 
 
@@ -49,7 +52,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="frames of future context for early note-ons, 0-5 (default 3; 5: exact offline decisions, ~170 ms)",
     )
-    parser.add_argument("--threads", type=int, default=1, help="network threads (default 1: small blocks)")
+    parser.add_argument(
+        "--threads", type=options.positive_count, default=1, help="network threads (default 1: small blocks)"
+    )
 
 
 class _MidiPort:
@@ -196,12 +201,7 @@ def run(args: argparse.Namespace) -> int:
         from pianomtl.transcription.stream import DEFAULT_LOOKAHEAD, Stream
 
         if "torch" in sys.modules or args.model is not None:
-            try:
-                import torch
-
-                torch.set_num_threads(args.threads)
-            except ImportError:
-                pass
+            set_torch_threads(args.threads)
         transcriber = Transcriber(args.model, threads=args.threads)
         stream = Stream(
             rate,

@@ -15,6 +15,7 @@ from typing import Any
 
 from pianomtl.cli import options
 from pianomtl.core.audio import AudioError, display_name
+from pianomtl.core.devices import set_torch_threads
 from pianomtl.transcription.decoders import NOTE_METHODS, DecoderParams
 from pianomtl.transcription.inference import PRECISIONS
 from pianomtl.transcription.pipeline import BACKENDS, Transcriber
@@ -249,10 +250,7 @@ def run(args: argparse.Namespace) -> int:
         tqdm = _NoBar
     if args.plot:
         require("matplotlib", "pianomtl transcribe --plot", "plot")
-    if args.threads and available("torch"):  # onnxruntime gets them through the Transcriber
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)  # onnxruntime gets them through the Transcriber
 
     def error(message: str) -> None:
         tqdm.write(f"error: {message}", file=sys.stderr)

@@ -3,6 +3,21 @@
 from __future__ import annotations
 
 
+def set_torch_threads(threads: int) -> None:
+    """Give torch ``threads`` CPU threads when torch is installed (0: leave its default).
+
+    The lean install has no torch: there the count reaches onnxruntime through the
+    :class:`~pianomtl.transcription.pipeline.Transcriber` alone, so nothing is imported here.
+    """
+    if threads <= 0:
+        return
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(threads)
+
+
 def check_device(device: object) -> str:
     """``device`` as a string if torch can run on it here, else :class:`ValueError` (one line).
 
