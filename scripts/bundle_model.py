@@ -188,6 +188,15 @@ def _architecture_line(model: dict) -> str:
             f"per-frame embedding, {direction}; 11-frame window (5 frames of look-ahead), memory of the whole "
             "recording. Input: 144-bin log-filtered spectrogram, 50 fps."
         )
+    if model["name"] == "hard+keyrnn":
+        direction = "bidirectional (not streamable)" if model.get("bidirectional") else "causal (streams)"
+        return (
+            f"**hard+keyrnn** (beyond the paper): the hard-sharing front end ({widths}), a recording-wide "
+            f"context {model.get('cell', 'lstm').upper()} of {model.get('embed')} units (pedal) and one "
+            f"{model.get('hidden')}-unit {model.get('cell', 'lstm').upper()} run on every key (frames, offsets, "
+            f"velocity), {direction}; 11-frame window (5 frames of look-ahead), memory of the whole recording. "
+            "Input: 144-bin log-filtered spectrogram, 50 fps."
+        )
     return (
         f"**{model['name']}** sharing (paper Fig. 3 family) with {widths}. Input: 144-bin log-filtered "
         "spectrogram, 11-frame context, 50 fps."

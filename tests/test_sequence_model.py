@@ -1,4 +1,4 @@
-"""The ``hard+rnn`` family: carried state = whole sequence, causality, warm start from v5, ONNX."""
+"""The sequence families (``hard+rnn``, ``hard+keyrnn``): carried state, causality, warm start, ONNX."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pianomtl.constants import CONTEXT, N_BINS, N_KEYS, ONNX_NEXT, TASK_WIDTH, T
 from pianomtl.models import (
     HardRNNNet,
     HardSharingNet,
+    KeyRNNNet,
     ModelConfig,
     MultitaskNet,
     build_model,
@@ -22,23 +23,43 @@ from pianomtl.models import (
     pad_context,
     window_forward,
 )
+from pianomtl.models.keywise import KEY_EMBED, KEY_INPUTS
 from pianomtl.models.sequence import FRONT_END
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 SMALL = {"embed": 24, "hidden": 16}  # a quick model for the behavioural tests
-CAUSAL = [ModelConfig("hard+rnn", cell="lstm", **SMALL), ModelConfig("hard+rnn", cell="gru", **SMALL)]
-ALL = [*CAUSAL, ModelConfig("hard+rnn", bidirectional=True, **SMALL)]
+KEY_SMALL = {"embed": 12, "hidden": 6}
+CAUSAL = [
+    ModelConfig("hard+rnn", cell="lstm", **SMALL),
+    ModelConfig("hard+rnn", cell="gru", **SMALL),
+    ModelConfig("hard+keyrnn", cell="lstm", **KEY_SMALL),
+    ModelConfig("hard+keyrnn", cell="gru", **KEY_SMALL),
+]
+ALL = [
+    *CAUSAL,
+    ModelConfig("hard+rnn", bidirectional=True, **SMALL),
+    ModelConfig("hard+keyrnn", bidirectional=True, **KEY_SMALL),
+]
+FAMILIES = ["hard+rnn", "hard+keyrnn"]
+SequenceNet = HardRNNNet | KeyRNNNet
+REMEMBERING = {"hard+rnn": ("on", "int", "off"), "hard+keyrnn": ("int", "off")}
+"""Logit heads with a recurrent read-out (``hard+keyrnn``'s onset head is the front end's alone)."""
 BUNDLED = Path(pianomtl.__file__).resolve().parent / "assets" / "default.pt"
 
 
-def make(config: ModelConfig, seed: int = 0) -> HardRNNNet:
+def read_outs(model: SequenceNet) -> list[torch.nn.Linear]:
+    """The recurrent read-out layers (named ``*_out``; zero at initialisation)."""
+    return [m for name, m in model.named_modules() if name.endswith("_out") and isinstance(m, torch.nn.Linear)]
+
+
+def make(config: ModelConfig, seed: int = 0) -> SequenceNet:
     """A model in eval mode whose recurrent read-outs are non-zero (they start at zero)."""
     torch.manual_seed(seed)
     model = build_model(config)
-    assert isinstance(model, HardRNNNet)
+    assert isinstance(model, HardRNNNet | KeyRNNNet)
     with torch.no_grad():
-        for layer in (model.onset_out, model.frame_out):
+        for layer in read_outs(model):
             layer.weight.normal_(0.0, 0.2)
             layer.bias.normal_(0.0, 0.2)
     return model.eval()
@@ -49,7 +70,7 @@ def spectrogram(batch: int, frames: int, seed: int = 1) -> torch.Tensor:
     return torch.rand(batch, frames + 2 * CONTEXT, N_BINS, generator=g)
 
 
-def chunked(model: HardRNNNet, x: torch.Tensor, bounds: list[int]) -> dict[str, torch.Tensor]:
+def chunked(model: SequenceNet, x: torch.Tensor, bounds: list[int]) -> dict[str, torch.Tensor]:
     """Outputs for output frames split at ``bounds``, carrying the state (each chunk with its context rows)."""
     state = model.initial_state(x.shape[0])
     parts = []
@@ -77,12 +98,17 @@ def test_output_shapes(config: ModelConfig, frames: int) -> None:
     state = model.initial_state(3)
     assert len(state) == len(model.state_names) == (4 if config.cell == "lstm" else 2)
     directions = 2 if config.bidirectional else 1
-    assert all(s.shape == (directions, 3, config.hidden) and not s.any() for s in state)
+    if config.name == "hard+rnn":  # onset and frame layers
+        shapes = [(directions, 3, config.hidden)] * len(state)
+    else:  # the context layer, then the key layer (every key one sequence)
+        half = len(state) // 2
+        shapes = [(directions, 3, config.embed)] * half + [(directions, 3 * N_KEYS, config.hidden)] * half
+    assert [s.shape for s in state] == shapes and not any(s.any() for s in state)
 
 
 def test_the_paper_families_are_not_recurrent() -> None:
     assert not HardSharingNet.recurrent and not build_model("cross-stitch").recurrent
-    assert HardRNNNet.recurrent and MultitaskNet.recurrent is False
+    assert HardRNNNet.recurrent and KeyRNNNet.recurrent and MultitaskNet.recurrent is False
     with pytest.raises(ValueError, match="recurrent"):
         window_forward(make(CAUSAL[0]), spectrogram(1, 3))
 
@@ -133,8 +159,9 @@ def test_causal_outputs_ignore_input_beyond_five_frames_ahead(config: ModelConfi
         assert not torch.equal(a[task][:, t], c[task][:, t])
 
 
-def test_bidirectional_twin_sees_the_future_and_has_no_carried_state() -> None:
-    model = make(ALL[-1])
+@pytest.mark.parametrize("config", ALL[len(CAUSAL) :], ids=[c.label() for c in ALL[len(CAUSAL) :]])
+def test_bidirectional_twin_sees_the_future_and_has_no_carried_state(config: ModelConfig) -> None:
+    model = make(config)
     x = spectrogram(1, 40)
     changed = x.clone()
     changed[:, -3:] += 1.0
@@ -145,24 +172,26 @@ def test_bidirectional_twin_sees_the_future_and_has_no_carried_state() -> None:
         model.forward_with_state(x, model.initial_state(1))
 
 
-def test_outputs_remember_beyond_the_window() -> None:
+@pytest.mark.parametrize("config", CAUSAL[::2], ids=[c.label() for c in CAUSAL[::2]])
+def test_outputs_remember_beyond_the_window(config: ModelConfig) -> None:
     """What the sequence stage is for: frame t depends on input far outside its 11 frames."""
-    model = make(CAUSAL[0])
+    model = make(config)
     x = spectrogram(1, 60)
     changed = x.clone()
     changed[:, 2:6] += 2.0  # around original frame 0 only
     t = 40  # 35 frames past the last window that sees the change (untrained: memory fades)
     with torch.no_grad():
         a, b = model(x), model(changed)
-        local_a, local_b = model.embeddings(x)[0], model.embeddings(changed)[0]
-    for task in ("on", "int", "off"):  # the onset and the frame recurrent layers both remember ...
+        local_a, local_b = model.local_outputs(x), model.local_outputs(changed)
+    for task in REMEMBERING[config.name]:  # every recurrent read-out remembers ...
         assert (a[task][:, t] - b[task][:, t]).abs().max() > 1e-6
         # ... unlike the frame-local heads of the same front end
         torch.testing.assert_close(local_a[task][:, t], local_b[task][:, t], atol=0, rtol=0)
 
 
-def test_state_input_is_checked() -> None:
-    model = make(CAUSAL[0])
+@pytest.mark.parametrize("config", CAUSAL[::2], ids=[c.label() for c in CAUSAL[::2]])
+def test_state_input_is_checked(config: ModelConfig) -> None:
+    model = make(config)
     with pytest.raises(ValueError, match="tuple of 4"):
         model.forward_with_state(spectrogram(1, 2), model.initial_state(1)[:2])
 
@@ -187,9 +216,27 @@ def test_frame_heads_see_the_onset_head_but_do_not_train_it() -> None:
     assert not torch.equal(before, after)
 
 
-def test_zero_read_outs_start_as_the_frame_local_model_and_still_learn() -> None:
+def test_key_layer_reads_the_onset_head_and_runs_one_rule_on_every_key() -> None:
+    model = make(CAUSAL[2])
+    assert isinstance(model, KeyRNNNet)
+    x = spectrogram(1, 12)
+    out = model(x)
+    onset_dense = model.dense.dense["on"].weight
+    # the frame/offset/velocity heads read the onset head (through the key layer) ...
+    (grad,) = torch.autograd.grad(sum(out[t].square().sum() for t in ("int", "off", "vel")), [onset_dense])
+    assert grad.abs().sum() > 0
+    # ... while the onset head is the front end's alone: its loss reaches no recurrent weight
+    recurrent = [p for name, p in model.named_parameters() if not name.startswith(FRONT_END)]
+    grads = torch.autograd.grad(out["on"].square().sum(), recurrent, allow_unused=True)
+    assert all(g is None or not g.any() for g in grads)
+    # one set of key-layer weights, whatever the number of keys: its size does not grow with 88
+    assert model.key_rnn.input_size == KEY_INPUTS and model.key_embedding.shape == (N_KEYS, KEY_EMBED)
+
+
+@pytest.mark.parametrize("config", CAUSAL[::2], ids=[c.label() for c in CAUSAL[::2]])
+def test_zero_read_outs_start_as_the_frame_local_model_and_still_learn(config: ModelConfig) -> None:
     torch.manual_seed(0)
-    model = build_model(ModelConfig("hard+rnn", **SMALL)).eval()
+    model = build_model(config).eval()
     hard = build_model(ModelConfig("hard", small=16, large=48, head=10)).eval()
     hard.load_state_dict({k: v for k, v in model.state_dict().items() if k.startswith(FRONT_END)})
     x = spectrogram(1, 9)
@@ -199,27 +246,31 @@ def test_zero_read_outs_start_as_the_frame_local_model_and_still_learn() -> None
     for task in TASKS:
         torch.testing.assert_close(out[task], reference[task], atol=0, rtol=0)
     loss = sum(out[t].square().sum() for t in TASKS)
-    grads = torch.autograd.grad(loss, [model.onset_out.weight, model.frame_out.weight, model.stem[0].conv.weight])
+    layers = read_outs(model)  # type: ignore[arg-type]
+    assert layers and all(not layer.weight.any() and not layer.bias.any() for layer in layers)
+    grads = torch.autograd.grad(loss, [*(layer.weight for layer in layers), model.stem[0].conv.weight])
     assert all(g.abs().sum() > 0 for g in grads)
 
 
 # ------------------------------------------------------------------ warm start
 
 
-def test_front_end_has_the_hard_sharing_names_and_shapes() -> None:
-    config = ModelConfig("hard+rnn")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_front_end_has_the_hard_sharing_names_and_shapes(family: str) -> None:
+    config = ModelConfig(family)
     hard = build_model(ModelConfig("hard", small=config.small, large=config.large, head=config.head)).state_dict()
     ours = {k: v for k, v in build_model(config).state_dict().items() if k.startswith(FRONT_END)}
     assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in hard.items()}
 
 
 @pytest.mark.skipif(not BUNDLED.is_file(), reason="no bundled model in this checkout")
-def test_warm_start_from_the_bundled_model_reproduces_it() -> None:
+@pytest.mark.parametrize("family", FAMILIES)
+def test_warm_start_from_the_bundled_model_reproduces_it(family: str) -> None:
     bundle = torch.load(BUNDLED, map_location="cpu", weights_only=True)
     assert bundle["model_config"]["name"] == "hard"
     hard = build_model(bundle["model_config"]).eval()
     hard.load_state_dict(bundle["model"])
-    model = build_model("hard+rnn").eval()  # default widths = the bundle's compact stem
+    model = build_model(family).eval()  # default widths = the bundle's compact stem
     copied = load_stem_from(model, bundle)  # the bundle dict or its state dict
     assert copied == [k for k in model.state_dict() if k.startswith(FRONT_END)]
     assert load_stem_from(model, bundle["model"]) == copied
@@ -252,6 +303,8 @@ def test_config_round_trip_and_old_configs() -> None:
     assert (default.embed, default.hidden, default.cell, default.bidirectional) == (128, 192, "lstm", False)
     assert (default.small, default.large, default.head) == (16, 48, 10)
     assert default.label() == "hard+rnn/lstm" and config.label() == "hard+rnn/gru/bidirectional"
+    keys = ModelConfig("hard+keyrnn")
+    assert (keys.embed, keys.hidden, keys.cell, keys.small, keys.large, keys.head) == (64, 48, "lstm", 16, 48, 10)
     # a checkpoint written before the sequence family: no sequence keys, loads and writes back the same
     old = {"name": "hard", "small": 16, "large": 48, "head": 10, "gradient": "full", "init": "imbalanced",
            "dropout": 0.1, "noise_sigma": 0.1}  # fmt: skip
@@ -281,6 +334,17 @@ def test_parameters_and_macs_match_the_docstring() -> None:
     front = build_model(ModelConfig("hard", small=16, large=48, head=10)).macs_per_frame()
     readouts = hidden * (N_KEYS + 3 * N_KEYS + 1)
     assert model.macs_per_frame() == front + 10 * 104 * 5 * embed + recurrent + readouts
+
+
+def test_key_family_parameters_and_macs_match_the_docstring() -> None:
+    model = build_model("hard+keyrnn")
+    assert model.num_parameters() == 530_287
+    assert model.macs_per_frame() == 8_324_016
+    context, hidden = 64, 48
+    front = build_model(ModelConfig("hard", small=16, large=48, head=10)).macs_per_frame()
+    context_layer = 4 * context * (1 + 3 * N_KEYS + context) + context * (1 + 8)
+    key_layer = N_KEYS * (4 * hidden * (KEY_INPUTS + hidden) + hidden * 3)
+    assert model.macs_per_frame() == front + context_layer + key_layer
 
 
 # ------------------------------------------------------------------------ ONNX

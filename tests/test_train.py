@@ -152,6 +152,29 @@ def test_init_from_starts_from_the_checkpoint_weights(cache: Path, tmp_path: Pat
         Run(tiny_config(cache, tmp_path / "missing", init_from=str(tmp_path / "nothing.pt")), 0, False)
 
 
+def test_frozen_front_end_stays_fixed_and_runs_without_its_noise(cache: Path, tmp_path: Path) -> None:
+    """--freeze: the named parameters do not move, and the named modules run evaluated (no noise layers)."""
+    model = ModelConfig(name="hard+keyrnn", embed=8, hidden=4).to_dict()
+    config = tiny_config(cache, tmp_path, model=model, freeze="stem,head,dense,dense.dense.on.weight", steps=2)
+    run = Run(config, seed=0, resume=False)
+    assert [type(m).__name__ for m in run.frozen_modules] == ["Sequential", "ConvBlock", "TaskDense"]
+    before = {name: p.detach().clone() for name, p in run.model.named_parameters()}
+    run.validate()  # leaves the whole model in training mode, as evaluation code does ...
+    run.train_step()
+    run.train_step()
+    after = dict(run.model.named_parameters())
+    for name, tensor in before.items():
+        assert torch.equal(tensor, after[name]) == name.startswith(("stem.", "head.", "dense.")), name
+    # ... and each step puts the frozen modules back in evaluation mode, the rest in training mode
+    assert not any(m.training for frozen in run.frozen_modules for m in frozen.modules())
+    assert run.model.key_rnn.training
+    features, _ = run.sampler.sample()
+    first, second = run.model.local_outputs(features), run.model.local_outputs(features)
+    torch.testing.assert_close(first["int"], second["int"], atol=0, rtol=0)  # no noise in the frozen part
+    with pytest.raises(ValueError, match="matches no parameter"):
+        Run(tiny_config(cache, tmp_path / "typo", model=model, freeze="stme"), 0, False)
+
+
 def test_divergence_after_restarts_is_unstable(cache: Path, tmp_path: Path) -> None:
     result = train(tiny_config(cache, tmp_path, lr=1e6, restarts=1))
     assert result["status"] == "unstable"

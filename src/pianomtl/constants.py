@@ -56,3 +56,8 @@ ONNX_INPUT = "features"
 
 ONNX_NEXT = "next_"
 """Prefix of a recurrent graph's state outputs (state input ``onset_h`` → output ``next_onset_h``)."""
+
+ONNX_STATE_BATCH = "batch_x"
+"""Name of a state tensor's dynamic axis 1 in a recurrent graph, followed by the number of
+state rows per sequence: ``batch_x1`` for one row per sequence (``hard+rnn``),
+``batch_x88`` for a layer run on every key (``hard+keyrnn``'s key layer, ``[dirs, B·88, h]``)."""

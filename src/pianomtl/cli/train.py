@@ -25,8 +25,8 @@ MODEL_HELP = {
     "init": "cross-stitch only: α initialisation",
     "dropout": "dropout rate",
     "noise_sigma": "σ of the training noise layers",
-    "embed": "sequence families: units of the per-frame embedding",
-    "hidden": "sequence families: units of each recurrent layer (per direction)",
+    "embed": "sequence families: units of the per-frame embedding (hard+rnn) or of the context layer (hard+keyrnn)",
+    "hidden": "sequence families: units of each recurrent layer (hard+rnn) or of the per-key layer (hard+keyrnn)",
     "cell": "sequence families: recurrent cell",
     "bidirectional": "sequence families: the non-causal (bidirectional) twin",
 }

@@ -4,12 +4,14 @@
 * ``cross-stitch`` — :class:`CrossStitchNet`: one column per task, cross-stitch units
   after every layer, ``gradient`` "full" | "detached", ``init`` "balanced" | "imbalanced";
 
-and a family beyond the paper (for notes held longer than the 11-frame window; see
-:mod:`pianomtl.models.sequence`):
+and two families beyond the paper (for notes held longer than the 11-frame window; see
+:mod:`pianomtl.models.sequence` and :mod:`pianomtl.models.keywise`):
 
 * ``hard+rnn`` — :class:`HardRNNNet`: the hard-sharing stem, then causal onset and frame
   LSTMs (or GRUs; ``recurrent = True``: chunked inference carries its state through
-  :meth:`HardRNNNet.forward_with_state`; ``bidirectional=True`` is the ablation twin).
+  :meth:`HardRNNNet.forward_with_state`; ``bidirectional=True`` is the ablation twin);
+* ``hard+keyrnn`` — :class:`KeyRNNNet`: the hard-sharing front end, then a causal
+  recording-wide context LSTM and one small LSTM run on every key (same state interface).
 
 Build one by name with :func:`build_model` (``build_model(ModelConfig("cross-stitch",
 gradient="detached"))``); every model takes ``[B, T + 10, 144]`` spectrogram frames
@@ -22,6 +24,7 @@ from __future__ import annotations
 from pianomtl.models.config import ModelConfig
 from pianomtl.models.cross_stitch import CrossStitchNet
 from pianomtl.models.hard_sharing import HardSharingNet
+from pianomtl.models.keywise import KeyRNNNet
 from pianomtl.models.layers import (
     AdditiveGaussianNoise,
     ConvBlock,
@@ -49,6 +52,7 @@ __all__ = [
     "GaussianDropout",
     "HardRNNNet",
     "HardSharingNet",
+    "KeyRNNNet",
     "ModelConfig",
     "MultitaskNet",
     "StraightThroughReLU",

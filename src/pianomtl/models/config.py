@@ -22,29 +22,37 @@ DEFAULT_WIDTHS: dict[str, dict[str, int]] = {
     "hard": {"small": 32, "large": 96, "head": 10},
     "cross-stitch": {"small": 24, "large": 48, "head": 10},
     "hard+rnn": {"small": 16, "large": 48, "head": 10},
+    "hard+keyrnn": {"small": 16, "large": 48, "head": 10},
 }
 """Feature maps per architecture: ``small`` (the two 3×3 stem convs), ``large`` (the
 1×35 and 5×1 stem convs), ``head`` (each task's 3×3 head conv). Cross-stitch numbers are
 per column; they keep its parameter count within +18 % of hard sharing (tested ±25 %).
-``hard+rnn`` defaults to the bundled v5 model's compact stem (16/48/10), so that stem
-can be warm-started from it unchanged (:func:`~pianomtl.models.sequence.load_stem_from`).
+The sequence families (``hard+rnn``, ``hard+keyrnn``) default to the bundled v5 model's
+compact stem (16/48/10), so that stem can be warm-started from it unchanged
+(:func:`~pianomtl.models.sequence.load_stem_from`).
 The keys are the architecture names (:data:`ARCHITECTURES`)."""
 
 ARCHITECTURES: tuple[str, ...] = tuple(DEFAULT_WIDTHS)
 """Every architecture name; :data:`~pianomtl.models.registry.MODELS` maps each to its class."""
 
-SEQUENCE_ARCHITECTURES: tuple[str, ...] = ("hard+rnn",)
+SEQUENCE_ARCHITECTURES: tuple[str, ...] = ("hard+rnn", "hard+keyrnn")
 """Architectures with a sequence stage (the ones that read :data:`SEQUENCE_KEYS`)."""
 
 CELLS = ("lstm", "gru")
 """Recurrent cells of the sequence families; LSTM is the default because PyTorch runs it
 much faster on a CPU (the :mod:`pianomtl.models.sequence` docstring says why)."""
 
-DEFAULT_SEQUENCE: dict[str, int | str] = {"embed": 128, "hidden": 192, "cell": "lstm"}
-"""Sequence-stage defaults: ``embed`` units of the per-frame embedding, ``hidden`` units
-of each recurrent layer (per direction), the ``cell`` type (:data:`CELLS`)."""
+DEFAULT_SEQUENCE: dict[str, dict[str, int | str]] = {
+    "hard+rnn": {"embed": 128, "hidden": 192, "cell": "lstm"},
+    "hard+keyrnn": {"embed": 64, "hidden": 48, "cell": "lstm"},
+}
+"""Sequence-stage defaults per sequence architecture, with the ``cell`` type (:data:`CELLS`).
+``hard+rnn``: ``embed`` units of the per-frame embedding, ``hidden`` units of each of its
+two recurrent layers (per direction). ``hard+keyrnn``: ``embed`` units of the
+recording-wide context layer, ``hidden`` units of the per-key layer (one set of weights
+run on every key)."""
 
-SEQUENCE_KEYS: tuple[str, ...] = (*DEFAULT_SEQUENCE, "bidirectional")
+SEQUENCE_KEYS: tuple[str, ...] = ("embed", "hidden", "cell", "bidirectional")
 """The config fields only the sequence families have (absent from the others' dicts)."""
 
 
@@ -86,7 +94,7 @@ class ModelConfig:
             raise ValueError(f"unknown cross-stitch init {self.init!r}; choose from {INITS}")
         sizes: dict[str, int | str] = dict(DEFAULT_WIDTHS[self.name])
         if self.sequence:
-            sizes.update(DEFAULT_SEQUENCE)
+            sizes.update(DEFAULT_SEQUENCE[self.name])
             default_cell = str(sizes.pop("cell"))
             self.cell = self.cell or default_cell
             if self.cell not in CELLS:

@@ -90,7 +90,7 @@ FRAME_TASKS: tuple[str, ...] = ("int", "off", "vel", "sus")
 FRONT_END: tuple[str, ...] = ("stem.", "head.", "dense.")
 """Parameter-name prefixes shared with :class:`~pianomtl.models.hard_sharing.HardSharingNet`."""
 
-_RNN: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU}
+RNN_CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 
 class HardRNNNet(MultitaskNet):
@@ -113,7 +113,7 @@ class HardRNNNet(MultitaskNet):
         self.embed_dropout = GaussianDropout(config.dropout)
         self.bidirectional = config.bidirectional
         self.cell = cell
-        rnn, directions = _RNN[cell], 2 if config.bidirectional else 1
+        rnn, directions = RNN_CELLS[cell], 2 if config.bidirectional else 1
         self.onset_rnn = rnn(embed, hidden, batch_first=True, bidirectional=config.bidirectional)
         self.frame_rnn = rnn(embed + N_KEYS, hidden, batch_first=True, bidirectional=config.bidirectional)
         self.onset_out = nn.Linear(directions * hidden, N_KEYS)
@@ -163,6 +163,10 @@ class HardRNNNet(MultitaskNet):
             raise ValueError(f"state must be a tuple of {len(self.state_names)} tensors {self.state_names}")
         return self._run(x, tuple(state))
 
+    def local_outputs(self, x: Tensor) -> dict[str, Tensor]:
+        """The front end's frame-local raw outputs (v5's heads, before the sequence stage)."""
+        return self.dense(self.head(self.stem(self._prepare(x))))
+
     def embeddings(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         """Frame-local raw outputs (v5's heads) and the per-frame embeddings ``[B, T, embed]``."""
         h = self.head(self.stem(self._prepare(x)))
@@ -177,25 +181,25 @@ class HardRNNNet(MultitaskNet):
         if state is None:
             state = self.initial_state(e.shape[0])
         half = len(state) // 2
-        onset_seq, onset_state = self.onset_rnn(e, _pack(state[:half]))
+        onset_seq, onset_state = self.onset_rnn(e, pack_state(state[:half]))
         on = local["on"] + self.onset_out(onset_seq)
         frame_in = torch.cat([e, torch.sigmoid(on).detach()], dim=-1)
-        frame_seq, frame_state = self.frame_rnn(frame_in, _pack(state[half:]))
+        frame_seq, frame_state = self.frame_rnn(frame_in, pack_state(state[half:]))
         rest = self.frame_out(frame_seq).split([TASK_WIDTH[t] for t in FRAME_TASKS], dim=-1)
         raw = {"on": on, **{task: local[task] + r for task, r in zip(FRAME_TASKS, rest, strict=True)}}
-        return self._outputs(raw), (*_unpack(onset_state), *_unpack(frame_state))
+        return self._outputs(raw), (*unpack_state(onset_state), *unpack_state(frame_state))
 
 
-def _pack(state: tuple[Tensor, ...]) -> Tensor | tuple[Tensor, Tensor]:
+def pack_state(state: tuple[Tensor, ...]) -> Tensor | tuple[Tensor, Tensor]:
     """One layer's state as its module takes it: ``h`` (GRU) or ``(h, c)`` (LSTM)."""
     return state[0] if len(state) == 1 else (state[0], state[1])
 
 
-def _unpack(state: Tensor | tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+def unpack_state(state: Tensor | tuple[Tensor, ...]) -> tuple[Tensor, ...]:
     return (state,) if isinstance(state, Tensor) else tuple(state)
 
 
-def load_stem_from(model: HardRNNNet, state_dict: Mapping[str, Tensor]) -> list[str]:
+def load_stem_from(model: MultitaskNet, state_dict: Mapping[str, Tensor]) -> list[str]:
     """Copy a hard-sharing model's front end into ``model``; returns the names copied.
 
     ``state_dict``: a :class:`~pianomtl.models.hard_sharing.HardSharingNet` state dict
@@ -230,4 +234,13 @@ def load_stem_from(model: HardRNNNet, state_dict: Mapping[str, Tensor]) -> list[
     return copied
 
 
-__all__ = ["FRAME_TASKS", "FRONT_END", "HardRNNNet", "State", "load_stem_from"]
+__all__ = [
+    "FRAME_TASKS",
+    "FRONT_END",
+    "RNN_CELLS",
+    "HardRNNNet",
+    "State",
+    "load_stem_from",
+    "pack_state",
+    "unpack_state",
+]

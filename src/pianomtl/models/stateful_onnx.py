@@ -3,7 +3,8 @@
 A recurrent model (``model.recurrent``, :class:`~pianomtl.models.sequence.HardRNNNet`)
 is exported as its :meth:`~pianomtl.models.sequence.HardRNNNet.forward_with_state`:
 inputs ``features`` ``[batch, T+10, 144]`` and the state tensors named
-``model.state_names`` (``[directions, batch, hidden]`` each); outputs the five heads
+``model.state_names`` (``[directions, batch · rows, hidden]`` each, axis 1 named by
+:data:`~pianomtl.constants.ONNX_STATE_BATCH`); outputs the five heads
 (:data:`~pianomtl.constants.TASKS`, as in the feed-forward graphs) and the state after
 the last frame, named ``next_<state name>``. The caller carries the state from one
 call to the next, so a long file runs in bounded memory and a live stream runs chunk by
@@ -29,7 +30,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from pianomtl.constants import CONTEXT, N_BINS, ONNX_INPUT, ONNX_NEXT, TASKS
+from pianomtl.constants import CONTEXT, N_BINS, ONNX_INPUT, ONNX_NEXT, ONNX_STATE_BATCH, TASKS
 
 
 class StatefulGraph(nn.Module):
@@ -62,7 +63,9 @@ def stateful_signature(
     outputs = [*TASKS, *(ONNX_NEXT + name for name in names)]
     axes: dict[str, dict[int, str]] = {ONNX_INPUT: {0: "batch", 1: "input_frames"}}
     axes.update({task: {0: "batch", 1: "frames"} for task in TASKS})
-    axes.update({name: {1: "batch"} for name in (*names, *(ONNX_NEXT + name for name in names))})
+    for name, tensor in zip(names, example_state, strict=True):  # rows per sequence: 1, or 88 for the keys
+        axis = {1: f"{ONNX_STATE_BATCH}{tensor.shape[1]}"}
+        axes.update({name: axis, ONNX_NEXT + name: axis})
     return StatefulGraph(model), example, inputs, outputs, axes
 
 

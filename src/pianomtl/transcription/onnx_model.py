@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pianomtl.constants import ONNX_INPUT, ONNX_NEXT, TASKS
+from pianomtl.constants import ONNX_INPUT, ONNX_NEXT, ONNX_STATE_BATCH, TASKS
 from pianomtl.transcription.decoders import DecoderParams
 
 METADATA_DECODER = "pianomtl.decoder"
@@ -104,12 +104,12 @@ class OnnxModel:
             raise ValueError(f"{name}: unreadable pianomtl metadata ({error})") from None
 
     def initial_state(self, batch: int = 1) -> tuple[np.ndarray, ...]:
-        """Zero state for ``batch`` sequences (``[directions, batch, hidden]`` each, from the graph)."""
-        shapes = [
-            [batch if axis == 1 or not isinstance(size, int) else size for axis, size in enumerate(i.shape)]
-            for i in self._state_inputs
-        ]
-        return tuple(np.zeros(shape, dtype=np.float32) for shape in shapes)
+        """Zero state for ``batch`` sequences (``[directions, batch · rows, hidden]`` each, from the graph).
+
+        ``rows`` (state rows per sequence: 1, or 88 for a layer run on every key) is read
+        from the name of the graph's axis 1 (:data:`~pianomtl.constants.ONNX_STATE_BATCH`).
+        """
+        return tuple(np.zeros(_state_shape(i.shape, batch), dtype=np.float32) for i in self._state_inputs)
 
     def forward_with_state(self, features: Any, state: tuple[Any, ...]) -> tuple[dict[str, Any], tuple[Any, ...]]:
         """``(outputs, state after the last frame)`` for a chunk, as the torch model's method."""
@@ -137,6 +137,19 @@ class OnnxModel:
 
     def to(self, *args: Any, **kwargs: Any) -> OnnxModel:
         return self
+
+
+def _state_shape(graph_shape: list[Any], batch: int) -> list[int]:
+    """A state input's concrete shape for ``batch`` sequences (module :meth:`OnnxModel.initial_state`)."""
+    shape = []
+    for axis, size in enumerate(graph_shape):
+        if axis == 1:
+            name = str(size)
+            rows = name[len(ONNX_STATE_BATCH) :] if name.startswith(ONNX_STATE_BATCH) else "1"
+            shape.append(batch * (int(rows) if rows.isdigit() else 1))
+        else:
+            shape.append(size if isinstance(size, int) else 1)
+    return shape
 
 
 def _torch_if_tensor(value: Any) -> Any:
