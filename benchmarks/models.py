@@ -10,8 +10,8 @@ same inputs (medians over repeats) with their ratio, and training (forward + bac
 frames/s in sequence form. ``--formats`` adds rows with the other memory layout
 (channels_last vs NCHW) to justify each family's default.
 
-``--sequence`` compares the ``hard+rnn`` family (:mod:`pianomtl.models.sequence`) with hard sharing at the
-bundled model's compact widths: parameters, multiply-adds per frame, inference frames/s
+``--sequence`` compares the sequence families (``hard+rnn``, :mod:`pianomtl.models.sequence`;
+``hard+keyrnn``, :mod:`pianomtl.models.keywise`) with hard sharing at the bundled model's compact widths: parameters, multiply-adds per frame, inference frames/s
 as inference runs it (batch 1, chunks of :data:`CHUNK` output frames, the recurrent
 state carried from chunk to chunk; the bidirectional twin in one call per sequence) on
 one thread and on two, in torch and in onnxruntime, and training frames/s on long
@@ -179,13 +179,16 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 # ------------------------------------------------------------ sequence family
 
 COMPACT = {"small": 16, "large": 48, "head": 10}
-"""The bundled model's widths (v5), which ``hard+rnn`` shares by default."""
+"""The bundled model's widths (v5), which the sequence families share by default."""
 
 SEQUENCE_VARIANTS: list[ModelConfig] = [
     ModelConfig("hard", **COMPACT),
     ModelConfig("hard+rnn", cell="lstm"),
     ModelConfig("hard+rnn", cell="gru"),
     ModelConfig("hard+rnn", cell="lstm", bidirectional=True),
+    ModelConfig("hard+keyrnn", cell="lstm"),
+    ModelConfig("hard+keyrnn", cell="gru"),
+    ModelConfig("hard+keyrnn", cell="lstm", bidirectional=True),
 ]
 
 CHUNK = 512
@@ -326,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small inputs, few repeats, three variants")
     parser.add_argument("--formats", action="store_true", help="also time the other memory layout")
-    parser.add_argument("--sequence", action="store_true", help="the hard+rnn family vs compact hard sharing")
+    parser.add_argument("--sequence", action="store_true", help="the sequence families vs compact hard sharing")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)

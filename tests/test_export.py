@@ -65,12 +65,13 @@ def test_onnx_model_runs_in_the_chunked_inference(tmp_path: Path) -> None:
         np.testing.assert_allclose(actual[task], expected[task], atol=TOLERANCE, err_msg=task)
 
 
-def test_recurrent_model_exports_with_its_state_and_streams_through_chunks(tmp_path: Path) -> None:
-    """``export_onnx`` of a ``hard+rnn`` model: state in and out, so chunked onnxruntime equals whole torch."""
+@pytest.mark.parametrize("family", ["hard+rnn", "hard+keyrnn"])
+def test_recurrent_model_exports_with_its_state_and_streams_through_chunks(tmp_path: Path, family: str) -> None:
+    """``export_onnx`` of a sequence model: state in and out, so chunked onnxruntime equals whole torch."""
     from pianomtl.models.registry import ModelConfig, build_model
 
     torch.manual_seed(2)
-    model = build_model(ModelConfig(name="hard+rnn", small=4, large=4, head=2, embed=8, hidden=8)).eval()
+    model = build_model(ModelConfig(name=family, small=4, large=4, head=2, embed=8, hidden=8)).eval()
     with torch.no_grad():  # the read-outs start at zero (the frame-local model); give the memory a say
         for parameter in model.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.2)

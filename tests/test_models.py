@@ -343,7 +343,7 @@ def test_config_validation_and_defaults() -> None:
         ModelConfig.from_dict({"name": "hard", "widht": 3})
     assert isinstance(build_model("hard"), HardSharingNet)
     assert isinstance(build_model({"name": "cross-stitch"}), CrossStitchNet)
-    assert set(MODELS) == {"hard", "cross-stitch", "hard+rnn"}
+    assert set(MODELS) == {"hard", "cross-stitch", "hard+rnn", "hard+keyrnn"}
 
 
 @pytest.mark.parametrize("init,diag,off", [("balanced", 0.2, 0.2), ("imbalanced", 0.9, 0.1)])
