@@ -11,11 +11,11 @@ frames/s in sequence form. ``--formats`` adds rows with the other memory layout
 (channels_last vs NCHW) to justify each family's default.
 
 ``--sequence`` compares the sequence families (``hard+rnn``, :mod:`pianomtl.models.sequence`;
-``hard+keyrnn``, :mod:`pianomtl.models.keywise`) with hard sharing at the bundled model's compact widths: parameters, multiply-adds per frame, inference frames/s
-as inference runs it (batch 1, chunks of :data:`CHUNK` output frames, the recurrent
-state carried from chunk to chunk; the bidirectional twin in one call per sequence) on
-one thread and on two, in torch and in onnxruntime, and training frames/s on long
-excerpts.
+``hard+keyrnn``, :mod:`pianomtl.models.keywise`) with hard sharing at the bundled model's
+compact widths: parameters, multiply-adds per frame, inference frames/s as inference
+runs it (batch 1, chunks of :data:`CHUNK` output frames, the recurrent state carried
+from chunk to chunk; the bidirectional twin in one call per sequence) on one thread and
+on two, in torch and in onnxruntime, and training frames/s on long excerpts.
 
 ``run(quick)`` and ``run_sequence(quick)`` return the rows as JSON-able dicts for
 ``benchmarks/run.py``.

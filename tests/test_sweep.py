@@ -1,4 +1,4 @@
-"""Sweeps: grid expansion, the paper's configs, seeds, tables, resumability, α plots."""
+"""Sweeps: grid expansion, the paper's configs, seeds, tables, resumability, α plots, learning curves."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from pianomtl.train.tables import (
     UNSTABLE,
     UNTRAINED_TASK,
     build_tables,
+    learning_curves,
     plot_all_alphas,
     render_tables,
 )
@@ -210,6 +211,49 @@ def test_plot_alphas_of_cross_stitch_runs(tmp_path: Path) -> None:
     written = plot_all_alphas(settings, tmp_path)
     assert written == [tmp_path / "alphas" / f"{settings[1].name}.png"]
     assert written[0].read_bytes()[:4] == b"\x89PNG"
+
+
+def fake_log(folder: Path, rows: list[tuple[int, list[float] | None]]) -> None:
+    """A run's log.csv as training writes it: validation columns filled only on validated rows."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["step,lr,loss," + ",".join(TASKS) + ",frames_per_s," + ",".join(f"val_{t}" for t in TASKS)]
+    for step, scores in rows:
+        validation = ",".join(str(v) for v in scores) if scores else "," * (len(TASKS) - 1)
+        lines.append(f"{step},0.01,0.5,{','.join(['0.1'] * len(TASKS))},100,{validation}")
+    (folder / "log.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_learning_curves_of_every_row_on_one_figure(tmp_path: Path, capsys) -> None:
+    spec = {
+        "cache": "c",
+        "out": str(tmp_path),
+        "fixed": {"model": "hard", "lr": 0.01},
+        "combos": [{"lambda_vel": 0, "lambda_sus": 0}, {"lambda_vel": 0.1, "lambda_sus": 0}],
+        "seeds": 2,
+    }
+    simplest, with_velocity = expand(spec)
+    fake_log(simplest.folders[0], [(50, None), (100, [0.5, 0.4, 0.1, 9.0, 9.0]), (200, [0.7, 0.6, 0.3, 9.0, 9.0])])
+    # seed 1 was interrupted and resumed: step 100 logged twice, the later row counts
+    fake_log(simplest.folders[1], [(100, [0.1, 0.1, 0.1, 9.0, 9.0]), (100, [0.7, 0.6, 0.3, 9.0, 9.0])])
+    fake_log(with_velocity.folders[0], [(100, [0.6, 0.5, 0.2, 0.3, float("nan")])])  # seed 1 not started
+    curves = learning_curves([simplest, with_velocity])
+    assert [c["label"] for c in curves] == ["hard λ_vel=0 λ_sus=0", "hard λ_vel=0.1 λ_sus=0"]
+    first = curves[0]["points"]
+    assert [p["step"] for p in first] == [100, 200]
+    assert first[0]["int"] == pytest.approx((0.5, 0.4, 0.6, 2))  # mean, min, max, seeds
+    assert first[1]["on"] == pytest.approx((0.7, 0.7, 0.7, 1))
+    assert "vel" not in first[0] and "sus" not in first[0]  # λ = 0: not trained, not drawn
+    assert curves[1]["points"][0]["vel"] == pytest.approx((0.3, 0.3, 0.3, 1)) and "sus" not in curves[1]["points"][0]
+
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(spec))
+    assert cli.main(["sweep", str(path), "--tables-only", "--plot-curves"]) == 0
+    assert f"wrote {tmp_path / 'curves.png'}" in capsys.readouterr().err
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    rows = list(csv.DictReader((tmp_path / "curves.csv").open()))
+    assert len(rows) == 3 + 3 + 4  # (on, int, off) × 2 updates, then on/int/off/vel at one
+    assert rows[0] == {"setting": "hard λ_vel=0 λ_sus=0", "step": "100", "task": "on", "mean": "0.600000",
+                       "min": "0.500000", "max": "0.700000", "seeds": "2"}  # fmt: skip
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from pianomtl.train.sweep import SweepError, expand, load_sweep, read_result, run_state, run_sweep
-from pianomtl.train.tables import plot_all_alphas, render_tables
+from pianomtl.train.tables import plot_all_alphas, plot_learning_curves, render_tables
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +33,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", action="store_true", help="print every run and its status, train nothing")
     parser.add_argument("--tables-only", action="store_true", help="only render the tables from finished runs")
     parser.add_argument("--plot-alphas", action="store_true", help="heatmaps of each cross-stitch run's α per layer")
+    parser.add_argument(
+        "--plot-curves",
+        action="store_true",
+        help="all settings' validation learning curves on one figure (curves.png)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,16 +62,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.tables_only:
         paths = render_tables(settings, out, title=title)
-        if args.plot_alphas:
-            plot_all_alphas(settings, out)
+        _figures(args, settings, out)
         print(paths["md"].read_text())
         return 0
     started = time.perf_counter()
     summary = run_sweep(settings, out, jobs=args.jobs, on_progress=lambda: render_tables(settings, out, title=title))
     paths = render_tables(settings, out, title=title)
-    if args.plot_alphas:
-        for path in plot_all_alphas(settings, out):
-            print(f"sweep: wrote {path}", file=sys.stderr)
+    _figures(args, settings, out)
     print(paths["md"].read_text())
     print(
         f"trained {len(summary['trained'])} (resumed {len(summary['resumed'])}, extended {len(summary['extended'])}), "
@@ -74,3 +76,13 @@ def run(args: argparse.Namespace) -> int:
         f"in {time.perf_counter() - started:.0f} s; tables in {paths['md']} and {paths['csv']}"
     )
     return 1 if summary["failed"] else 0
+
+
+def _figures(args: argparse.Namespace, settings: list, out: Path) -> None:
+    """The figures asked for (α heat maps, learning curves), each path reported on stderr."""
+    written = plot_all_alphas(settings, out) if args.plot_alphas else []
+    if args.plot_curves:
+        curves = plot_learning_curves(settings, out)
+        written += list(curves.values()) if curves else []
+    for path in written:
+        print(f"sweep: wrote {path}", file=sys.stderr)

@@ -18,7 +18,9 @@ A setting run with several seeds (:mod:`pianomtl.train.sweep`'s ``seeds``) shows
 std rows and the bold best value use each setting's mean.
 
 :func:`plot_all_alphas` draws each cross-stitch run's learned α matrices, one heat
-map per layer, into ``out/alphas/<run>.png``.
+map per layer, into ``out/alphas/<run>.png``; :func:`plot_learning_curves` draws every
+setting's validation scores against the update, all rows on one figure
+(``out/curves.png``, the numbers in ``out/curves.csv``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from pianomtl.constants import BINARY_TASKS, TASKS
-from pianomtl.core.files import write_text_atomic
+from pianomtl.core.files import atomic_write, write_text_atomic
 from pianomtl.train.sweep import LAMBDA_KEYS, TRAIN_KEYS, Setting, format_value, read_result
 
 FAMILY_TITLES = {"hard": "Hard sharing", "cross-stitch": "Cross-stitch"}
@@ -332,3 +334,94 @@ def plot_all_alphas(settings: list[Setting], out: str | Path) -> list[Path]:
             plot_alphas(list(model.alphas()), path, title=f"{folder.name} (step {info.get('step')})")
             written.append(path)
     return written
+
+
+# -- learning curves ------------------------------------------------------------------------------
+
+
+def read_curve(folder: str | Path) -> dict[int, dict[str, float]]:
+    """``{update: {task: validation score}}`` from a run's ``log.csv`` (rows with a validation)."""
+    path = Path(folder) / "log.csv"
+    if not path.exists():
+        return {}
+    curve: dict[int, dict[str, float]] = {}
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            scores = {t: float(row[f"val_{t}"]) for t in TASKS if row.get(f"val_{t}") not in (None, "")}
+            if scores:
+                curve[int(row["step"])] = scores  # a resumed run logs a step again: the last one counts
+    return curve
+
+
+def setting_label(setting: Setting, columns: list[str]) -> str:
+    """A row's key cells as a legend entry, e.g. ``hard λ_vel=0.1 λ_sus=0`` or ``cross-stitch Det/Bal``."""
+    cells = [f"{c}={_key_cell(setting, c)}" if c.startswith("λ_") else _key_cell(setting, c) for c in columns]
+    return " ".join([setting.family, *(["/".join(cells)] if setting.family == "cross-stitch" else cells)])
+
+
+def learning_curves(settings: list[Setting]) -> list[dict]:
+    """Per setting: its label and, per validated update, each task's mean and range over the seeds that logged it."""
+    curves = []
+    for table in build_tables(settings):
+        for row in table.rows:
+            setting = row["setting"]
+            runs = [read_curve(folder) for folder in setting.folders]
+            points = []
+            for step in sorted({step for run in runs for step in run}):
+                point: dict = {"step": step}
+                for task in TASKS:
+                    if setting.values[f"lambda_{task}"] == 0:
+                        continue
+                    values = [
+                        run[step][task] for run in runs if step in run and math.isfinite(run[step].get(task, math.nan))
+                    ]
+                    if values:
+                        point[task] = (float(np.mean(values)), min(values), max(values), len(values))
+                points.append(point)
+            if points:
+                curves.append({"label": setting_label(setting, table.key_columns), "points": points})
+    return curves
+
+
+def plot_learning_curves(settings: list[Setting], out: str | Path) -> dict[str, Path] | None:
+    """``out/curves.png`` (one panel per task, a line per setting: mean over seeds, band = range) and ``curves.csv``.
+
+    ``None`` when no run has logged a validation yet.
+    """
+    curves = learning_curves(settings)
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["setting,step,task,mean,min,max,seeds"]
+    figure, axes = plt.subplots(1, len(TASKS), figsize=(4.0 * len(TASKS), 3.6), squeeze=False)
+    try:
+        for index, curve in enumerate(curves):
+            colour = plt.get_cmap("tab10")(index % 10)
+            style = "-" if index < 10 else "--"
+            for task, axis in zip(TASKS, axes[0], strict=True):
+                points = [(p["step"], *p[task]) for p in curve["points"] if task in p]
+                for step, mean, low, high, seeds in points:
+                    lines.append(f'"{curve["label"]}",{step},{task},{mean:.6f},{low:.6f},{high:.6f},{seeds}')
+                if not points:
+                    continue
+                steps, means, lows, highs = (np.array(column) for column in list(zip(*points, strict=True))[:4])
+                axis.plot(steps, means, style, color=colour, marker=".", label=curve["label"] if task == "on" else None)
+                axis.fill_between(steps, lows, highs, color=colour, alpha=0.15, linewidth=0)
+        for task, axis in zip(TASKS, axes[0], strict=True):
+            axis.set_title(f"validation {MEASURE_HEADERS[task]}", fontsize="small")
+            axis.set_xlabel("update", fontsize="small")
+            axis.grid(alpha=0.3)
+        figure.legend(loc="lower center", ncol=min(len(curves), 4), fontsize="x-small", bbox_to_anchor=(0.5, -0.12))
+        figure.tight_layout()
+        paths = {"png": out / "curves.png", "csv": out / "curves.csv"}
+        atomic_write(paths["png"], lambda target: figure.savefig(target, dpi=100, bbox_inches="tight", format="png"))
+        write_text_atomic(paths["csv"], "\n".join(lines) + "\n")
+    finally:
+        plt.close(figure)
+    return paths
