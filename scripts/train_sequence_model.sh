@@ -9,7 +9,10 @@
 #          main timbre is the project's own piano engine (b_piano: pedal resonance, releases,
 #          half-pedal, many instruments; data/piano.py) — the comparison of docs/experiments.md §9.
 # Stage C: 800 updates on the piano-engine corpus with rebalanced task weights (§9).
-# None of them has yet beaten the bundled v5 on the test split (§9), so none is bundled.
+# None of hard+rnn's stages has beaten the bundled v5 on the test split (§9).
+# Stage K: the per-key family hard+keyrnn (models/keywise.py), 1,500 updates on the 10 h
+#          five-timbre corpus, front end frozen and run without its noise layers, with its
+#          bidirectional twin (the ablation: same data, budget and seed) — docs/experiments.md §10.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK="${1:-.}"
@@ -40,3 +43,15 @@ wait
 # stage C: task weights that give the four tasks' gradients on the shared LSTM weights the same order
 LAMBDAS="--lambda-on 1 --lambda-int 10 --lambda-off 10 --lambda-vel 30 --lambda-sus 0.1"
 sequence_stage rnn_c "$WORK/runs/rnn_a/checkpoint.pt" cacheP 0.001 800 31 2 400
+
+# stage K: hard+keyrnn (causal) and its bidirectional twin, one thread each, side by side
+keys_stage() {  # OUT EXTRA_OPTIONS
+    $PIANOMTL train --cache "$WORK/cache5" --out "$WORK/runs/$1" $(resume "$WORK/runs/$1") --init-from "$BUNDLED" \
+        --model hard+keyrnn $2 --freeze stem,head,dense \
+        --optimizer adam --lr 0.001 --lr-schedule cosine --equaliser 0.8 \
+        --batch-size 4 --sequence-frames 500 --steps 1500 \
+        --validate-every 250 --checkpoint-every 50 --validation-frames 1000 --seed 41 --threads 1
+}
+keys_stage keyrnn_a "" &
+keys_stage keyrnn_a_bi --bidirectional &
+wait

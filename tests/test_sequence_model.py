@@ -21,6 +21,7 @@ from pianomtl.models import (
     build_model,
     load_stem_from,
     pad_context,
+    straight_through_relu,
     window_forward,
 )
 from pianomtl.models.keywise import KEY_EMBED, KEY_INPUTS
@@ -386,3 +387,27 @@ def test_only_causal_models_export_a_state() -> None:
         stateful_signature(make(ALL[-1]))
     with pytest.raises(ValueError, match="causal"):
         stateful_signature(build_model("hard"))
+
+
+def test_bundling_can_give_a_head_back_to_the_front_end(tmp_path: Path) -> None:
+    """scripts/bundle_model.py --zero-readouts: the chosen read-out is zeroed, that head is the front end's again."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+    import bundle_model
+
+    model = make(CAUSAL[2])
+    source = tmp_path / "best.pt"
+    torch.save({"model_config": model.config.to_dict(), "model": model.state_dict(), "step": 7}, source)
+    target = bundle_model.zero_readouts(source, ["sus_out"], tmp_path / "zeroed.pt")
+    weights = torch.load(target, weights_only=True)["model"]
+    assert not weights["sus_out.weight"].any() and not weights["sus_out.bias"].any()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items() if not k.startswith("sus_out."))
+    zeroed = build_model(model.config).eval()
+    zeroed.load_state_dict(weights)
+    x = spectrogram(1, 30)
+    with torch.no_grad():  # the pedal is the front end's again; the other heads still have their memory
+        torch.testing.assert_close(zeroed(x)["sus"], straight_through_relu(zeroed.local_outputs(x)["sus"]))
+        assert not torch.equal(zeroed(x)["int"], zeroed.local_outputs(x)["int"])
+    with pytest.raises(SystemExit, match="no read-out layer 'onset_out'"):
+        bundle_model.zero_readouts(source, ["onset_out"], tmp_path / "other.pt")
