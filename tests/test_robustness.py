@@ -257,7 +257,7 @@ def test_bundled_model_is_plain_data() -> None:
 
     if not DEFAULT_BUNDLE.is_file():
         pytest.skip("the bundled model is not built")
-    assert 1.5e6 < DEFAULT_BUNDLE.stat().st_size < 2.0e6
+    assert 1.5e6 < DEFAULT_BUNDLE.stat().st_size < 2.5e6  # v6: 530 k float32 parameters + metadata
     state = torch.load(DEFAULT_BUNDLE, weights_only=True)
     assert state["format"] == "pianomtl-model-bundle"
 
