@@ -87,8 +87,14 @@ RUNNER = textwrap.dedent(
         from madmom.features.notes import ADSRNoteTrackingProcessor, CNNPianoNoteProcessor
         activations, tracker = CNNPianoNoteProcessor(), ADSRNoteTrackingProcessor()
 
+        from madmom.audio.signal import Signal
+
         def transcribe(path):
-            notes = tracker(activations(path))  # rows: onset (s), MIDI pitch, duration (s)
+            # madmom opens files other than WAV through ffmpeg; read them here instead (madmom's
+            # own 44.1 kHz mono input: the corpus renders at 44.1 kHz, mono)
+            data, rate = sf.read(path, dtype="float32", always_2d=True)
+            signal = Signal(np.ascontiguousarray(data.mean(axis=1)), sample_rate=rate)
+            notes = tracker(activations(signal))  # rows: onset (s), MIDI pitch, duration (s)
             return [[float(n[0]), float(n[0] + n[2]), int(n[1]), 64] for n in notes]
     elif kind == "basic-pitch":
         from basic_pitch import ICASSP_2022_MODEL_PATH

@@ -175,6 +175,32 @@ def test_frozen_front_end_stays_fixed_and_runs_without_its_noise(cache: Path, tm
         Run(tiny_config(cache, tmp_path / "typo", model=model, freeze="stme"), 0, False)
 
 
+def test_a_run_folder_is_trained_by_one_process_at_a_time(cache: Path, tmp_path: Path) -> None:
+    """A second trainer of the same folder (e.g. a sweep restarted while its killed parent's workers
+    still train) is refused at once, naming the holder; the folder is free again when the holder exits."""
+    import subprocess
+    import sys
+
+    from pianomtl.train.loop import LOCK_NAME, RunFolderError
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pianomtl.core.files import exclusive_lock\n"
+         f"with exclusive_lock({str(folder / LOCK_NAME)!r}):\n    print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunFolderError, match=rf"in use by another process \(pid {holder.pid}\)") as error:
+            train(tiny_config(cache, folder))
+        assert "\n" not in str(error.value) and not (folder / "checkpoint.pt").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert train(tiny_config(cache, folder))["status"] == "finished"  # the kernel dropped the dead holder's lock
+
+
 def test_divergence_after_restarts_is_unstable(cache: Path, tmp_path: Path) -> None:
     result = train(tiny_config(cache, tmp_path, lr=1e6, restarts=1))
     assert result["status"] == "unstable"

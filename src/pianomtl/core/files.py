@@ -10,6 +10,10 @@ temporary files.
 With ``overwrite=False`` the final step is an exclusive create (a hard link, which
 fails if the name exists), so of two processes racing for one output name exactly one
 wins and the other gets :class:`FileExistsError` — nothing already written is lost.
+
+:func:`exclusive_lock` keeps a second process out of work that writes many files over
+time (a training run's folder), where atomic writes alone would let two writers
+interleave their checkpoints and logs.
 """
 
 from __future__ import annotations
@@ -17,9 +21,49 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): no advisory locks, runs are not guarded
+    fcntl = None  # type: ignore[assignment]
+
+
+class LockedError(RuntimeError):
+    """Another process holds the lock (its process id is in the message)."""
+
+
+@contextmanager
+def exclusive_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (created; it records this process's id) for the block.
+
+    A second process asking for the same lock gets :class:`LockedError` at once instead
+    of waiting. The kernel drops the lock when the holder exits, however it exits, so a
+    killed process never leaves a stale lock behind (the file itself may stay; it is
+    harmless).
+    """
+    path = Path(path)
+    if fcntl is None:
+        yield
+        return
+    handle = path.open("a+")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise LockedError(f"{path.parent}: in use by another process (pid {holder})") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # releases the lock
 
 
 def temporary_name(path: Path) -> Path:

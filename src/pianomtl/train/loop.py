@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from pianomtl.constants import BINARY_TASKS, TASKS
 from pianomtl.core.devices import check_device
-from pianomtl.core.files import atomic_write, write_json_atomic
+from pianomtl.core.files import LockedError, atomic_write, exclusive_lock, write_json_atomic
 from pianomtl.core.metrics import FramewiseEvaluator, headline
 from pianomtl.core.targets import to_float
 from pianomtl.data.sampler import ExcerptSampler
@@ -604,6 +604,22 @@ def train(config: TrainConfig, resume: bool = False, dist: distributed.Context |
     check_run_folder(config, resume)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    if not dist.is_main:  # rank 0 holds the run's lock for the whole group
+        return _train(config, resume, dist, out)
+    try:
+        with exclusive_lock(out / LOCK_NAME):
+            return _train(config, resume, dist, out)
+    except LockedError as error:
+        raise RunFolderError(f"{error}, which is training this run; stop it or wait for it") from None
+
+
+LOCK_NAME = ".training.lock"
+"""The lock file in a run folder while a process trains it (:func:`~pianomtl.core.files.exclusive_lock`):
+two writers — a sweep killed while its workers kept going, then started again — would
+interleave their checkpoints and logs and leave a result neither of them computed."""
+
+
+def _train(config: TrainConfig, resume: bool, dist: distributed.Context, out: Path) -> dict:
     result_path = out / "result.json"
     earlier_seconds = 0.0  # wall time of the finished part of an extended run
     if resume and result_path.exists():
