@@ -19,6 +19,10 @@ WORK="${1:-.}"
 PIANOMTL=.venv/bin/pianomtl
 # --resume continues a run and is refused where there is nothing to continue: ask for it only then
 resume() { if [ -e "$1/checkpoint.pt" ] || [ -e "$1/result.json" ]; then echo --resume; fi; }
+# every stage below started from the bundled v5; v6 (hard+keyrnn) has the same front end, so with v6
+# bundled the hard+rnn stages copy the same stem, while stage K would continue v6's own stage (same
+# architecture: every tensor is copied) — for a fresh stage K start from v5's checkpoint instead
+# (scripts/train_default_model.sh: runs/default_mix/best.pt)
 BUNDLED=src/pianomtl/assets/default.pt
 $PIANOMTL synth --out "$WORK/corpus5" --hours 10 --seed 5 --test-minutes 0 --workers 2 \
     --timbres salamander,fluidr3,timgm,gmbank,freepats
