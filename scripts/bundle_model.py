@@ -192,21 +192,17 @@ def _architecture_line(model: dict) -> str:
         f"hard-sharing net has 32/96/10); Gaussian dropout p={model['dropout']}, "
         f"additive noise σ={model['noise_sigma']}"
     )
-    if model["name"] == "hard+rnn":
+    cell = str(model.get("cell", "lstm")).upper()
+    stage = {
+        "hard+rnn": f"two {cell}s of {model.get('hidden')} units over a {model.get('embed')}-unit per-frame embedding",
+        "hard+keyrnn": f"a recording-wide context {cell} of {model.get('embed')} units (pedal) and one "
+        f"{model.get('hidden')}-unit {cell} run on every key (frames, offsets, velocity)",
+    }.get(model["name"])
+    if stage:
         direction = "bidirectional (not streamable)" if model.get("bidirectional") else "causal (streams)"
         return (
-            f"**hard+rnn** (beyond the paper): the hard-sharing front end ({widths}) and two "
-            f"{model.get('cell', 'lstm').upper()}s of {model.get('hidden')} units over a {model.get('embed')}-unit "
-            f"per-frame embedding, {direction}; 11-frame window (5 frames of look-ahead), memory of the whole "
-            "recording. Input: 144-bin log-filtered spectrogram, 50 fps."
-        )
-    if model["name"] == "hard+keyrnn":
-        direction = "bidirectional (not streamable)" if model.get("bidirectional") else "causal (streams)"
-        return (
-            f"**hard+keyrnn** (beyond the paper): the hard-sharing front end ({widths}), a recording-wide "
-            f"context {model.get('cell', 'lstm').upper()} of {model.get('embed')} units (pedal) and one "
-            f"{model.get('hidden')}-unit {model.get('cell', 'lstm').upper()} run on every key (frames, offsets, "
-            f"velocity), {direction}; 11-frame window (5 frames of look-ahead), memory of the whole recording. "
+            f"**{model['name']}** (beyond the paper): the hard-sharing front end ({widths}) and {stage}, "
+            f"{direction}; 11-frame window (5 frames of look-ahead), memory of the whole recording. "
             "Input: 144-bin log-filtered spectrogram, 50 fps."
         )
     return (

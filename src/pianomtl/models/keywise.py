@@ -63,8 +63,8 @@ from torch import Tensor, nn
 from pianomtl.constants import N_KEYS, TASKS
 from pianomtl.models.config import ModelConfig
 from pianomtl.models.hard_sharing import front_end
-from pianomtl.models.layers import MultitaskNet, glorot_init_
-from pianomtl.models.sequence import RNN_CELLS, State, pack_state, unpack_state
+from pianomtl.models.layers import glorot_init_
+from pianomtl.models.sequence import RNN_CELLS, SequenceNet, State, pack_state, unpack_state
 
 OCTAVE = 12
 """Keys between a note and the neighbours whose frame logits the key layer reads."""
@@ -92,12 +92,11 @@ CONTEXT_INPUTS = 1 + 3 * N_KEYS
 """Per frame: the sustain logit and the 88 onset, frame and offset probabilities."""
 
 
-class KeyRNNNet(MultitaskNet):
+class KeyRNNNet(SequenceNet):
     """Hard-sharing front end + a recording-wide context LSTM + one LSTM run on every key (module docstring)."""
 
-    memory_format = torch.channels_last
     architecture = "hard+keyrnn"
-    recurrent = True
+    recurrent_layers = ("context", "key")
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         super().__init__(config)
@@ -120,23 +119,8 @@ class KeyRNNNet(MultitaskNet):
             for layer in (self.sus_out, self.key_out):  # residual read-outs start at zero
                 layer.weight.zero_()
                 layer.bias.zero_()
-            if cell == "lstm":  # forget gates start mostly open (Jozefowicz et al. 2015)
-                for layer in (self.context_rnn, self.key_rnn):
-                    for name, bias in layer.named_parameters():
-                        if name.startswith("bias_ih"):
-                            bias[layer.hidden_size : 2 * layer.hidden_size] = 1.0  # gate order i, f, g, o
+        self.open_forget_gates()
         self.to(memory_format=self.memory_format)
-
-    @property
-    def causal(self) -> bool:
-        """Whether outputs ignore input beyond 5 frames ahead (and the state can be carried)."""
-        return not self.bidirectional
-
-    @property
-    def state_names(self) -> tuple[str, ...]:
-        """Names of the state tensors in :data:`State` order (ONNX inputs; the outputs add ``next_``)."""
-        parts = ("h", "c") if self.cell == "lstm" else ("h",)
-        return tuple(f"{layer}_{part}" for layer in ("context", "key") for part in parts)
 
     def initial_state(self, batch: int = 1) -> State:
         """Zero states for ``batch`` sequences: context ``[dirs, batch, embed]``, keys ``[dirs, batch·88, hidden]``."""
@@ -146,22 +130,6 @@ class KeyRNNNet(MultitaskNet):
         context = (directions, batch, self.context_rnn.hidden_size)
         keys = (directions, batch * N_KEYS, self.key_rnn.hidden_size)
         return tuple(weight.new_zeros(shape) for shape in [context] * half + [keys] * half)
-
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """Outputs for ``x`` ``[B, T + 10, 144]`` from the initial (zero) state."""
-        return self._run(x, None)[0]
-
-    def forward_with_state(self, x: Tensor, state: State) -> tuple[dict[str, Tensor], State]:
-        """``(outputs, state after the last frame)`` for a chunk ``x`` ``[B, T + 10, 144]`` (as ``hard+rnn``)."""
-        if not self.causal:
-            raise ValueError("a bidirectional hard+keyrnn model has no carried state: run forward() on whole sequences")
-        if len(state) != len(self.state_names):
-            raise ValueError(f"state must be a tuple of {len(self.state_names)} tensors {self.state_names}")
-        return self._run(x, tuple(state))
-
-    def local_outputs(self, x: Tensor) -> dict[str, Tensor]:
-        """The front end's frame-local raw outputs (v5's heads, before the sequence stage)."""
-        return self.dense(self.head(self.stem(self._prepare(x))))
 
     def _run(self, x: Tensor, state: State | None) -> tuple[dict[str, Tensor], State]:
         raw, state = self.sequence_stage(self.local_outputs(x), state)

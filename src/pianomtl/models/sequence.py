@@ -93,12 +93,80 @@ FRONT_END: tuple[str, ...] = ("stem.", "head.", "dense.")
 RNN_CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 
-class HardRNNNet(MultitaskNet):
-    """Hard-sharing stem + causal onset and frame LSTMs/GRUs (see module docstring)."""
+class SequenceNet(MultitaskNet):
+    """What the sequence families share: the hard-sharing front end, the carried state's interface.
+
+    A subclass builds ``stem``, ``head``, ``dense`` (:func:`front_end`) and its recurrent
+    layers, names them in :attr:`recurrent_layers` (two, in state order), and implements
+    :meth:`initial_state` and ``_run(x, state) -> (outputs, state)``.
+    """
 
     memory_format = torch.channels_last
-    architecture = "hard+rnn"
     recurrent = True
+    recurrent_layers: tuple[str, str] = ("", "")
+    """Names of the two recurrent layers (attributes ``<name>_rnn``), in the state's order."""
+
+    bidirectional: bool
+    cell: str
+
+    @property
+    def causal(self) -> bool:
+        """Whether outputs ignore input beyond 5 frames ahead (and the state can be carried)."""
+        return not self.bidirectional
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """Names of the state tensors in :data:`State` order (ONNX inputs; the outputs add ``next_``)."""
+        parts = ("h", "c") if self.cell == "lstm" else ("h",)
+        return tuple(f"{layer}_{part}" for layer in self.recurrent_layers for part in parts)
+
+    def initial_state(self, batch: int = 1) -> State:
+        raise NotImplementedError
+
+    def _run(self, x: Tensor, state: State | None) -> tuple[dict[str, Tensor], State]:
+        raise NotImplementedError
+
+    def open_forget_gates(self) -> None:
+        """LSTM forget gates start biased open (+1, Jozefowicz et al. 2015): memory spans more than a few
+        frames before training has taught it to. A no-op for GRUs."""
+        if self.cell != "lstm":
+            return
+        with torch.no_grad():
+            for layer in self.recurrent_layers:
+                rnn = getattr(self, f"{layer}_rnn")
+                for name, bias in rnn.named_parameters():
+                    if name.startswith("bias_ih"):
+                        bias[rnn.hidden_size : 2 * rnn.hidden_size] = 1.0  # gate order i, f, g, o
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """Outputs for ``x`` ``[B, T + 10, 144]`` from the initial (zero) state."""
+        return self._run(x, None)[0]
+
+    def forward_with_state(self, x: Tensor, state: State) -> tuple[dict[str, Tensor], State]:
+        """``(outputs, state after the last frame)`` for a chunk ``x`` ``[B, T + 10, 144]``.
+
+        ``state`` comes from :meth:`initial_state` or the previous chunk's call. Chunks
+        overlap by 10 input rows (each carries its 5 context frames on both sides), so
+        consecutive chunks ``[a, b)``, ``[b, c)`` give exactly the outputs of ``[a, c)``.
+        """
+        if not self.causal:
+            raise ValueError(
+                f"a bidirectional {self.architecture} model has no carried state: run forward() on whole sequences"
+            )
+        if len(state) != len(self.state_names):
+            raise ValueError(f"state must be a tuple of {len(self.state_names)} tensors {self.state_names}")
+        return self._run(x, tuple(state))
+
+    def local_outputs(self, x: Tensor) -> dict[str, Tensor]:
+        """The front end's frame-local raw outputs (v5's heads, before the sequence stage)."""
+        return self.dense(self.head(self.stem(self._prepare(x))))
+
+
+class HardRNNNet(SequenceNet):
+    """Hard-sharing stem + causal onset and frame LSTMs/GRUs (see module docstring)."""
+
+    architecture = "hard+rnn"
+    recurrent_layers = ("onset", "frame")
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         super().__init__(config)
@@ -123,49 +191,14 @@ class HardRNNNet(MultitaskNet):
             for layer in (self.onset_out, self.frame_out):  # residual read-outs start at zero
                 layer.weight.zero_()
                 layer.bias.zero_()
-            if cell == "lstm":  # forget gates start mostly open (Jozefowicz et al. 2015): memory from step 0
-                for name, bias in [*self.onset_rnn.named_parameters(), *self.frame_rnn.named_parameters()]:
-                    if name.startswith("bias_ih"):
-                        bias[hidden : 2 * hidden] = 1.0  # gate order i, f, g, o
+        self.open_forget_gates()
         self.to(memory_format=self.memory_format)
-
-    @property
-    def causal(self) -> bool:
-        """Whether outputs ignore input beyond 5 frames ahead (and the state can be carried)."""
-        return not self.bidirectional
-
-    @property
-    def state_names(self) -> tuple[str, ...]:
-        """Names of the state tensors in :data:`State` order (ONNX inputs; the outputs add ``next_``)."""
-        parts = ("h", "c") if self.cell == "lstm" else ("h",)
-        return tuple(f"{layer}_{part}" for layer in ("onset", "frame") for part in parts)
 
     def initial_state(self, batch: int = 1) -> State:
         """Zero states for ``batch`` sequences (on the model's device and dtype)."""
         weight = self.onset_rnn.weight_hh_l0
         shape = (2 if self.bidirectional else 1, batch, self.onset_rnn.hidden_size)
         return tuple(weight.new_zeros(shape) for _ in self.state_names)
-
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """Outputs for ``x`` ``[B, T + 10, 144]`` from the initial (zero) state."""
-        return self._run(x, None)[0]
-
-    def forward_with_state(self, x: Tensor, state: State) -> tuple[dict[str, Tensor], State]:
-        """``(outputs, state after the last frame)`` for a chunk ``x`` ``[B, T + 10, 144]``.
-
-        ``state`` comes from :meth:`initial_state` or the previous chunk's call. Chunks
-        overlap by 10 input rows (each carries its 5 context frames on both sides), so
-        consecutive chunks ``[a, b)``, ``[b, c)`` give exactly the outputs of ``[a, c)``.
-        """
-        if not self.causal:
-            raise ValueError("a bidirectional hard+rnn model has no carried state: run forward() on whole sequences")
-        if len(state) != len(self.state_names):
-            raise ValueError(f"state must be a tuple of {len(self.state_names)} tensors {self.state_names}")
-        return self._run(x, tuple(state))
-
-    def local_outputs(self, x: Tensor) -> dict[str, Tensor]:
-        """The front end's frame-local raw outputs (v5's heads, before the sequence stage)."""
-        return self.dense(self.head(self.stem(self._prepare(x))))
 
     def embeddings(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         """Frame-local raw outputs (v5's heads) and the per-frame embeddings ``[B, T, embed]``."""
