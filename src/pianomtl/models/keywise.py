@@ -43,14 +43,14 @@ MACs/frame in sequence form, ``macs_per_frame()``)::
 
     layer                                      output             params   MACs / frame
     front end (v5: stem, head conv, dense)     5 × [T, 88 | 1]   430 099      7 026 928
-    context LSTM 265 → 64                      [T, 64]            84 480         84 224
+    context LSTM 265 → 64                      [T, 64]            84 736         84 224
     sustain read-out 64 → 1, summary 64 → 8    [T, 1], [T, 8]        585            576
     key embedding                              [88, 8]               704              0
-    key LSTM 23 → 48 (× 88 keys)               [T, 88, 48]        14 016      1 216 512
+    key LSTM 23 → 48 (× 88 keys)               [T, 88, 48]        14 016      1 199 616
     key read-out 48 → 3 (× 88 keys)            [T, 88, 3]            147         12 672
-    total                                                        530 031      8 340 912
+    total                                                        530 287      8 324 016
 
-The stage adds 100 k parameters (0.4 MB) and 19 % MACs to v5; the key layer is most of
+The stage adds 100 k parameters (0.4 MB) and 18 % MACs to v5; the key layer is most of
 them, as 88 small sequences — one batched GEMM per frame.
 """
 
