@@ -18,6 +18,7 @@ import argparse
 import csv
 import json
 import platform
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -365,8 +366,14 @@ def main() -> int:
     checkpoint = run / "best.pt" if (run / "best.pt").exists() else run / "checkpoint.pt"
     result = json.loads((run / "result.json").read_text()) if (run / "result.json").exists() else {}
     zeroed = [name.strip() for name in args.zero_readouts.split(",") if name.strip()]
-    if zeroed:
-        checkpoint = zero_readouts(checkpoint, zeroed, Path(args.out).with_suffix(".source.pt"))
+    if not zeroed:
+        return bundle(args, checkpoint, result, zeroed)
+    with tempfile.TemporaryDirectory() as folder:  # the edited copy lives only while bundling
+        return bundle(args, zero_readouts(checkpoint, zeroed, Path(folder) / checkpoint.name), result, zeroed)
+
+
+def bundle(args: argparse.Namespace, checkpoint: Path, result: dict, zeroed: list[str]) -> int:
+    """Tune, bundle, score on the test split and write the card (``main``'s work, from one checkpoint file)."""
     tuning = tune_on_validation(checkpoint, args.cache)
     decoder = tuning.params
     print("tuned decoder:", decoder.to_dict())
@@ -407,8 +414,6 @@ def main() -> int:
     card.write_text(card_text(metadata, report))
     card.with_suffix(".json").write_text(json.dumps({"metadata": metadata, "test": report}, indent=1, default=str))
     print(card.read_text())
-    if zeroed:
-        checkpoint.unlink()
     return 0
 
 
