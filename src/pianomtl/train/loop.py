@@ -593,6 +593,12 @@ def _tensorboard(folder: Path):  # type: ignore[no-untyped-def]
     return SummaryWriter(str(folder))
 
 
+LOCK_NAME = ".training.lock"
+"""The lock file in a run folder while a process trains it (:func:`~pianomtl.core.files.exclusive_lock`):
+two writers — a sweep killed while its workers kept going, then started again — would
+interleave their checkpoints and logs and leave a result neither of them computed."""
+
+
 def train(config: TrainConfig, resume: bool = False, dist: distributed.Context | None = None) -> dict:
     """Train with up to ``config.restarts`` fresh restarts after divergence.
 
@@ -611,12 +617,6 @@ def train(config: TrainConfig, resume: bool = False, dist: distributed.Context |
             return _train(config, resume, dist, out)
     except LockedError as error:
         raise RunFolderError(f"{error}, which is training this run; stop it or wait for it") from None
-
-
-LOCK_NAME = ".training.lock"
-"""The lock file in a run folder while a process trains it (:func:`~pianomtl.core.files.exclusive_lock`):
-two writers — a sweep killed while its workers kept going, then started again — would
-interleave their checkpoints and logs and leave a result neither of them computed."""
 
 
 def _train(config: TrainConfig, resume: bool, dist: distributed.Context, out: Path) -> dict:
