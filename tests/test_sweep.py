@@ -256,6 +256,43 @@ def test_learning_curves_of_every_row_on_one_figure(tmp_path: Path, capsys) -> N
                        "min": "0.500000", "max": "0.700000", "seeds": "2"}  # fmt: skip
 
 
+def test_pool_workers_end_when_their_sweep_is_killed(tmp_path: Path) -> None:
+    """A sweep process killed on its own takes its workers with it (they would train on unseen)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "sweep_parent.py"
+    script.write_text(
+        "import multiprocessing, os, sys, time\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from pianomtl.train.sweep import exit_with_parent\n"
+        "if __name__ == '__main__':\n"
+        "    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn'),\n"
+        "                               initializer=exit_with_parent, initargs=(os.getpid(), 0.1))\n"
+        "    print(pool.submit(os.getpid).result(), flush=True)\n"
+        "    pool.submit(time.sleep, 60)\n"
+        "    time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    worker = int(parent.stdout.readline())
+    os.kill(worker, 0)  # alive while the sweep is
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail("the pool worker outlived its sweep")
+
+
 @pytest.mark.slow
 def test_parallel_sweep(cache: Path, tmp_path: Path) -> None:
     spec = {

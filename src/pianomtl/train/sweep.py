@@ -43,7 +43,10 @@ from __future__ import annotations
 import itertools
 import json
 import multiprocessing
+import os
 import sys
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, fields, replace
@@ -301,6 +304,28 @@ def _train_worker(config: dict) -> dict:
     return {"status": result["status"], "validation": result.get("validation", {})}
 
 
+PARENT_CHECK_SECONDS = 2.0
+"""How often a pool worker checks that the sweep which started it is still there."""
+
+
+def exit_with_parent(parent: int, interval: float = PARENT_CHECK_SECONDS) -> None:
+    """Pool-worker initialiser: end this process once ``parent`` (the sweep) is gone.
+
+    A sweep killed on its own (``kill PID``, not Ctrl-C, which reaches the whole process
+    group) would otherwise leave its workers training on, unseen; a sweep started again
+    would then find their runs locked (:data:`~pianomtl.train.loop.LOCK_NAME`) and the
+    cores busy. The worker's run resumes from its last checkpoint next time.
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:  # re-parented: the sweep is gone
+                os._exit(1)
+
+    threading.Thread(target=watch, name="sweep-parent-watch", daemon=True).start()
+
+
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -370,7 +395,9 @@ def run_sweep(
                 finished(config, summary, None)
     else:
         context = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            max_workers=jobs, mp_context=context, initializer=exit_with_parent, initargs=(os.getpid(),)
+        ) as pool:
             pending = {pool.submit(_train_worker, asdict(c)): c for c in todo}
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
