@@ -62,9 +62,7 @@ from torch import Tensor, nn
 
 from pianomtl.constants import N_KEYS, TASKS
 from pianomtl.models.config import ModelConfig
-from pianomtl.models.hard_sharing import front_end
-from pianomtl.models.layers import glorot_init_
-from pianomtl.models.sequence import RNN_CELLS, SequenceNet, State, pack_state, unpack_state
+from pianomtl.models.sequence import SequenceNet, State, pack_state, unpack_state
 
 OCTAVE = 12
 """Keys between a note and the neighbours whose frame logits the key layer reads."""
@@ -100,35 +98,24 @@ class KeyRNNNet(SequenceNet):
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         super().__init__(config)
-        config = self.config
-        context, hidden, cell = config.embed, config.hidden, config.cell
-        assert context is not None and hidden is not None and cell is not None
-        self.stem, self.head, self.dense = front_end(config)
-        self.bidirectional = config.bidirectional
-        self.cell = cell
-        rnn, directions = RNN_CELLS[cell], 2 if config.bidirectional else 1
-        self.context_rnn = rnn(CONTEXT_INPUTS, context, batch_first=True, bidirectional=config.bidirectional)
-        self.sus_out = nn.Linear(directions * context, 1)
-        self.context_summary = nn.Linear(directions * context, CONTEXT_UNITS)
+        context, hidden = self.config.embed, self.config.hidden
+        assert context is not None and hidden is not None
+        self.context_rnn = self.recurrent_layer(CONTEXT_INPUTS, context)
+        self.sus_out = nn.Linear(self.directions * context, 1)
+        self.context_summary = nn.Linear(self.directions * context, CONTEXT_UNITS)
         self.key_embedding = nn.Parameter(torch.empty(N_KEYS, KEY_EMBED))
-        self.key_rnn = rnn(KEY_INPUTS, hidden, batch_first=True, bidirectional=config.bidirectional)
-        self.key_out = nn.Linear(directions * hidden, len(KEY_TASKS))
-        glorot_init_(self)  # convs and linears; the recurrent layers keep PyTorch's uniform(±1/√hidden)
+        self.key_rnn = self.recurrent_layer(KEY_INPUTS, hidden)
+        self.key_out = nn.Linear(self.directions * hidden, len(KEY_TASKS))
+        self.initialise(read_outs=(self.sus_out, self.key_out))
         with torch.no_grad():
             nn.init.normal_(self.key_embedding, 0.0, 0.5)
-            for layer in (self.sus_out, self.key_out):  # residual read-outs start at zero
-                layer.weight.zero_()
-                layer.bias.zero_()
-        self.open_forget_gates()
-        self.to(memory_format=self.memory_format)
 
     def initial_state(self, batch: int = 1) -> State:
         """Zero states for ``batch`` sequences: context ``[dirs, batch, embed]``, keys ``[dirs, batch·88, hidden]``."""
         weight = self.key_rnn.weight_hh_l0
-        directions = 2 if self.bidirectional else 1
         half = len(self.state_names) // 2
-        context = (directions, batch, self.context_rnn.hidden_size)
-        keys = (directions, batch * N_KEYS, self.key_rnn.hidden_size)
+        context = (self.directions, batch, self.context_rnn.hidden_size)
+        keys = (self.directions, batch * N_KEYS, self.key_rnn.hidden_size)
         return tuple(weight.new_zeros(shape) for shape in [context] * half + [keys] * half)
 
     def _run(self, x: Tensor, state: State | None) -> tuple[dict[str, Tensor], State]:

@@ -96,9 +96,10 @@ RNN_CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU}
 class SequenceNet(MultitaskNet):
     """What the sequence families share: the hard-sharing front end, the carried state's interface.
 
-    A subclass builds ``stem``, ``head``, ``dense`` (:func:`front_end`) and its recurrent
-    layers, names them in :attr:`recurrent_layers` (two, in state order), and implements
-    :meth:`initial_state` and ``_run(x, state) -> (outputs, state)``.
+    This class builds the front end (``stem``, ``head``, ``dense``: :func:`front_end`);
+    a subclass builds its recurrent layers with :meth:`recurrent_layer`, names them in
+    :attr:`recurrent_layers` (two, in state order), and implements :meth:`initial_state`
+    and ``_run(x, state) -> (outputs, state)``.
     """
 
     memory_format = torch.channels_last
@@ -106,8 +107,30 @@ class SequenceNet(MultitaskNet):
     recurrent_layers: tuple[str, str] = ("", "")
     """Names of the two recurrent layers (attributes ``<name>_rnn``), in the state's order."""
 
-    bidirectional: bool
-    cell: str
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__(config)
+        assert self.config.cell is not None
+        # front end: identical modules (names, shapes, maths) to HardSharingNet's
+        self.stem, self.head, self.dense = front_end(self.config)
+        self.bidirectional = self.config.bidirectional
+        self.cell = self.config.cell
+        self.directions = 2 if self.bidirectional else 1
+
+    def initialise(self, read_outs: tuple[nn.Linear, ...]) -> None:
+        """After a subclass has built its layers: Glorot for convs and linears (the recurrent layers keep
+        PyTorch's uniform(±1/√hidden)), the residual ``read_outs`` at zero (a warm start computes its
+        front end's outputs exactly), LSTM forget gates open, and the model in its memory format."""
+        glorot_init_(self)
+        with torch.no_grad():
+            for layer in read_outs:
+                layer.weight.zero_()
+                layer.bias.zero_()
+        self.open_forget_gates()
+        self.to(memory_format=self.memory_format)
+
+    def recurrent_layer(self, inputs: int, hidden: int) -> nn.RNNBase:
+        """One recurrent layer of this model's cell and direction, batch-first."""
+        return RNN_CELLS[self.cell](inputs, hidden, batch_first=True, bidirectional=self.bidirectional)
 
     @property
     def causal(self) -> bool:
@@ -171,33 +194,20 @@ class HardRNNNet(SequenceNet):
     def __init__(self, config: ModelConfig | None = None) -> None:
         super().__init__(config)
         config = self.config
-        head, embed, hidden, cell = config.head, config.embed, config.hidden, config.cell
-        assert head is not None and embed is not None and hidden is not None and cell is not None
-        n = len(TASKS)
-        # front end: identical modules (names, shapes, maths) to HardSharingNet's
-        self.stem, self.head, self.dense = front_end(config)
-        # sequence stage
-        self.embed = nn.Linear(n * head * head_freq(), embed)
+        head, embed, hidden = config.head, config.embed, config.hidden
+        assert head is not None and embed is not None and hidden is not None
+        self.embed = nn.Linear(len(TASKS) * head * head_freq(), embed)
         self.embed_dropout = GaussianDropout(config.dropout)
-        self.bidirectional = config.bidirectional
-        self.cell = cell
-        rnn, directions = RNN_CELLS[cell], 2 if config.bidirectional else 1
-        self.onset_rnn = rnn(embed, hidden, batch_first=True, bidirectional=config.bidirectional)
-        self.frame_rnn = rnn(embed + N_KEYS, hidden, batch_first=True, bidirectional=config.bidirectional)
-        self.onset_out = nn.Linear(directions * hidden, N_KEYS)
-        self.frame_out = nn.Linear(directions * hidden, sum(TASK_WIDTH[t] for t in FRAME_TASKS))
-        glorot_init_(self)  # convs and linears; the recurrent layers keep PyTorch's uniform(±1/√hidden)
-        with torch.no_grad():
-            for layer in (self.onset_out, self.frame_out):  # residual read-outs start at zero
-                layer.weight.zero_()
-                layer.bias.zero_()
-        self.open_forget_gates()
-        self.to(memory_format=self.memory_format)
+        self.onset_rnn = self.recurrent_layer(embed, hidden)
+        self.frame_rnn = self.recurrent_layer(embed + N_KEYS, hidden)
+        self.onset_out = nn.Linear(self.directions * hidden, N_KEYS)
+        self.frame_out = nn.Linear(self.directions * hidden, sum(TASK_WIDTH[t] for t in FRAME_TASKS))
+        self.initialise(read_outs=(self.onset_out, self.frame_out))
 
     def initial_state(self, batch: int = 1) -> State:
         """Zero states for ``batch`` sequences (on the model's device and dtype)."""
         weight = self.onset_rnn.weight_hh_l0
-        shape = (2 if self.bidirectional else 1, batch, self.onset_rnn.hidden_size)
+        shape = (self.directions, batch, self.onset_rnn.hidden_size)
         return tuple(weight.new_zeros(shape) for _ in self.state_names)
 
     def embeddings(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
