@@ -213,6 +213,37 @@ def test_plot_alphas_of_cross_stitch_runs(tmp_path: Path) -> None:
     assert written[0].read_bytes()[:4] == b"\x89PNG"
 
 
+def test_only_trains_the_chosen_settings_and_their_alphas_outlive_the_checkpoints(
+    cache: Path, tmp_path: Path, capsys
+) -> None:
+    """A grid finished across machines that keep only the repository: ``--only`` picks rows, α live in result.json."""
+    torch.set_num_threads(1)
+    spec = {
+        "cache": str(cache),
+        "out": str(tmp_path / "runs"),
+        "fixed": {
+            "lr": 0.01, "batch_size": 2, "sequence_frames": 12, "steps": 2, "validate_every": 2, "small": 4,
+            "large": 8, "checkpoint_every": 2, "validation_frames": 150, "threads": 1, "restarts": 0,
+        },
+        "grid": {"model": ["hard", "cross-stitch"]},
+    }  # fmt: skip
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(spec))
+    assert cli.main(["sweep", str(path), "--only", "no-such-row"]) == 2
+    assert "no setting of" in capsys.readouterr().err
+    assert cli.main(["sweep", str(path), "--only", "cross-stitch"]) == 0
+    hard, stitched = expand(spec)
+    assert not (hard.folder / "result.json").exists()  # not chosen: not trained, shown pending
+    assert f"| {PENDING} |" in (tmp_path / "runs" / "tables.md").read_text()
+    result = json.loads((stitched.folder / "result.json").read_text())
+    assert result["status"] == "finished"
+    alphas = np.asarray(result["alphas"])
+    assert alphas.shape == (5, len(TASKS), len(TASKS))  # four stem units and the head's
+    (stitched.folder / "checkpoint.pt").unlink()  # what a clone of the repository has: no weights
+    (stitched.folder / "best.pt").unlink(missing_ok=True)
+    assert plot_all_alphas([hard, stitched], tmp_path) == [tmp_path / "alphas" / f"{stitched.name}.png"]
+
+
 def fake_log(folder: Path, rows: list[tuple[int, list[float] | None]]) -> None:
     """A run's log.csv as training writes it: validation columns filled only on validated rows."""
     folder.mkdir(parents=True, exist_ok=True)

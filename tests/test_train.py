@@ -271,3 +271,28 @@ def test_train_options_are_generated_from_the_config() -> None:
     assert {f.name for f in fields(TrainConfig)} - {"model", "lambdas"} <= options
     choices = build_parser(argv)._subparsers._group_actions[0].choices["train"]._option_string_actions["--model"]
     assert list(choices.choices) == model_names()
+
+
+def test_velocity_ranking_loss_rewards_the_right_order_and_ignores_near_ties() -> None:
+    from pianomtl.train.loop import VEL_RANK_MARGIN, velocity_ranking_loss
+
+    target = torch.zeros(2, 6, 88)
+    target[0, 1, 40], target[0, 3, 50], target[0, 5, 60] = 0.3, 0.6, 0.9  # three notes, softest to loudest
+    right = target.clone()
+    wrong = target.clone()
+    wrong[0, 1, 40], wrong[0, 5, 60] = 0.9, 0.3  # loudest and softest swapped
+    assert velocity_ranking_loss(right, target) < velocity_ranking_loss(wrong, target)
+    # the scale is free: halving every estimate keeps the order, and the loss stays below the wrong order's
+    assert velocity_ranking_loss(right * 0.5, target) < velocity_ranking_loss(wrong, target)
+    near = torch.zeros(1, 4, 88)
+    near[0, 0, 10], near[0, 2, 20] = 0.5, 0.5 + VEL_RANK_MARGIN / 2  # a near tie: nothing to rank
+    prediction = torch.rand(1, 4, 88, requires_grad=True)
+    loss = velocity_ranking_loss(prediction, near)
+    assert float(loss) == 0.0
+    loss.backward()  # a batch without a pair to rank still back-propagates (zero gradient)
+    assert prediction.grad is not None and float(prediction.grad.abs().sum()) == 0.0
+
+
+def test_vel_rank_weight_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="vel-rank"):
+        TrainConfig(cache="c", out=str(tmp_path), vel_rank=-1.0)

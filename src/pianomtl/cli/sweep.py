@@ -30,6 +30,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads per run (default: the file's, else cores/jobs)"
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        metavar="TEXT",
+        help="train only the settings whose run name contains TEXT (repeatable, e.g. --only cross-stitch); "
+        "the tables still show every setting",
+    )
     parser.add_argument("--list", action="store_true", help="print every run and its status, train nothing")
     parser.add_argument("--tables-only", action="store_true", help="only render the tables from finished runs")
     parser.add_argument("--plot-alphas", action="store_true", help="heatmaps of each cross-stitch run's α per layer")
@@ -66,7 +74,11 @@ def run(args: argparse.Namespace) -> int:
         print(paths["md"].read_text())
         return 0
     started = time.perf_counter()
-    summary = run_sweep(settings, out, jobs=args.jobs, on_progress=lambda: render_tables(settings, out, title=title))
+    chosen = [s for s in settings if any(text in s.name for text in args.only)] if args.only else settings
+    if not chosen:
+        print(f"error: no setting of {args.config} matches --only {' '.join(args.only)}", file=sys.stderr)
+        return 2
+    summary = run_sweep(chosen, out, jobs=args.jobs, on_progress=lambda: render_tables(settings, out, title=title))
     paths = render_tables(settings, out, title=title)
     _figures(args, settings, out)
     print(paths["md"].read_text())

@@ -127,6 +127,15 @@ class TrainConfig:
             metavar="CKPT",
         ),
     )
+    vel_rank: float = field(
+        default=0.0,
+        metadata=_cli(
+            "weight of a pairwise ranking loss on the velocities of the notes struck in each excerpt, added to "
+            "λ_vel·MSE (velocity is judged within a recording: its order matters, which MSE against absolute "
+            "velocities of many pianos blurs; 0: off)",
+            metavar="W",
+        ),
+    )
     freeze: str = field(
         default="",
         metadata=_cli(
@@ -169,6 +178,8 @@ class TrainConfig:
             raise bad("explode_factor", "positive")
         if not (math.isfinite(self.clip_grad_norm) and self.clip_grad_norm >= 0):
             raise bad("clip_grad_norm", "≥ 0")
+        if not (math.isfinite(self.vel_rank) and self.vel_rank >= 0):
+            raise bad("vel_rank", "a number ≥ 0")
         if not 0.0 <= self.equaliser <= 1.0:
             raise bad("equaliser", "a share in [0, 1]")
         unknown = set(self.lambdas) - set(TASKS)
@@ -192,6 +203,40 @@ def task_losses(outputs: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[
         else:
             losses[task] = F.mse_loss(prediction, targets[task])
     return losses
+
+
+VEL_RANK_MARGIN = 8 / 127
+"""True velocities closer than this are not ranked (ties, and what a player cannot tell apart)."""
+
+VEL_RANK_SCALE = 10.0
+"""Velocity-head difference → logit in the ranking loss: a tenth of the range is one nat."""
+
+VEL_RANK_MAX_POSITIONS = 1024
+"""Struck (key, frame) positions ranked per excerpt at most (pairs grow with its square)."""
+
+
+def velocity_ranking_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Pairwise logistic loss on the order of the velocities struck within each excerpt.
+
+    ``prediction`` and ``target`` ``[B, T, 88]`` (target: velocity/127 on the widened onset
+    frames, 0 elsewhere). Every pair of struck positions of one excerpt whose true
+    velocities differ by more than :data:`VEL_RANK_MARGIN` adds
+    ``softplus(−s·(p_louder − p_softer))`` — RankNet's loss: only the order counts, so the
+    network is not asked for one piano's absolute loudness scale, which the next piano
+    does not share. Mean over pairs, then over the excerpts that have any (0 without).
+    """
+    losses = []
+    for predicted, true in zip(prediction, target, strict=True):
+        struck = true > 0
+        values, truth = predicted[struck], true[struck]
+        if len(values) > VEL_RANK_MAX_POSITIONS:  # an evenly spread, deterministic subset
+            keep = torch.linspace(0, len(values) - 1, VEL_RANK_MAX_POSITIONS, device=values.device).long()
+            values, truth = values[keep], truth[keep]
+        louder = (truth[:, None] - truth[None, :]) > VEL_RANK_MARGIN
+        if louder.any():
+            margin = (values[:, None] - values[None, :])[louder]
+            losses.append(F.softplus(-VEL_RANK_SCALE * margin).mean())
+    return torch.stack(losses).mean() if losses else prediction.sum() * 0.0
 
 
 def to_float_tensor(labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -496,6 +541,10 @@ class Run:
             outputs = self.network(features)
         losses = task_losses(outputs, labels)
         total = sum(self.config.lambdas.get(t, 0.0) * losses[t] for t in TASKS)
+        if self.config.vel_rank > 0:
+            total = total + self.config.vel_rank * velocity_ranking_loss(
+                outputs["vel"].float(), to_float_tensor(labels)["vel"]
+            )
         if self.dist.enabled:  # the global minibatch's losses, so every rank decides alike
             values = distributed.mean_across(
                 torch.stack([total.detach(), *(losses[t].detach() for t in TASKS)]), self.dist
@@ -582,7 +631,11 @@ class Run:
             if writer is not None:
                 writer.close()
         final = self.history[-1] if self.history else {}
-        return {"status": "finished", "steps": self.step, "seed": self.seed, "validation": final}
+        result = {"status": "finished", "steps": self.step, "seed": self.seed, "validation": final}
+        alphas = self.model.alphas()
+        if alphas:  # cross-stitch: the learnt sharing kept with the scores (checkpoints may not outlive the run)
+            result["alphas"] = [alpha.tolist() for alpha in alphas]
+        return result
 
 
 def _tensorboard(folder: Path):  # type: ignore[no-untyped-def]

@@ -314,26 +314,42 @@ def plot_alphas(alphas: list, path: str | Path, title: str = "") -> None:
 
 
 def plot_all_alphas(settings: list[Setting], out: str | Path) -> list[Path]:
-    """``out/alphas/<run>.png`` for every cross-stitch run (each seed's) that has a checkpoint."""
-    from pianomtl.train.evaluate import load_model
+    """``out/alphas/<run>.png`` for every cross-stitch run (each seed's) with recorded or saved α.
 
+    The α of a finished run come from its ``result.json`` (recorded there so that the
+    heat maps outlive the checkpoints: a results folder kept without them still draws);
+    an unfinished run's from its latest ``checkpoint.pt``.
+    """
     written = []
     for setting in settings:
         if setting.family != "cross-stitch":
             continue
         for folder in setting.folders:
-            checkpoint = folder / "checkpoint.pt"
-            if not checkpoint.exists():
+            found = run_alphas(folder)
+            if found is None:
                 continue
-            model, info = load_model(checkpoint)
-            if not hasattr(model, "alphas"):
-                continue
+            alphas, step = found
             target = Path(out) / "alphas"
             target.mkdir(parents=True, exist_ok=True)
             path = target / f"{folder.name}.png"
-            plot_alphas(list(model.alphas()), path, title=f"{folder.name} (step {info.get('step')})")
+            plot_alphas(alphas, path, title=f"{folder.name} (step {step})")
             written.append(path)
     return written
+
+
+def run_alphas(folder: Path) -> tuple[list, int | None] | None:
+    """A cross-stitch run's α matrices and their update: from ``result.json``, else ``checkpoint.pt``."""
+    result = read_result(folder) or {}
+    if result.get("alphas"):
+        return [np.asarray(alpha) for alpha in result["alphas"]], result.get("steps")
+    checkpoint = folder / "checkpoint.pt"
+    if not checkpoint.exists():
+        return None
+    from pianomtl.train.evaluate import load_model
+
+    model, info = load_model(checkpoint)
+    alphas = list(model.alphas())
+    return (alphas, info.get("step")) if alphas else None
 
 
 # -- learning curves ------------------------------------------------------------------------------
