@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from pianomtl.constants import N_BINS, TASKS
+from pianomtl.core.devices import bf16_is_native
 from pianomtl.models.registry import ModelConfig, build_model
-from pianomtl.transcription.inference import PRECISIONS, bf16_is_native, run_model
+from pianomtl.transcription.inference import PRECISIONS, run_model
 from pianomtl.transcription.pipeline import Transcriber
 
 MODEL = ModelConfig("hard", small=4, large=8, head=2)
@@ -77,3 +78,19 @@ def test_amp_training_step_runs_on_cpu(tmp_path: Path) -> None:
     assert all(math.isfinite(s["loss"]) for s in stats)
     assert all(p.dtype == torch.float32 for p in run.model.parameters())  # autocast, not a bf16 model
     assert any(not torch.equal(a, b) for a, b in zip(before, run.model.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_bf16_runs_the_sequence_families_on_any_cpu(cell: str) -> None:
+    """oneDNN has no bf16 LSTM/GRU without AVX512-BF16/AMX: there the recurrent layers run in float32."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("hard+keyrnn", small=4, large=8, head=2, embed=6, hidden=5, cell=cell)).eval()
+    features = np.random.default_rng(1).random((120, N_BINS), dtype=np.float32) * 2
+    exact = run_model(model, features, chunk_frames=50)
+    fast = run_model(model, features, chunk_frames=50, precision="bf16")  # raised on AVX2 CPUs before
+    for task in TASKS:
+        assert np.abs(fast[task] - exact[task]).max() < 0.05, task
+    recurrent = model.key_rnn
+    assert isinstance(recurrent, torch.nn.RNNBase) and set(recurrent.state_dict()) == set(
+        getattr(torch.nn, cell.upper())(5, 5, batch_first=True).state_dict()
+    )  # the same parameters as torch's own layer: checkpoints load as before

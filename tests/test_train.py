@@ -20,7 +20,7 @@ from pianomtl.constants import BINARY_TASKS, REGRESSION_TASKS, TASKS
 from pianomtl.data.store import open_split
 from pianomtl.models.registry import ModelConfig
 from pianomtl.train.evaluate import CheckpointError, evaluate_checkpoint, load_model
-from pianomtl.train.loop import Run, TrainConfig, evaluate_recordings, train
+from pianomtl.train.loop import Run, TrainConfig, evaluate_recordings, to_float_tensor, train
 
 FAMILIES = {
     "hard": ModelConfig(name="hard"),
@@ -282,8 +282,9 @@ def test_velocity_ranking_loss_rewards_the_right_order_and_ignores_near_ties() -
     wrong = target.clone()
     wrong[0, 1, 40], wrong[0, 5, 60] = 0.9, 0.3  # loudest and softest swapped
     assert velocity_ranking_loss(right, target) < velocity_ranking_loss(wrong, target)
-    # the scale is free: halving every estimate keeps the order, and the loss stays below the wrong order's
-    assert velocity_ranking_loss(right * 0.5, target) < velocity_ranking_loss(wrong, target)
+    # blind to scale and offset (those are the squared error's job): only the order counts
+    shifted = velocity_ranking_loss(right * 0.5 + 0.2, target)
+    assert float(shifted) == pytest.approx(float(velocity_ranking_loss(right, target)), rel=1e-2)
     near = torch.zeros(1, 4, 88)
     near[0, 0, 10], near[0, 2, 20] = 0.5, 0.5 + VEL_RANK_MARGIN / 2  # a near tie: nothing to rank
     prediction = torch.rand(1, 4, 88, requires_grad=True)
@@ -296,3 +297,19 @@ def test_velocity_ranking_loss_rewards_the_right_order_and_ignores_near_ties() -
 def test_vel_rank_weight_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="vel-rank"):
         TrainConfig(cache="c", out=str(tmp_path), vel_rank=-1.0)
+
+
+def test_vel_rank_adds_the_ranking_loss_to_a_training_step(cache: Path, tmp_path: Path) -> None:
+    """A step's loss is Σ λ·task loss + vel_rank × the ranking loss (noise layers off: one forward value)."""
+    from pianomtl.train.loop import task_losses, velocity_ranking_loss
+
+    model = ModelConfig(name="hard", dropout=0.0, noise_sigma=0.0).to_dict()
+    run = Run(tiny_config(cache, tmp_path, model=model, sequence_frames=100, vel_rank=2.0), 0, False)
+    features, labels = run.sampler.sample()
+    run.sampler.sample = lambda: (features, labels)  # the step sees this batch
+    with torch.no_grad():
+        outputs = run.model(features)
+        tasks = float(sum(task_losses(outputs, labels).values()))  # every λ is 1
+        rank = float(velocity_ranking_loss(outputs["vel"], to_float_tensor(labels)["vel"]))
+    assert rank > 0  # the excerpt holds notes of different velocities
+    assert run.train_step()["loss"] == pytest.approx(tasks + 2.0 * rank, rel=1e-5)

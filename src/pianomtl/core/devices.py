@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
 
 def set_torch_threads(threads: int) -> None:
     """Give torch ``threads`` CPU threads when torch is installed (0: leave its default).
@@ -51,3 +56,16 @@ def check_device(device: object) -> str:
     if available is None or not available():
         raise ValueError(f"device {text!r} is not available on this machine (use cpu)")
     return text
+
+
+def bf16_is_native(device: str | torch.device = "cpu") -> bool:
+    """Whether ``device`` computes bfloat16 in hardware (else bf16 autocast may be slower than fp32)."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    return False

@@ -75,6 +75,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pianomtl.constants import N_KEYS, TASK_WIDTH, TASKS
+from pianomtl.core.devices import bf16_is_native
 from pianomtl.models.config import ModelConfig
 from pianomtl.models.hard_sharing import front_end, head_freq
 from pianomtl.models.layers import GaussianDropout, MultitaskNet, glorot_init_
@@ -90,7 +91,33 @@ FRAME_TASKS: tuple[str, ...] = ("int", "off", "vel", "sus")
 FRONT_END: tuple[str, ...] = ("stem.", "head.", "dense.")
 """Parameter-name prefixes shared with :class:`~pianomtl.models.hard_sharing.HardSharingNet`."""
 
-RNN_CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU}
+class _Fp32RecurrenceOnPlainCpus:
+    """Runs the layer in float32 under CPU bf16 autocast where the CPU has no bf16 arithmetic.
+
+    Autocast sends LSTMs and GRUs to oneDNN in bf16, and oneDNN has no bf16 recurrent
+    primitive without AVX512-BF16/AMX ("could not create a primitive descriptor": measured on
+    an AVX2 EPYC), so ``--precision bf16`` crashed there; the convolutions keep bf16. Same
+    parameters and names as ``nn.LSTM``/``nn.GRU`` (checkpoints, ONNX export unchanged).
+    """
+
+    def forward(self, input: Tensor, hx: Tensor | tuple[Tensor, Tensor] | None = None):  # type: ignore[no-untyped-def]
+        if input.device.type == "cpu" and torch.is_autocast_enabled("cpu") and not bf16_is_native("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                if hx is not None:
+                    hx = tuple(h.float() for h in hx) if isinstance(hx, tuple) else hx.float()
+                return super().forward(input.float(), hx)  # type: ignore[misc]
+        return super().forward(input, hx)  # type: ignore[misc]
+
+
+class LSTM(_Fp32RecurrenceOnPlainCpus, nn.LSTM):
+    """``nn.LSTM`` that survives bf16 autocast on any CPU (:class:`_Fp32RecurrenceOnPlainCpus`)."""
+
+
+class GRU(_Fp32RecurrenceOnPlainCpus, nn.GRU):
+    """``nn.GRU`` that survives bf16 autocast on any CPU (:class:`_Fp32RecurrenceOnPlainCpus`)."""
+
+
+RNN_CELLS: dict[str, type[nn.RNNBase]] = {"lstm": LSTM, "gru": GRU}
 
 
 class SequenceNet(MultitaskNet):

@@ -50,19 +50,6 @@ def default_chunk_frames(device: str | torch.device = "cpu") -> int:
     return CPU_CHUNK_FRAMES if _device_type(device) == "cpu" else DEFAULT_CHUNK_FRAMES
 
 
-def bf16_is_native(device: str | torch.device = "cpu") -> bool:
-    """Whether ``device`` computes bfloat16 in hardware (else bf16 autocast may be slower than fp32)."""
-    import torch
-
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-    return False
-
-
 def is_torch_module(model: Any) -> bool:
     """Whether ``model`` is a ``torch.nn.Module`` (without importing torch if nothing has)."""
     torch = sys.modules.get("torch")
