@@ -24,6 +24,7 @@ from pianomtl.train.tables import (
     build_tables,
     learning_curves,
     plot_all_alphas,
+    plot_learning_curves,
     render_tables,
 )
 
@@ -285,6 +286,36 @@ def test_learning_curves_of_every_row_on_one_figure(tmp_path: Path, capsys) -> N
     assert len(rows) == 3 + 3 + 4  # (on, int, off) × 2 updates, then on/int/off/vel at one
     assert rows[0] == {"setting": "hard λ_vel=0 λ_sus=0", "step": "100", "task": "on", "mean": "0.600000",
                        "min": "0.500000", "max": "0.700000", "seeds": "2"}  # fmt: skip
+
+
+def test_curves_of_an_earlier_render_are_drawn_beside_the_live_runs(tmp_path: Path, capsys) -> None:
+    """--curves-from: rows whose run folders are gone (another machine) come back from their curves.csv."""
+    spec = {
+        "cache": "c",
+        "out": str(tmp_path / "then"),
+        "fixed": {"model": "hard", "lr": 0.01},
+        "combos": [{"lambda_vel": 0, "lambda_sus": 0}, {"lambda_vel": 0.1, "lambda_sus": 0}],
+    }
+    simplest, with_velocity = expand(spec)
+    fake_log(simplest.folder, [(100, [0.5, 0.4, 0.1, 9.0, 9.0]), (200, [0.7, 0.6, 0.3, 9.0, 9.0])])
+    fake_log(with_velocity.folder, [(100, [0.1, 0.1, 0.1, 0.2, 9.0])])
+    earlier = tmp_path / "earlier.csv"
+    assert plot_learning_curves(expand(spec), spec["out"]) is not None
+    (tmp_path / "then" / "curves.csv").rename(earlier)
+    # later, elsewhere: only the second row's logs exist, with new numbers
+    spec["out"] = str(tmp_path / "now")
+    fake_log(expand(spec)[1].folder, [(100, [0.2, 0.2, 0.2, 0.3, 9.0])])
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(spec))
+    assert cli.main(["sweep", str(path), "--tables-only", "--plot-curves", "--curves-from", str(earlier)]) == 0
+    rows = list(csv.DictReader((tmp_path / "now" / "curves.csv").open()))
+    by_setting = {(r["setting"], r["step"], r["task"]): float(r["mean"]) for r in rows}
+    assert by_setting[("hard λ_vel=0.1 λ_sus=0", "100", "vel")] == 0.3  # the live run wins over the earlier 0.2
+    assert by_setting[("hard λ_vel=0 λ_sus=0", "200", "int")] == 0.6  # drawn from the earlier render alone
+    assert len(rows) == 4 + 3 * 2
+    earlier.write_text("not,a\ncurves,table\n")
+    assert cli.main(["sweep", str(path), "--tables-only", "--plot-curves", "--curves-from", str(earlier)]) == 2
+    assert f"{earlier}: not a curves.csv" in capsys.readouterr().err
 
 
 def test_pool_workers_end_when_their_sweep_is_killed(tmp_path: Path) -> None:

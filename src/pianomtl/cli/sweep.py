@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from pianomtl.train.sweep import SweepError, expand, load_sweep, read_result, run_state, run_sweep
-from pianomtl.train.tables import plot_all_alphas, plot_learning_curves, render_tables
+from pianomtl.train.tables import plot_all_alphas, plot_learning_curves, read_curves_csv, render_tables
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +46,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="all settings' validation learning curves on one figure (curves.png)",
     )
+    parser.add_argument(
+        "--curves-from",
+        default=None,
+        metavar="CSV",
+        help="with --plot-curves: also draw the settings of an earlier render's curves.csv that have no run logs "
+        "here (a grid finished on machines that kept only its tables)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         if threads is None and args.jobs > 1 and "threads" not in spec.get("fixed", {}):
             threads = max(1, (os.cpu_count() or 1) // args.jobs)
         settings = expand(spec, cache=args.cache, out=args.out, threads=threads, seeds=args.seeds)
-    except (OSError, SweepError) as error:
+        args.earlier_curves = read_curves_csv(args.curves_from) if args.curves_from else None
+    except (OSError, SweepError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     out = Path(args.out or spec["out"])
@@ -68,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
                 note = {"resume": " (resumes from its checkpoint)", "extend": " (to extend)"}.get(state, "")
                 print(f"{status:<10} {Path(config.out).name}{note}")
         return 0
+    if args.curves_from and not args.plot_curves:
+        print("error: --curves-from goes with --plot-curves", file=sys.stderr)
+        return 2
     if args.tables_only:
         paths = render_tables(settings, out, title=title)
         _figures(args, settings, out)
@@ -94,7 +105,7 @@ def _figures(args: argparse.Namespace, settings: list, out: Path) -> None:
     """The figures asked for (α heat maps, learning curves), each path reported on stderr."""
     written = plot_all_alphas(settings, out) if args.plot_alphas else []
     if args.plot_curves:
-        curves = plot_learning_curves(settings, out)
+        curves = plot_learning_curves(settings, out, args.earlier_curves)
         written += list(curves.values()) if curves else []
     for path in written:
         print(f"sweep: wrote {path}", file=sys.stderr)

@@ -91,6 +91,7 @@ FRAME_TASKS: tuple[str, ...] = ("int", "off", "vel", "sus")
 FRONT_END: tuple[str, ...] = ("stem.", "head.", "dense.")
 """Parameter-name prefixes shared with :class:`~pianomtl.models.hard_sharing.HardSharingNet`."""
 
+
 class _Fp32RecurrenceOnPlainCpus:
     """Runs the layer in float32 under CPU bf16 autocast where the CPU has no bf16 arithmetic.
 

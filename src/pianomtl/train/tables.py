@@ -399,12 +399,36 @@ def learning_curves(settings: list[Setting]) -> list[dict]:
     return curves
 
 
-def plot_learning_curves(settings: list[Setting], out: str | Path) -> dict[str, Path] | None:
+def read_curves_csv(path: str | Path) -> list[dict]:
+    """Curves as :func:`learning_curves` returns them, read back from a ``curves.csv`` an earlier render wrote.
+
+    A grid that outlived its run folders (trained on another machine, its logs gone)
+    still has its rendered curves; :func:`plot_learning_curves` draws them beside the
+    live ones. Raises :class:`ValueError` naming the file when it is not such a table.
+    """
+    path = Path(path)
+    try:
+        rows = list(csv.DictReader(io.StringIO(path.read_text())))
+        by_label: dict[str, dict[int, dict]] = {}
+        for row in rows:
+            point = by_label.setdefault(row["setting"], {}).setdefault(int(row["step"]), {"step": int(row["step"])})
+            point[row["task"]] = (float(row["mean"]), float(row["min"]), float(row["max"]), int(row["seeds"]))
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{path}: not a curves.csv of `pianomtl sweep --plot-curves` ({error})") from None
+    return [{"label": label, "points": [points[s] for s in sorted(points)]} for label, points in by_label.items()]
+
+
+def plot_learning_curves(
+    settings: list[Setting], out: str | Path, earlier: list[dict] | None = None
+) -> dict[str, Path] | None:
     """``out/curves.png`` (one panel per task, a line per setting: mean over seeds, band = range) and ``curves.csv``.
 
-    ``None`` when no run has logged a validation yet.
+    ``earlier``: curves from :func:`read_curves_csv`, drawn for the settings that have no
+    live run logs here (a setting's own logs win). ``None`` when there is nothing to draw.
     """
     curves = learning_curves(settings)
+    live = {curve["label"] for curve in curves}
+    curves += [curve for curve in earlier or [] if curve["label"] not in live and curve["points"]]
     if not curves:
         return None
     import matplotlib
