@@ -274,7 +274,7 @@ def test_train_options_are_generated_from_the_config() -> None:
 
 
 def test_velocity_ranking_loss_rewards_the_right_order_and_ignores_near_ties() -> None:
-    from pianomtl.train.loop import VEL_RANK_MARGIN, velocity_ranking_loss
+    from pianomtl.train.loop import VEL_RANK_MARGIN, VEL_RANK_SPREAD, velocity_ranking_loss
 
     target = torch.zeros(2, 6, 88)
     target[0, 1, 40], target[0, 3, 50], target[0, 5, 60] = 0.3, 0.6, 0.9  # three notes, softest to loudest
@@ -282,9 +282,14 @@ def test_velocity_ranking_loss_rewards_the_right_order_and_ignores_near_ties() -
     wrong = target.clone()
     wrong[0, 1, 40], wrong[0, 5, 60] = 0.9, 0.3  # loudest and softest swapped
     assert velocity_ranking_loss(right, target) < velocity_ranking_loss(wrong, target)
-    # blind to scale and offset (those are the squared error's job): only the order counts
-    shifted = velocity_ranking_loss(right * 0.5 + 0.2, target)
-    assert float(shifted) == pytest.approx(float(velocity_ranking_loss(right, target)), rel=1e-2)
+    # the right order with the wrong mean and spread costs the calibration term: (μ̂ − μ)² + (σ̂ − σ)² over s²
+    shifted = right.clone()
+    shifted[target > 0] = shifted[target > 0] * 2 - 0.2
+    mean, spread = target[target > 0].mean(), target[target > 0].std()
+    expected = ((2 * mean - 0.2 - mean) ** 2 + spread**2) / VEL_RANK_SPREAD**2
+    assert float(velocity_ranking_loss(shifted, target) - velocity_ranking_loss(right, target)) == pytest.approx(
+        float(expected), rel=1e-3
+    )
     near = torch.zeros(1, 4, 88)
     near[0, 0, 10], near[0, 2, 20] = 0.5, 0.5 + VEL_RANK_MARGIN / 2  # a near tie: nothing to rank
     prediction = torch.rand(1, 4, 88, requires_grad=True)

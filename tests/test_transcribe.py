@@ -237,3 +237,49 @@ def test_transcriber_accepts_a_loaded_module(rendered_clip, tiny_checkpoint: Pat
     transcriber = Transcriber(model, decoder={"onset_threshold": 0.9})
     assert transcriber.decoder.onset_threshold == 0.9
     assert transcriber(rendered_clip.wav).duration == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("chunk_frames", [7, 32, 512])
+def test_reading_beside_the_network_gives_the_read_first_result(rendered_clip, chunk_frames: int) -> None:
+    """A file is read in a second thread while the network runs (FrameFeed): same activations, notes and features."""
+    from pianomtl.transcription.decoders import decode
+    from pianomtl.transcription.pipeline import Transcriber
+
+    transcriber = Transcriber(threads=1, chunk_frames=chunk_frames)
+    overlapped = transcriber(rendered_clip.flac)
+    features, duration, _ = transcriber.features(rendered_clip.flac)  # read first, then the network
+    activations = transcriber.activations(features)
+    np.testing.assert_array_equal(overlapped.features, features)
+    assert overlapped.duration == duration
+    for task, values in activations.items():
+        np.testing.assert_allclose(overlapped.activations[task], values, atol=1e-6, rtol=0)
+    assert overlapped.notes == decode(activations, transcriber.decoder).notes
+
+
+def test_a_feed_that_outgrows_its_expected_length_and_a_reader_that_fails() -> None:
+    """FrameFeed: frames beyond the header's length are kept; the reader's error reaches the network's thread."""
+    import threading
+
+    from pianomtl.core.audio import AudioError
+    from pianomtl.transcription.inference import FrameFeed, run_model
+    from pianomtl.transcription.pipeline import Transcriber
+
+    model = Transcriber(threads=1).model
+    features = np.random.default_rng(0).random((300, N_BINS), dtype=np.float32)
+    feed = FrameFeed(expected_frames=100)  # a header that declared less than the file holds
+
+    def reader() -> None:
+        for start in range(0, 300, 37):
+            feed.put(features[start : start + 37])
+        feed.close()
+
+    threading.Thread(target=reader).start()
+    fed = run_model(model, feed, chunk_frames=64)
+    whole = run_model(model, features, chunk_frames=64)
+    for task, values in whole.items():
+        np.testing.assert_allclose(fed[task], values, atol=1e-6, rtol=0)
+    failing = FrameFeed(expected_frames=300)
+    failing.put(features[:80])
+    failing.close(AudioError("clip.flac: truncated (header declares 300 frames)"))
+    with pytest.raises(AudioError, match=r"clip\.flac: truncated"):
+        run_model(model, failing, chunk_frames=64)

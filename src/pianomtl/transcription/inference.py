@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pianomtl.constants import BINARY_TASKS, TASK_WIDTH, TASKS
+from pianomtl.constants import BINARY_TASKS, CONTEXT, N_BINS, TASK_WIDTH, TASKS
 from pianomtl.core.features import context_indices
 
 if TYPE_CHECKING:
@@ -66,16 +66,18 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(np.float32(0.0), -x)).astype(np.float32, copy=False)
 
 
+def needs_whole_recording(model: Any) -> bool:
+    """Whether ``model`` is a non-causal recurrent one (bidirectional): it sees the whole recording in one pass."""
+    return bool(getattr(model, "recurrent", False)) and not carries_state(model)
+
+
 def _chunk_frames(model: Any, chunk_frames: int, n_frames: int) -> int:
-    """A non-causal recurrent model (bidirectional) sees the whole recording in one pass."""
-    if getattr(model, "recurrent", False) and not carries_state(model):
-        return max(n_frames, 1)
-    return chunk_frames
+    return max(n_frames, 1) if needs_whole_recording(model) else chunk_frames
 
 
 def run_model(
     model: Any,
-    features: np.ndarray,
+    features: np.ndarray | FrameFeed,
     chunk_frames: int | None = None,
     device: str | torch.device = "cpu",
     precision: str = "fp32",
@@ -85,54 +87,191 @@ def run_model(
 
     ``model``: a torch module, or an :class:`~pianomtl.transcription.onnx_model.OnnxModel`
     (any object with the same call, or ``initial_state`` / ``forward_with_state``).
+    ``features``: the spectrogram, or a :class:`FrameFeed` that another thread is still
+    filling (each chunk runs as soon as its frames are there; same result).
     ``chunk_frames``: output frames per forward pass (``None``: :func:`default_chunk_frames`).
     ``precision``: ``"fp32"`` (exact) or ``"bf16"`` (autocast; torch models only, see the module docstring).
-    ``progress``: called after each chunk with ``(frames done, total frames)`` (a progress bar).
+    ``progress``: called after each chunk with ``(frames done, total frames)`` (a progress bar;
+    with a feed, the total is its expected length until the reading ends).
     """
     chunk_frames = chunk_frames or default_chunk_frames(device)
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {PRECISIONS}")
-    if is_torch_module(model):
-        return _run_torch(model, features, chunk_frames, device, precision == "bf16", progress)
-    if precision != "fp32":
-        raise ValueError(f"precision {precision!r} needs the torch backend")
-    return _run_arrays(model, features, chunk_frames, progress)
-
-
-def _empty_outputs(n_frames: int) -> dict[str, np.ndarray]:
-    # One array per head, filled chunk by chunk: no list of small per-chunk arrays that
-    # would stay alive between the network's large temporaries (glibc then cannot give
-    # the heap back, and an hour's RSS grows by ~1.5 GB) and no concatenated second copy.
-    return {t: np.empty((n_frames, TASK_WIDTH[t]), dtype=np.float32) for t in TASKS}
-
-
-def _windows(features: np.ndarray, chunk_frames: int) -> Any:
-    """``(start, frames, [frames + 10, 144] input)`` per chunk, edges repeated (:func:`context_indices`)."""
+    if isinstance(features, FrameFeed):
+        if needs_whole_recording(model):
+            features = features.wait_all()
+        else:
+            windows = _feed_windows(features, chunk_frames)
+            outputs = _Outputs(features.expected_frames)
+            _run_windows(model, windows, outputs, device, precision, lambda done: features.total_hint(done), progress)
+            return outputs.trimmed(features.wait_all().shape[0])
     n_frames = len(features)
-    for start in range(0, n_frames, chunk_frames):
+    windows = _windows(features, _chunk_frames(model, chunk_frames, n_frames))
+    outputs = _Outputs(n_frames)
+    _run_windows(model, windows, outputs, device, precision, lambda done: n_frames, progress)
+    return outputs.trimmed(n_frames)
+
+
+class FrameFeed:
+    """Spectrogram frames that a reading thread hands over while the network already runs.
+
+    Why: reading, resampling and the FFT take a core for about a sixth of the network's
+    time, while the network's recurrent stage keeps only one of two cores busy; run side
+    by side, the file is transcribed in about the network's time alone
+    (benchmarks/RESULTS.md). The reader calls :meth:`put` with new frames and
+    :meth:`close` at the end (with the exception that stopped it, if any); the network
+    waits in :meth:`window` for the frames a chunk needs. :meth:`cancel` makes the next
+    :meth:`put` raise :class:`FeedCancelled`, so a reader stops when its consumer failed.
+    """
+
+    def __init__(self, expected_frames: int = 0) -> None:
+        import threading
+
+        self.expected_frames = max(int(expected_frames), 0)
+        self._condition = threading.Condition()
+        self._frames = np.empty((max(self.expected_frames, 1), N_BINS), dtype=np.float32)
+        self._count = 0
+        self._closed = False
+        self._cancelled = False
+        self._error: BaseException | None = None
+
+    def put(self, frames: np.ndarray) -> None:
+        with self._condition:
+            if self._cancelled:
+                raise FeedCancelled("the network stopped reading")
+            end = self._count + len(frames)
+            if end > len(self._frames):  # the header's length was short (or unknown): grow
+                grown = np.empty((max(end, 2 * len(self._frames)), N_BINS), dtype=np.float32)
+                grown[: self._count] = self._frames[: self._count]
+                self._frames = grown
+            self._frames[self._count : end] = frames
+            self._count = end
+            self._condition.notify_all()
+
+    def close(self, error: BaseException | None = None) -> None:
+        with self._condition:
+            self._closed, self._error = True, error
+            self._condition.notify_all()
+
+    def cancel(self) -> None:
+        with self._condition:
+            self._cancelled = True
+
+    def _wait(self, stop: int) -> tuple[int, bool]:
+        """Block until ``stop`` frames exist or the reading ended; ``(frames there, ended)``."""
+        with self._condition:
+            while self._count < stop and not self._closed:
+                self._condition.wait()
+            if self._error is not None:
+                raise self._error
+            return self._count, self._closed
+
+    def window(self, start: int, frames: int) -> np.ndarray | None:
+        """Input rows for output frames ``[start, start+frames)`` when they no longer depend on the
+        recording's end, else ``None`` once the reading has ended (the caller then knows the length)."""
+        count, _ = self._wait(start + frames + CONTEXT)
+        if count < start + frames + CONTEXT:
+            return None
+        with self._condition:  # a copy: put() may move the array
+            return np.array(self._frames[context_indices(start, frames, count)], dtype=np.float32)
+
+    def wait_all(self) -> np.ndarray:
+        """All frames, once the reading has ended."""
+        self._wait(sys.maxsize)
+        return self._frames[: self._count]
+
+    def total_hint(self, done: int) -> int:
+        """The total frames to report progress against: the expected length, or what is known."""
+        with self._condition:
+            return self._count if self._closed else max(self.expected_frames, done)
+
+
+class FeedCancelled(RuntimeError):
+    """Raised in a reader thread by :meth:`FrameFeed.put` after :meth:`FrameFeed.cancel`."""
+
+
+class _Outputs:
+    """One array per head, filled chunk by chunk.
+
+    No list of small per-chunk arrays that would stay alive between the network's large
+    temporaries (glibc then cannot give the heap back, and an hour's RSS grows by ~1.5 GB)
+    and no concatenated second copy; grown only when a feed outruns its expected length.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.arrays = {t: np.empty((max(capacity, 1), TASK_WIDTH[t]), dtype=np.float32) for t in TASKS}
+
+    def store(self, task: str, start: int, values: np.ndarray) -> None:
+        array = self.arrays[task]
+        if start + len(values) > len(array):
+            grown = np.empty((max(start + len(values), 2 * len(array)), array.shape[1]), dtype=np.float32)
+            grown[:start] = array[:start]
+            self.arrays[task] = array = grown
+        array[start : start + len(values)] = values
+
+    def trimmed(self, n_frames: int) -> dict[str, np.ndarray]:
+        return {t: a[:n_frames] for t, a in self.arrays.items()}
+
+
+def _windows(features: np.ndarray, chunk_frames: int, first: int = 0) -> Any:
+    """``(start, frames, [frames + 10, 144] input)`` per chunk from ``first``, edges repeated.
+
+    (:func:`context_indices`.)
+    """
+    n_frames = len(features)
+    for start in range(first, n_frames, chunk_frames):
         frames = min(chunk_frames, n_frames - start)
         yield start, frames, np.asarray(features[context_indices(start, frames, n_frames)], dtype=np.float32)
 
 
+def _feed_windows(feed: FrameFeed, chunk_frames: int) -> Any:
+    """:func:`_windows` over a :class:`FrameFeed`: interior chunks as their frames arrive, the rest at the end."""
+    start = 0
+    while True:
+        ready = feed.window(start, chunk_frames)
+        if ready is None:  # the reading has ended: the last chunks see the recording's true end
+            yield from _windows(feed.wait_all(), chunk_frames, first=start)
+            return
+        yield start, chunk_frames, ready
+        start += chunk_frames
+
+
+def _run_windows(
+    model: Any,
+    windows: Any,
+    outputs: _Outputs,
+    device: Any,
+    precision: str,
+    total: Callable[[int], int],
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    if is_torch_module(model):
+        _run_torch(model, windows, outputs, device, precision == "bf16", total, progress)
+    else:
+        if precision != "fp32":
+            raise ValueError(f"precision {precision!r} needs the torch backend")
+        _run_arrays(model, windows, outputs, total, progress)
+
+
 def _run_torch(
     model: Any,
-    features: np.ndarray,
-    chunk_frames: int,
+    windows: Any,
+    outputs: _Outputs,
     device: Any,
     bf16: bool,
+    total: Callable[[int], int],
     progress: Callable[[int, int], None] | None = None,
-) -> dict[str, np.ndarray]:
+) -> None:
     import torch
 
     device_type = torch.device(device).type
     was_training = model.training
     model.eval()
-    outputs = _empty_outputs(len(features))
     stateful = carries_state(model)
     try:
         with torch.inference_mode():
             state = model.initial_state(1) if stateful else None
-            for start, frames, window in _windows(features, _chunk_frames(model, chunk_frames, len(features))):
+            for start, frames, window in windows:
                 x = torch.from_numpy(window).unsqueeze(0).to(device)
                 with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
                     if stateful:
@@ -143,31 +282,32 @@ def _run_torch(
                     value = result[task][0]
                     if task in BINARY_TASKS:
                         value = torch.sigmoid(value)
-                    outputs[task][start : start + frames] = value.float().cpu().numpy()
+                    outputs.store(task, start, value.float().cpu().numpy())
                 del result
                 if progress is not None:
-                    progress(start + frames, len(features))
+                    progress(start + frames, total(start + frames))
     finally:
         model.train(was_training)
-    return outputs
 
 
 def _run_arrays(
-    model: Any, features: np.ndarray, chunk_frames: int, progress: Callable[[int, int], None] | None = None
-) -> dict[str, np.ndarray]:
+    model: Any,
+    windows: Any,
+    outputs: _Outputs,
+    total: Callable[[int], int],
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
     """The same loop for a model that takes and returns numpy arrays (onnxruntime): no torch."""
-    outputs = _empty_outputs(len(features))
     stateful = carries_state(model)
     state = model.initial_state(1) if stateful else None
-    for start, frames, window in _windows(features, _chunk_frames(model, chunk_frames, len(features))):
+    for start, frames, window in windows:
         if stateful:
             result, state = model.forward_with_state(window[None], state)
         else:
             result = model(window[None])
         for task in TASKS:
             value = np.asarray(result[task][0], dtype=np.float32)
-            outputs[task][start : start + frames] = sigmoid(value) if task in BINARY_TASKS else value
+            outputs.store(task, start, sigmoid(value) if task in BINARY_TASKS else value)
         del result
         if progress is not None:
-            progress(start + frames, len(features))
-    return outputs
+            progress(start + frames, total(start + frames))
