@@ -5,7 +5,8 @@
 # 20,000 updates of fine-tuning with the equaliser augmentation (≈95 min idle), then 16,000 more at a
 # lower learning rate (≈80 min), then 14,000 on a second, larger corpus with five piano timbres
 # (≈65 min) — that network is v5 — then the per-key sequence stage of v6 (hard+keyrnn, 1,500 updates
-# on v5's frozen front end, ≈45 min on one core) → tuned, scored bundle + model card.
+# on v5's frozen front end, ≈45 min on one core), then v7's velocity stage (600 updates, ≈30 min)
+# → tuned, scored bundle + model card.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK="${1:-.}"
@@ -55,8 +56,20 @@ $PIANOMTL train --cache "$WORK/cache5" --out "$WORK/runs/keyrnn_a" $(resume "$WO
     --validate-every 250 --checkpoint-every 50 --validation-frames 1000 --seed 41 --threads 1
 # tuned and scored on the first corpus's validation (the three first timbres) and test splits; the
 # pedal read-out is zeroed (on validation it scored below v5's own pedal head: docs/experiments.md §10)
+mkdir -p "$WORK/bundles"
 .venv/bin/python scripts/bundle_model.py --run "$WORK/runs/keyrnn_a" --cache "$WORK/cache" \
-    --out src/pianomtl/assets/default.pt --card docs/MODEL_CARD.md --version v6 --zero-readouts sus_out
+    --out "$WORK/bundles/v6.pt" --card "$WORK/bundles/MODEL_CARD_v6.md" --version v6 --zero-readouts sus_out
+# v7: the velocity path alone (the front end's velocity read-out and the key layer's read-outs)
+# trained 600 more updates with --vel-rank: the order and calibration of the velocities within
+# each excerpt (docs/experiments.md §11); everything else, the zeroed pedal read-out included, frozen
+$PIANOMTL train --cache "$WORK/cache" --out "$WORK/runs/velrank" $(resume "$WORK/runs/velrank") \
+    --init-from "$WORK/bundles/v6.pt" --model hard+keyrnn \
+    --freeze stem,head,dense.dense.on,dense.dense.int,dense.dense.off,dense.dense.sus,context_rnn,sus_out,context_summary,key_embedding,key_rnn \
+    --optimizer adam --lr 0.001 --lr-schedule cosine --equaliser 0.8 --vel-rank 1 \
+    --batch-size 4 --sequence-frames 500 --steps 600 \
+    --validate-every 200 --checkpoint-every 50 --validation-frames 1000 --seed 43 --threads 1
+.venv/bin/python scripts/bundle_model.py --run "$WORK/runs/velrank" --cache "$WORK/cache" \
+    --out src/pianomtl/assets/default.pt --card docs/MODEL_CARD.md --version v7 --zero-readouts sus_out
 # its ONNX twin (the lean install's model) and the golden output the tests compare with
 .venv/bin/python scripts/export_bundle.py
 .venv/bin/python scripts/make_golden.py
