@@ -148,6 +148,10 @@ def _training_lines(training: dict) -> str:
     )
     if config.get("equaliser"):
         stage += f"; random equaliser and level on {config['equaliser']:.0%} of the excerpts (`--equaliser`)"
+    if config.get("vel_rank"):
+        stage += f"; plus {config['vel_rank']} × the velocities' order-and-spread loss (`--vel-rank`)"
+    if config.get("freeze"):
+        stage += f"; frozen (`--freeze`): `{config['freeze']}`"
     stages = training.get("earlier_stages") or []
     if not stages:
         return f"- {stage}."
