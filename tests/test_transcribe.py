@@ -250,6 +250,7 @@ def test_reading_beside_the_network_gives_the_read_first_result(rendered_clip, c
     features, duration, _ = transcriber.features(rendered_clip.flac)  # read first, then the network
     activations = transcriber.activations(features)
     np.testing.assert_array_equal(overlapped.features, features)
+    assert overlapped.features.base is None or len(overlapped.features.base) == len(features)  # sized once
     assert overlapped.duration == duration
     for task, values in activations.items():
         np.testing.assert_allclose(overlapped.activations[task], values, atol=1e-6, rtol=0)

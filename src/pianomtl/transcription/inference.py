@@ -101,6 +101,7 @@ def run_model(
         if needs_whole_recording(model):
             features = features.wait_all()
         else:
+            features.wait_started()  # the reader has declared the length by then: outputs sized once
             windows = _feed_windows(features, chunk_frames)
             outputs = _Outputs(features.expected_frames)
             _run_windows(model, windows, outputs, device, precision, lambda done: features.total_hint(done), progress)
@@ -134,6 +135,15 @@ class FrameFeed:
         self._closed = False
         self._cancelled = False
         self._error: BaseException | None = None
+
+    def expect(self, frames: int) -> None:
+        """The reader's estimate of the total (a file header's length), before its first :meth:`put`:
+        the buffer is allocated once at that size (doubling from nothing would peak at three
+        times the spectrogram on an hour of audio)."""
+        with self._condition:
+            self.expected_frames = max(int(frames), 0)
+            if self._count == 0 and len(self._frames) < self.expected_frames:
+                self._frames = np.empty((self.expected_frames, N_BINS), dtype=np.float32)
 
     def put(self, frames: np.ndarray) -> None:
         with self._condition:
@@ -174,6 +184,10 @@ class FrameFeed:
             return None
         with self._condition:  # a copy: put() may move the array
             return np.array(self._frames[context_indices(start, frames, count)], dtype=np.float32)
+
+    def wait_started(self) -> None:
+        """Block until the first frames arrived or the reading ended."""
+        self._wait(1)
 
     def wait_all(self) -> np.ndarray:
         """All frames, once the reading has ended."""

@@ -91,7 +91,7 @@ def file_features(
         expected = frame_count(math.ceil(declared * SAMPLE_RATE / rate)) if declared > 0 else 0
         spectrogram = StreamingSpectrogram(device, expected_frames=0 if feed is not None else expected)
         if feed is not None:
-            feed.expected_frames = expected
+            feed.expect(expected)
         read, peak = 0, 0.0
         while True:
             try:
