@@ -236,6 +236,8 @@ def test_only_trains_the_chosen_settings_and_their_alphas_outlive_the_checkpoint
     hard, stitched = expand(spec)
     assert not (hard.folder / "result.json").exists()  # not chosen: not trained, shown pending
     assert f"| {PENDING} |" in (tmp_path / "runs" / "tables.md").read_text()
+    manifest = json.loads((tmp_path / "runs" / "sweep.json").read_text())  # the whole grid, not the chosen rows
+    assert [row["status"] for row in manifest["settings"]] == ["pending", "finished"]
     result = json.loads((stitched.folder / "result.json").read_text())
     assert result["status"] == "finished"
     alphas = np.asarray(result["alphas"])

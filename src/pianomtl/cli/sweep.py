@@ -85,11 +85,16 @@ def run(args: argparse.Namespace) -> int:
         print(paths["md"].read_text())
         return 0
     started = time.perf_counter()
-    chosen = [s for s in settings if any(text in s.name for text in args.only)] if args.only else settings
-    if not chosen:
+    if args.only and not any(text in s.name for s in settings for text in args.only):
         print(f"error: no setting of {args.config} matches --only {' '.join(args.only)}", file=sys.stderr)
         return 2
-    summary = run_sweep(chosen, out, jobs=args.jobs, on_progress=lambda: render_tables(settings, out, title=title))
+    summary = run_sweep(
+        settings,
+        out,
+        jobs=args.jobs,
+        on_progress=lambda: render_tables(settings, out, title=title),
+        only=args.only or (),
+    )
     paths = render_tables(settings, out, title=title)
     _figures(args, settings, out)
     print(paths["md"].read_text())

@@ -47,7 +47,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -335,8 +335,12 @@ def run_sweep(
     out: str | Path,
     jobs: int = 1,
     on_progress: Callable[[], None] | None = None,
+    only: Sequence[str] = (),
 ) -> dict:
     """Train every run (every seed of every setting) that has not ended; ``on_progress()`` after each.
+
+    ``only``: train just the settings whose name contains one of these texts (``sweep
+    --only``); the manifest ``sweep.json`` still lists the whole grid.
 
     Finished and unstable runs are kept, interrupted ones resumed from their checkpoint,
     finished ones whose ``steps`` grew extended (see :func:`run_state`). Returns
@@ -349,7 +353,8 @@ def run_sweep(
     todo: list[TrainConfig] = []
     skipped: list[str] = []
     states: dict[str, str] = {}
-    for setting in settings:
+    chosen = [s for s in settings if any(text in s.name for text in only)] if only else settings
+    for setting in chosen:
         for config in setting.configs:
             name = Path(config.out).name
             state, differences = run_state(config)
@@ -366,7 +371,7 @@ def run_sweep(
     resumed = [n for n, s in states.items() if s == "resume"]
     extended = [n for n, s in states.items() if s == "extend"]
     _log(
-        f"sweep: {len(settings)} settings, {len(states)} runs: {len(skipped)} already done, {len(todo)} to train "
+        f"sweep: {len(chosen)} settings, {len(states)} runs: {len(skipped)} already done, {len(todo)} to train "
         f"({len(resumed)} resumed from a checkpoint, {len(extended)} extended)"
     )
     write_manifest(settings, out)
