@@ -39,19 +39,21 @@ def test_suggestion_is_the_minimum_rate_over_ten() -> None:
     assert math.isnan(RangeTest().suggestion)
 
 
-def test_range_test_writes_curve_plot_and_suggestion(cache: Path, tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_range_test_writes_curve_plot_and_suggestion(cache: Path, tmp_path: Path, capsys, optimizer: str) -> None:
     torch.set_num_threads(1)
     out = tmp_path / "lr"
     code = cli.main(
         [
             "lr-find", "--cache", str(cache), "--out", str(out), "--model", "hard",
             "--batch-size", "2", "--sequence-frames", "12", "--threads", "1",
-            "--start", "1e-4", "--end", "1e3", "--steps", "30", "--smoothing", "0.7",
+            "--start", "1e-4", "--end", "1e3", "--steps", "30", "--smoothing", "0.7", "--optimizer", optimizer,
         ]
     )  # fmt: skip
     assert code == 0
     summary = json.loads((out / "lr_find.json").read_text())
     assert 1e-5 <= summary["suggested_lr"] <= 1e2
+    assert summary["optimizer"] == optimizer
     assert summary["suggested_lr"] == pytest.approx(summary["min_loss_lr"] / 10)
     # 1e3 is far beyond stable: the test stops early, by the 4×-minimum rule or a NaN loss
     assert summary["stop_reason"] in ("diverged", "nan") and summary["steps_run"] < 30

@@ -10,7 +10,10 @@ import sys
 from pianomtl.cli import options
 from pianomtl.cli.train import add_config_options, config_from_args
 
-SHARED_FIELDS = ("cache", "model", "lambdas", "batch_size", "sequence_frames", "device", "amp", "seed", "threads")
+SHARED_FIELDS = (
+    "cache", "model", "lambdas", "optimizer", "momentum",
+    "batch_size", "sequence_frames", "device", "amp", "seed", "threads",
+)  # fmt: skip
 """The :class:`~pianomtl.train.loop.TrainConfig` fields a range test takes from the command line."""
 
 
@@ -56,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     model = ModelConfig.from_dict(config.model).label()
-    paths = save(result, args.out, title=f"range test: {model}, batch {args.batch_size}×{args.sequence_frames}")
+    batch = f"batch {args.batch_size}×{args.sequence_frames}"
+    paths = save(result, args.out, title=f"range test: {model}, {config.optimizer}, {batch}")
     summary = result.summary()
     print(json.dumps(summary, indent=1))
     print(f"curve: {paths['csv']}  plot: {paths['png']}")

@@ -9,8 +9,11 @@ at the smoothed loss's minimum divided by 10 ("decrease it by about an order of
 magnitude"): a conservative, stable rate.
 
 The updates are those of a real training run: the same :class:`pianomtl.train.loop.Run`
-(model, SGD-Nesterov, task weights λ, excerpt sampler, loss), only with the rate
-schedule replaced, so the test measures exactly what ``pianomtl train`` will do.
+(model, optimiser — SGD-Nesterov as in the paper, or Adam —, task weights λ, excerpt
+sampler, loss), only with the rate schedule replaced, so the test measures exactly what
+``pianomtl train`` with the same ``--optimizer`` will do. Adam's rate means something
+else than SGD's (a step size per parameter, not a multiple of the gradient), so each
+optimiser needs its own test.
 
 Outputs in ``--out``: ``lr_find.csv`` (step, lr, loss, smoothed loss, per-task
 losses), ``lr_find.png`` (loss against log-scaled rate, minimum and suggestion
@@ -46,6 +49,7 @@ class RangeTest:
     smoothed: list[float] = field(default_factory=list)
     task_losses: list[dict[str, float]] = field(default_factory=list)
     stop_reason: str = "end"
+    optimizer: str = ""
 
     @property
     def best_index(self) -> int | None:
@@ -71,6 +75,7 @@ class RangeTest:
             "steps_run": len(self.lrs),
             "last_lr": self.lrs[-1] if self.lrs else math.nan,
             "stop_reason": self.stop_reason,
+            "optimizer": self.optimizer,
         }
 
 
@@ -122,7 +127,7 @@ def range_test(
     # The run's own explosion guard would stop the test before our criterion does.
     config = replace(config, lr=start, steps=steps, explode_factor=math.inf)
     run = _RangeTestRun(config, start, end, steps)
-    result = RangeTest()
+    result = RangeTest(optimizer=config.optimizer)
     smoother = Smoother(smoothing)
     best = math.inf
     bar = None
