@@ -79,6 +79,35 @@ def test_small_config_expands(tmp_path: Path) -> None:
     assert all(s.config.threads == 1 for s in settings)
 
 
+def test_every_shipped_config_expands(tmp_path: Path) -> None:
+    """A typo in a committed sweep file (an unknown key, a bad value) fails here, not hours into a grid."""
+    for path in sorted(CONFIGS.glob("*.json")):
+        settings = expand(load_sweep(path), cache="c", out=str(tmp_path))
+        assert settings and len({s.name for s in settings}) == len(settings), path.name
+
+
+def test_sgd_config_measures_the_papers_optimiser_on_rows_1_and_6(tmp_path: Path) -> None:
+    settings = expand(load_sweep(CONFIGS / "cpu_compact_4000_sgd.json"), cache="c", out=str(tmp_path))
+    assert {s.config.optimizer for s in settings} == {"sgd"} and {s.config.steps for s in settings} == {4000}
+    assert [(s.values["lr"], s.values["lambda_vel"], s.values["lambda_sus"]) for s in settings] == [
+        (0.0009, 0, 0), (0.0009, 1, 1), (0.009, 0, 0), (0.009, 1, 1)
+    ]  # fmt: skip
+    assert all(len(s.folders) == 2 for s in settings)  # two seeds each
+
+
+def test_tables_separate_optimisers_and_name_them(tmp_path: Path) -> None:
+    spec = {
+        "cache": "c",
+        "out": str(tmp_path),
+        "fixed": {"model": "hard", "lr": 0.01},
+        "grid": {"optimizer": ["adam", "sgd"]},
+    }
+    tables = build_tables(expand(spec))
+    titles = ["Hard sharing, SGD η = 0.01 (cf. paper Table I)", "Hard sharing, Adam η = 0.01"]
+    assert [t.title for t in tables] == titles
+    assert [len(t.rows) for t in tables] == [1, 1]
+
+
 def test_tables_reproduce_the_papers_mean_and_std(tmp_path: Path) -> None:
     spec = {
         "cache": "c",

@@ -42,6 +42,7 @@ FAMILY_TITLES = {"hard": "Hard sharing", "cross-stitch": "Cross-stitch"}
 PAPER_TABLES = {("hard", 0.01): "I", ("hard", 0.05): "II", ("cross-stitch", 0.01): "III", ("cross-stitch", 0.05): "IV"}
 TYPE_NAMES = {"detached": "Det", "full": "Full"}
 INIT_NAMES = {"balanced": "Bal", "imbalanced": "Imb"}
+OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam"}
 MEASURE_HEADERS = {"on": "On F1", "int": "Int F1", "off": "Off F1", "vel": "Vel R²", "sus": "Sus R²"}
 
 UNSTABLE = "-"
@@ -52,7 +53,7 @@ NO_SCORE = "n/a"
 
 @dataclass
 class Table:
-    """One of the paper-style tables: a model family at one learning rate.
+    """One of the paper-style tables: a model family with one optimiser at one learning rate.
 
     Each row: ``{"keys": [...], "cells": {task: mean | marker}, "spread": {task: float},
     "seeds": {"finished": n, "unstable": n, "total": n}, "setting": Setting, "status": str}``.
@@ -62,12 +63,15 @@ class Table:
     lr: float
     key_columns: list[str]
     rows: list[dict]
+    optimizer: str = "sgd"
 
     @property
     def title(self) -> str:
-        paper = PAPER_TABLES.get((self.family, self.lr))
+        """Family, optimiser and rate; the paper's table number where the paper trained the same (it used SGD)."""
+        paper = PAPER_TABLES.get((self.family, self.lr)) if self.optimizer == "sgd" else None
         suffix = f" (cf. paper Table {paper})" if paper else ""
-        return f"{FAMILY_TITLES[self.family]}, η = {format_value(self.lr)}{suffix}"
+        optimizer = OPTIMIZER_NAMES.get(self.optimizer, self.optimizer)
+        return f"{FAMILY_TITLES[self.family]}, {optimizer} η = {format_value(self.lr)}{suffix}"
 
     @property
     def seeded(self) -> bool:
@@ -127,21 +131,34 @@ def summarise(setting: Setting) -> dict:
 
 
 def build_tables(settings: list[Setting]) -> list[Table]:
-    """Group settings into tables by (family, lr), families in paper order, rates ascending."""
-    groups: dict[tuple[str, float], list[Setting]] = {}
+    """Group settings into tables by (family, optimiser, lr): paper order, SGD before Adam, rates ascending.
+
+    Why the optimiser: a rate means something else for SGD than for Adam, so rows trained
+    with different optimisers are never one table (a sweep may hold both).
+    """
+    groups: dict[tuple[str, str, float], list[Setting]] = {}
     for setting in settings:
-        groups.setdefault((setting.family, float(setting.values["lr"])), []).append(setting)
+        key = (setting.family, setting.config.optimizer, float(setting.values["lr"]))
+        groups.setdefault(key, []).append(setting)
     tables = []
-    order = sorted(groups, key=lambda key: (list(FAMILY_TITLES).index(key[0]), key[1]))
-    for family, lr in order:
-        members = groups[(family, lr)]
+    optimizers = list(OPTIMIZER_NAMES)
+    order = sorted(
+        groups,
+        key=lambda key: (
+            list(FAMILY_TITLES).index(key[0]),
+            optimizers.index(key[1]) if key[1] in optimizers else len(optimizers),
+            key[2],
+        ),
+    )
+    for family, optimizer, lr in order:
+        members = groups[(family, optimizer, lr)]
         columns = _key_columns(family, members)
         rows = []
         for setting in members:
             row = summarise(setting)
             row.update(keys=[_key_cell(setting, c) for c in columns], setting=setting)
             rows.append(row)
-        tables.append(Table(family, lr, columns, rows))
+        tables.append(Table(family, lr, columns, rows, optimizer))
     return tables
 
 
