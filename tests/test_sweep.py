@@ -26,6 +26,7 @@ from pianomtl.train.tables import (
     plot_all_alphas,
     plot_learning_curves,
     render_tables,
+    tables_markdown,
 )
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -106,6 +107,16 @@ def test_tables_separate_optimisers_and_name_them(tmp_path: Path) -> None:
     titles = ["Hard sharing, SGD η = 0.01 (cf. paper Table I)", "Hard sharing, Adam η = 0.01"]
     assert [t.title for t in tables] == titles
     assert [len(t.rows) for t in tables] == [1, 1]
+
+
+def test_a_column_tied_everywhere_has_no_bold_best(tmp_path: Path) -> None:
+    fixed = {"model": "hard", "lr": 0.01}
+    settings = expand({"cache": "c", "out": str(tmp_path), "fixed": fixed, "grid": {"lambda_vel": [0.1, 1]}})
+    for setting, velocity in zip(settings, (0.2, 0.4), strict=True):  # SGD stuck at the prior: every F1 is 0
+        fake_result(setting.folder, "finished", [0.0, 0.0, 0.0, velocity, 0.1])
+    markdown = tables_markdown(build_tables(settings))
+    assert "| 1 | 0.1 | 1 | 0.0000 | 0.0000 | 0.0000 | 0.2000 | 0.1000 |" in markdown
+    assert "| 2 | 1 | 1 | 0.0000 | 0.0000 | 0.0000 | **0.4000** | 0.1000 |" in markdown
 
 
 def test_tables_reproduce_the_papers_mean_and_std(tmp_path: Path) -> None:

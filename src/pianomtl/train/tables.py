@@ -216,7 +216,7 @@ def tables_markdown(tables: list[Table], title: str = "") -> str:
         for task in TASKS:
             values = [r["cells"][task] for r in table.rows if isinstance(r["cells"][task], float)]
             values = [v for v in values if math.isfinite(v)]
-            best[task] = max(values) if len(values) > 1 else None
+            best[task] = max(values) if len(set(values)) > 1 else None  # a tie everywhere marks nothing
         for number, row in enumerate(table.rows, 1):
             cells = []
             for task in TASKS:
