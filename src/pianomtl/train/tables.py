@@ -36,13 +36,14 @@ import numpy as np
 
 from pianomtl.constants import BINARY_TASKS, TASKS
 from pianomtl.core.files import atomic_write, write_text_atomic
+from pianomtl.train.loop import OPTIMIZERS
 from pianomtl.train.sweep import LAMBDA_KEYS, TRAIN_KEYS, Setting, format_value, read_result
 
 FAMILY_TITLES = {"hard": "Hard sharing", "cross-stitch": "Cross-stitch"}
 PAPER_TABLES = {("hard", 0.01): "I", ("hard", 0.05): "II", ("cross-stitch", 0.01): "III", ("cross-stitch", 0.05): "IV"}
 TYPE_NAMES = {"detached": "Det", "full": "Full"}
 INIT_NAMES = {"balanced": "Bal", "imbalanced": "Imb"}
-OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam"}
+OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam"}  # one per OPTIMIZERS, in its order
 MEASURE_HEADERS = {"on": "On F1", "int": "Int F1", "off": "Off F1", "vel": "Vel R²", "sus": "Sus R²"}
 
 UNSTABLE = "-"
@@ -70,7 +71,7 @@ class Table:
         """Family, optimiser and rate; the paper's table number where the paper trained the same (it used SGD)."""
         paper = PAPER_TABLES.get((self.family, self.lr)) if self.optimizer == "sgd" else None
         suffix = f" (cf. paper Table {paper})" if paper else ""
-        optimizer = OPTIMIZER_NAMES.get(self.optimizer, self.optimizer)
+        optimizer = OPTIMIZER_NAMES[self.optimizer]
         return f"{FAMILY_TITLES[self.family]}, {optimizer} η = {format_value(self.lr)}{suffix}"
 
     @property
@@ -141,15 +142,7 @@ def build_tables(settings: list[Setting]) -> list[Table]:
         key = (setting.family, setting.config.optimizer, float(setting.values["lr"]))
         groups.setdefault(key, []).append(setting)
     tables = []
-    optimizers = list(OPTIMIZER_NAMES)
-    order = sorted(
-        groups,
-        key=lambda key: (
-            list(FAMILY_TITLES).index(key[0]),
-            optimizers.index(key[1]) if key[1] in optimizers else len(optimizers),
-            key[2],
-        ),
-    )
+    order = sorted(groups, key=lambda key: (list(FAMILY_TITLES).index(key[0]), OPTIMIZERS.index(key[1]), key[2]))
     for family, optimizer, lr in order:
         members = groups[(family, optimizer, lr)]
         columns = _key_columns(family, members)
