@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from pianomtl.train.sweep import SweepError, expand, load_sweep, read_result, run_state, run_sweep
+from pianomtl.train.sweep import SweepError, expand, load_sweep, read_result, run_state, run_sweep, select_settings
 from pianomtl.train.tables import plot_all_alphas, plot_learning_curves, read_curves_csv, render_tables
 
 
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         print(paths["md"].read_text())
         return 0
     started = time.perf_counter()
-    if args.only and not any(text in s.name for s in settings for text in args.only):
+    if args.only and not select_settings(settings, args.only):
         print(f"error: no setting of {args.config} matches --only {' '.join(args.only)}", file=sys.stderr)
         return 2
     summary = run_sweep(

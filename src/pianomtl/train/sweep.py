@@ -330,6 +330,11 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def select_settings(settings: list[Setting], only: Sequence[str] = ()) -> list[Setting]:
+    """The settings whose name contains one of the texts ``only`` (``sweep --only``); all of them when empty."""
+    return [s for s in settings if any(text in s.name for text in only)] if only else list(settings)
+
+
 def run_sweep(
     settings: list[Setting],
     out: str | Path,
@@ -353,7 +358,7 @@ def run_sweep(
     todo: list[TrainConfig] = []
     skipped: list[str] = []
     states: dict[str, str] = {}
-    chosen = [s for s in settings if any(text in s.name for text in only)] if only else settings
+    chosen = select_settings(settings, only)
     for setting in chosen:
         for config in setting.configs:
             name = Path(config.out).name

@@ -43,7 +43,7 @@ FAMILY_TITLES = {"hard": "Hard sharing", "cross-stitch": "Cross-stitch"}
 PAPER_TABLES = {("hard", 0.01): "I", ("hard", 0.05): "II", ("cross-stitch", 0.01): "III", ("cross-stitch", 0.05): "IV"}
 TYPE_NAMES = {"detached": "Det", "full": "Full"}
 INIT_NAMES = {"balanced": "Bal", "imbalanced": "Imb"}
-OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam"}  # one per OPTIMIZERS, in its order
+OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam"}  # a title for each of loop.OPTIMIZERS
 MEASURE_HEADERS = {"on": "On F1", "int": "Int F1", "off": "Off F1", "vel": "Vel R²", "sus": "Sus R²"}
 
 UNSTABLE = "-"
