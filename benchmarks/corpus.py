@@ -22,16 +22,16 @@ import time
 from pathlib import Path
 
 from pianomtl.constants import SAMPLE_RATE
-from pianomtl.data import assets, engines, synth, timbres
+from pianomtl.synthesis import corpus, engines, sources, timbres
 
 
-def items_for(timbre: str, seconds: float) -> list[synth.Item]:
-    sources = ("maestro", "procedural") if assets.has_midi() else ("procedural",)
-    config = synth.Config(
+def items_for(timbre: str, seconds: float) -> list[corpus.Item]:
+    material_sources = ("maestro", "procedural") if sources.has_midi() else ("procedural",)
+    config = corpus.Config(
         seed=1, train_hours=seconds / 3600, valid_minutes=0, test_minutes=0, train_timbres=(timbre,),
-        test_timbres=(timbre,), sources=sources,
+        test_timbres=(timbre,), sources=material_sources,
     )  # fmt: skip
-    return [item for item in synth.plan(config) if item.split == "train"]
+    return [item for item in corpus.plan(config) if item.split == "train"]
 
 
 def main() -> None:
@@ -43,7 +43,7 @@ def main() -> None:
     for timbre in args.timbres.split(","):
         try:
             timbres.TIMBRES[timbre].soundfont()
-        except assets.AssetError as error:
+        except sources.AssetError as error:
             rows.append((timbre, f"skipped: {error}"))
             continue
         items = items_for(timbre, args.seconds)
@@ -56,10 +56,10 @@ def main() -> None:
             engines.render_performance(item.performance, timbre, round(item.duration * SAMPLE_RATE))
         render = time.perf_counter() - began
         with tempfile.TemporaryDirectory() as folder:
-            synth.render_item(dataclasses.replace(items[0]), Path(folder))  # imports (scipy.signal) out of the timing
+            corpus.render_item(dataclasses.replace(items[0]), Path(folder))  # imports (scipy.signal) out of the timing
             began = time.perf_counter()
             for item in items:
-                synth.render_item(dataclasses.replace(item), Path(folder))
+                corpus.render_item(dataclasses.replace(item), Path(folder))
             whole = time.perf_counter() - began
         notes = sum(len(item.performance.notes) for item in items)
         rows.append(

@@ -3,7 +3,7 @@
     python benchmarks/latency.py [--seconds 45] [--blocks 10,20] [--lookahead 3] [--threads 1]
                                  [--dataset DIR] [--json PATH]
 
-A clip of procedural piano material (:func:`pianomtl.data.material.procedural`, seed 0)
+A clip of procedural piano material (:func:`pianomtl.synthesis.material.procedural`, seed 0)
 is rendered with FluidSynth through FluidR3 (as ``tests/conftest.py`` does) and fed to
 :class:`pianomtl.Stream` in blocks of 10 ms and 20 ms, as a sound card would deliver
 it. For every reference note that a streamed note-on matches (same key, onset within
@@ -46,8 +46,8 @@ FLOORS = {"median_ms": 120.0, "p95_ms": 160.0, "core_fraction": 0.25, "agreement
 
 def rendered_clip(seconds: float = 45.0, seed: int = 0) -> tuple[np.ndarray, Performance]:
     """``(mono float32 audio at 44.1 kHz, its performance)``: procedural material through FluidR3."""
-    from pianomtl.data.material import procedural
-    from pianomtl.data.render import render
+    from pianomtl.synthesis.fluidsynth import render
+    from pianomtl.synthesis.material import procedural
 
     performance = procedural(np.random.default_rng(seed), seconds)
     audio = render(performance, FLUID_R3, duration=seconds + 1.0)

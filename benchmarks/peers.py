@@ -129,7 +129,7 @@ RUNNER = textwrap.dedent(
 
 
 def peers_home() -> Path:
-    from pianomtl.data.assets import home
+    from pianomtl.synthesis.sources import home
 
     return home() / "peers"
 

@@ -1,10 +1,10 @@
-"""Speed of the project's piano engine (pianomtl.data.piano): × real time on one core.
+"""Speed of the project's piano engine (pianomtl.synthesis.piano): × real time on one core.
 
 Usage: ``python benchmarks/piano.py [--seconds 30] [--runs 5] [--pieces 4]``
 
 Renders ``--pieces`` excerpts of ``--seconds`` each (MAESTRO performances, with their
 continuous pedal, when the set-up assets are present; procedural material otherwise),
-each ``--runs`` times with a fresh random :class:`~pianomtl.data.piano.PianoVariant` per
+each ``--runs`` times with a fresh random :class:`~pianomtl.synthesis.piano.PianoVariant` per
 run, as the corpus does per item. The process is pinned to one CPU and numpy/scipy to
 one thread, and times are CPU seconds of this process (``time.process_time``), so a
 machine shared with other jobs still measures one core's work; wall-clock speed is shown
@@ -33,19 +33,19 @@ import numpy as np
 
 from pianomtl.constants import SAMPLE_RATE
 from pianomtl.core.midi import Performance
-from pianomtl.data import assets, material, piano
+from pianomtl.synthesis import material, piano, sources
 
 FLOOR = 20.0
 
 
 def excerpts(count: int, seconds: float) -> list[tuple[str, Performance]]:
     """``count`` excerpts: MAESTRO pieces from their middle when fetched, else procedural material."""
-    if assets.has_midi():
-        sources = material.load_midi_sources()
-        names = sorted((n for n in sources if n.startswith("Maestro_")), key=lambda n: int(n.split("_")[1]))
+    if sources.has_midi():
+        pieces = material.load_midi_sources()
+        names = sorted((n for n in pieces if n.startswith("Maestro_")), key=lambda n: int(n.split("_")[1]))
         chosen = []
         for name in names[:count]:
-            piece = sources[name]
+            piece = pieces[name]
             start = max(0.0, piece.end_time / 2 - seconds / 2)
             chosen.append((name, material.excerpt(piece, round(start, 3), seconds)))
         return chosen

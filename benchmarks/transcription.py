@@ -63,7 +63,7 @@ RSS_FLOOR_MB = 1500.0  # peak resident memory for a 1-hour recording
 
 
 def bench_home() -> Path:
-    from pianomtl.data.assets import home
+    from pianomtl.synthesis.sources import home
 
     return home() / "bench"
 
@@ -99,7 +99,7 @@ def _synthetic_source(folder: Path) -> list[Path]:
             notes.append(Note(int(key), time_s, time_s + float(rng.uniform(0.1, 0.8)), int(rng.integers(30, 120))))
         time_s += float(rng.uniform(0.1, 0.4))
     try:
-        from pianomtl.data.render import render
+        from pianomtl.synthesis.fluidsynth import render
 
         audio = render(Performance(notes, []), "/usr/share/sounds/sf2/FluidR3_GM.sf2", duration=60.0)
     except Exception:  # no FluidSynth or SoundFont here: additive tones

@@ -27,7 +27,7 @@ import torch
 from pianomtl.constants import FPS, PEDAL_DOWN_ABOVE
 from pianomtl.core.midi import read_midi
 from pianomtl.data.store import open_split
-from pianomtl.data.synth import CSV_NAME
+from pianomtl.synthesis.corpus import CSV_NAME
 from pianomtl.train.evaluate import evaluate_checkpoint
 from pianomtl.train.tuning import TuningResult, tune
 from pianomtl.transcription.inference import run_model

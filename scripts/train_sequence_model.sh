@@ -7,7 +7,7 @@
 #          TiMidity), front end frozen (≈35 min on 2 idle cores for 1,200 updates of 4 × 10 s).
 # Stage B: 400 more updates either on the same kind of corpus (b_old) or on a 6 h corpus whose
 #          main timbre is the project's own piano engine (b_piano: pedal resonance, releases,
-#          half-pedal, many instruments; data/piano.py) — the comparison of docs/experiments.md §9.
+#          half-pedal, many instruments; synthesis/piano.py) — the comparison of docs/experiments.md §9.
 # Stage C: 800 updates on the piano-engine corpus with rebalanced task weights (§9).
 # None of hard+rnn's stages has beaten the bundled v5 on the test split (§9).
 # Stage K: the per-key family hard+keyrnn (models/keywise.py), 1,500 updates on the 10 h

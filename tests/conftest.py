@@ -1,7 +1,7 @@
 """Shared fixtures: a few seconds of real piano audio, rendered once per test session.
 
 The clip is rendered with FluidSynth through Debian's FluidR3 General MIDI SoundFont
-(``pianomtl.data.render.render``) and written with soundfile into temporary folders.
+(``pianomtl.synthesis.fluidsynth.render``) and written with soundfile into temporary folders.
 Everything is tiny (about 3 s of audio) so the whole suite stays fast on two CPU cores.
 """
 
@@ -59,7 +59,7 @@ def soundfont() -> Path:
     """Path to FluidR3; skips when it or libfluidsynth is missing."""
     if not FLUID_R3.is_file():
         pytest.skip(f"{FLUID_R3} missing (install Debian's fluid-soundfont-gm)")
-    from pianomtl.data.render import RenderError, _write_float
+    from pianomtl.synthesis.fluidsynth import RenderError, _write_float
 
     try:
         _write_float()
@@ -71,7 +71,7 @@ def soundfont() -> Path:
 @pytest.fixture(scope="session")
 def rendered_clip(soundfont: Path, tmp_path_factory: pytest.TempPathFactory) -> RenderedClip:
     """The fixture performance rendered to 3 s of audio, also written as WAV and FLAC."""
-    from pianomtl.data.render import render
+    from pianomtl.synthesis.fluidsynth import render
 
     performance = clip_performance()
     samples = render(performance, soundfont, duration=CLIP_SECONDS)

@@ -2,7 +2,7 @@
 
 A tiny corpus (procedural material, Debian's FluidR3, a few seconds per item) is
 rendered once per module. Tests of the Salamander piano or the real MIDI sources
-skip when ``python -m pianomtl.data.assets`` has not been run on this machine.
+skip when ``python -m pianomtl.synthesis.sources`` has not been run on this machine.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import soundfile as sf
 
 from pianomtl.constants import FPS, MAX_KEY, MIN_KEY, SAMPLE_RATE
 from pianomtl.core.midi import Note, PedalEvent, Performance, read_midi, sustain_notes
-from pianomtl.data import assets, engines, material, salamander, synth, timbres
+from pianomtl.synthesis import corpus as corpus_recipe
+from pianomtl.synthesis import engines, material, salamander, sources, timbres
 
 FLUID_R3 = Path(timbres.TIMBRES["fluidr3"].path)
 needs_fluidr3 = pytest.mark.skipif(not FLUID_R3.is_file(), reason="Debian package fluid-soundfont-gm not installed")
@@ -26,7 +27,7 @@ needs_fluidr3 = pytest.mark.skipif(not FLUID_R3.is_file(), reason="Debian packag
 def _installed(timbre: str) -> bool:
     try:
         timbres.TIMBRES[timbre].soundfont()
-    except assets.AssetError:
+    except sources.AssetError:
         return False
     return True
 
@@ -37,15 +38,15 @@ TRAINING_TIMBRES = [
     for name in ("fluidr3", "salamander", "gmbank", "freepats", "grand")
 ]
 needs_salamander = pytest.mark.skipif(
-    not assets.has_salamander(), reason="Salamander SoundFont not built (run: python -m pianomtl.data.assets)"
+    not sources.has_salamander(), reason="Salamander SoundFont not built (run: python -m pianomtl.synthesis.sources)"
 )
 needs_midi = pytest.mark.skipif(
-    not assets.has_midi(), reason="miditok MIDI not fetched (run: python -m pianomtl.data.assets)"
+    not sources.has_midi(), reason="miditok MIDI not fetched (run: python -m pianomtl.synthesis.sources)"
 )
 
 
-def tiny_config(seed: int = 0) -> synth.Config:
-    return synth.Config(
+def tiny_config(seed: int = 0) -> corpus_recipe.Config:
+    return corpus_recipe.Config(
         seed=seed,
         train_hours=10 / 3600,
         valid_minutes=4 / 60,
@@ -67,7 +68,7 @@ def corpus(tmp_path_factory) -> Path:
     if not FLUID_R3.is_file():
         pytest.skip("Debian package fluid-soundfont-gm not installed")
     out = tmp_path_factory.mktemp("corpus")
-    summary = synth.synthesize(out, tiny_config(), workers=1, progress=False)
+    summary = corpus_recipe.synthesize(out, tiny_config(), workers=1, progress=False)
     assert summary["complete"] == summary["items"] >= 4
     return out
 
@@ -105,7 +106,7 @@ def test_spectral_flux_is_high_at_labelled_onsets(corpus):
 
 @needs_fluidr3
 def test_written_midi_is_exactly_what_was_rendered(corpus):
-    items = {item.name: item for item in synth.plan(tiny_config())}
+    items = {item.name: item for item in corpus_recipe.plan(tiny_config())}
     for name, item in items.items():
         written = read_midi(corpus / item.midi_filename)
         assert len(written.notes) == len(item.performance.notes)
@@ -181,7 +182,7 @@ def test_timidity_renders_reproducibly_and_names_what_is_missing(monkeypatch):
     np.testing.assert_array_equal(a, b)
     monkeypatch.setenv("PATH", "")
     with pytest.raises(
-        assets.AssetError, match=r"^timidity not found; install the Debian package\(s\) 'timidity freepats'$"
+        sources.AssetError, match=r"^timidity not found; install the Debian package\(s\) 'timidity freepats'$"
     ):
         engines.render_performance(performance, "freepats", SAMPLE_RATE)
 
@@ -191,7 +192,7 @@ def test_timidity_renders_reproducibly_and_names_what_is_missing(monkeypatch):
 
 @needs_fluidr3
 def test_same_seed_same_plan_other_seed_other_plan():
-    a, b, c = synth.plan(tiny_config(0)), synth.plan(tiny_config(0)), synth.plan(tiny_config(1))
+    a, b, c = corpus_recipe.plan(tiny_config(0)), corpus_recipe.plan(tiny_config(0)), corpus_recipe.plan(tiny_config(1))
     assert [i.row() for i in a] == [i.row() for i in b]
     assert [i.performance for i in a] == [i.performance for i in b]
     assert [i.performance for i in a] != [i.performance for i in c]
@@ -201,7 +202,7 @@ def test_same_seed_same_plan_other_seed_other_plan():
 def test_rendering_is_deterministic_and_resumable(corpus, tmp_path):
     """A second corpus with 2 workers equals the first byte for byte; a deleted item comes back."""
     other = tmp_path / "again"
-    synth.synthesize(other, tiny_config(), workers=2, progress=False)
+    corpus_recipe.synthesize(other, tiny_config(), workers=2, progress=False)
     files = sorted(p.relative_to(corpus) for p in corpus.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(other) for p in other.rglob("*") if p.is_file())
     for relative in files:
@@ -211,14 +212,14 @@ def test_rendering_is_deterministic_and_resumable(corpus, tmp_path):
     victim = flacs[1]
     kept = {p: (p.stat().st_mtime_ns, md5(p)) for p in other.rglob("*") if p.is_file() and p.stem != victim.stem}
     victim.unlink()
-    csv_text = (other / synth.CSV_NAME).read_text()
-    summary = synth.synthesize(other, tiny_config(), workers=1, progress=False)
+    csv_text = (other / corpus_recipe.CSV_NAME).read_text()
+    summary = corpus_recipe.synthesize(other, tiny_config(), workers=1, progress=False)
     assert summary["rendered"] == 1 and victim.is_file()
     assert md5(victim) == md5(corpus / victim.relative_to(other))
     for path, (mtime, digest) in kept.items():
-        if path.name != synth.CSV_NAME:
+        if path.name != corpus_recipe.CSV_NAME:
             assert path.stat().st_mtime_ns == mtime and md5(path) == digest, path
-    assert (other / synth.CSV_NAME).read_text() == csv_text
+    assert (other / corpus_recipe.CSV_NAME).read_text() == csv_text
 
 
 # ---------------------------------------------------------------- MIDI material
@@ -278,9 +279,9 @@ def test_quantize_rounds_to_midi_ticks_and_splits_restrikes():
 
 @needs_midi
 def test_real_sources_load_and_splits_are_by_piece():
-    config = synth.Config(train_hours=0.2, valid_minutes=1, test_minutes=1)
-    items = synth.plan(config)
-    pieces = {split: {i.source for i in items if i.split == split} for split in synth.SPLITS}
+    config = corpus_recipe.Config(train_hours=0.2, valid_minutes=1, test_minutes=1)
+    items = corpus_recipe.plan(config)
+    pieces = {split: {i.source for i in items if i.split == split} for split in corpus_recipe.SPLITS}
     assert pieces["test"] <= {"maestro/Maestro_3", "maestro/Maestro_10"}
     assert pieces["validation"] == {"maestro/Maestro_9"}
     assert not pieces["train"] & (pieces["test"] | pieces["validation"])
@@ -293,12 +294,12 @@ def test_real_sources_load_and_splits_are_by_piece():
 
 def test_missing_assets_give_a_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PIANOMTL_HOME", str(tmp_path))
-    with pytest.raises(assets.AssetError) as error:
-        assets.require_salamander_sf2()
+    with pytest.raises(sources.AssetError) as error:
+        sources.require_salamander_sf2()
     message = str(error.value)
-    assert "\n" not in message and "salamander.sf2" in message and "python -m pianomtl.data.assets" in message
-    with pytest.raises(assets.AssetError, match=r"Maestro_1\.mid"):
-        synth.plan(synth.Config(train_hours=0.01))
+    assert "\n" not in message and "salamander.sf2" in message and "python -m pianomtl.synthesis.sources" in message
+    with pytest.raises(sources.AssetError, match=r"Maestro_1\.mid"):
+        corpus_recipe.plan(corpus_recipe.Config(train_hours=0.01))
 
 
 def _piano_like(frequency: float, seconds: float = 1.5, rate: int = 48000) -> np.ndarray:
@@ -373,7 +374,7 @@ def test_model_card_states_the_training_data_of_a_cache(corpus, tmp_path):
 
     store.prepare(corpus, tmp_path / "cache", workers=1)
     data = bundle_model.training_data(str(tmp_path / "cache"))
-    rendered = [i for i in synth.plan(tiny_config()) if i.split == "train"]
+    rendered = [i for i in corpus_recipe.plan(tiny_config()) if i.split == "train"]
     assert data["train_hours"] == pytest.approx(sum(i.duration for i in rendered) / 3600, abs=1e-3)
     assert data["timbres"] == pytest.approx({"fluidr3": 1.0}) and data["material"] == pytest.approx({"procedural": 1.0})
     assert data["corpus_seed"] == "0"

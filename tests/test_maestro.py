@@ -12,8 +12,8 @@ import pytest
 from pianomtl.constants import SAMPLE_RATE
 from pianomtl.core.audio import load, write_flac
 from pianomtl.core.midi import Note, PedalEvent, Performance, read_midi, write_midi
-from pianomtl.data import engines, synth, timbres
 from pianomtl.data.maestro import DatasetError, Record, read_dataset
+from pianomtl.synthesis import corpus, engines, timbres
 
 FLUID_R3 = Path(timbres.TIMBRES["fluidr3"].path)
 
@@ -107,7 +107,7 @@ def test_maestro_v1_json_list_and_newest_index_wins(fake_maestro, tmp_path):
 def test_our_corpus_reads_like_maestro(tmp_path):
     if not FLUID_R3.is_file():
         pytest.skip("Debian package fluid-soundfont-gm not installed")
-    config = synth.Config(
+    config = corpus.Config(
         train_hours=3 / 3600,
         valid_minutes=2 / 60,
         test_minutes=2 / 60,
@@ -117,9 +117,9 @@ def test_our_corpus_reads_like_maestro(tmp_path):
         min_length=1.0,
         max_length=1.5,
     )
-    synth.synthesize(tmp_path, config, workers=1, progress=False)
+    corpus.synthesize(tmp_path, config, workers=1, progress=False)
     records = read_dataset(tmp_path)
-    items = synth.plan(config)
+    items = corpus.plan(config)
     assert [r.name for r in records] == [i.name for i in items]
     assert {r.split for r in records} == {"train", "validation", "test"}
     for record, item in zip(records, items, strict=True):

@@ -1,8 +1,8 @@
-"""The project's own piano engine (pianomtl.data.piano): its physics, measured on real samples.
+"""The project's own piano engine (pianomtl.synthesis.piano): its physics, measured on real samples.
 
 Every test renders a few seconds from the Salamander samples fetched at set-up (the SF2
 built from them and the release samples); they skip, saying so, where
-``python -m pianomtl.data.assets`` has not been run. Renders are deterministic, so two
+``python -m pianomtl.synthesis.sources`` has not been run. Renders are deterministic, so two
 renders that differ in one thing only (the pedal, the release samples) can be subtracted:
 the difference is exactly what that one thing adds.
 """
@@ -19,12 +19,12 @@ import pytest
 from pianomtl.cli import synth as synth_cli
 from pianomtl.constants import PEDAL_DOWN_ABOVE, SAMPLE_RATE
 from pianomtl.core.midi import Note, PedalEvent, Performance, sustain_notes
-from pianomtl.data import assets, engines, piano, synth, timbres
+from pianomtl.synthesis import corpus, engines, piano, sources, timbres
 
 SR = SAMPLE_RATE
 needs_samples = pytest.mark.skipif(
-    not (assets.has_salamander() and assets.has_salamander_release()),
-    reason="Salamander samples not fetched (run: python -m pianomtl.data.assets)",
+    not (sources.has_salamander() and sources.has_salamander_release()),
+    reason="Salamander samples not fetched (run: python -m pianomtl.synthesis.sources)",
 )
 
 
@@ -236,12 +236,12 @@ def test_bad_input_gives_a_one_line_error():
 
 def test_missing_samples_give_a_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PIANOMTL_HOME", str(tmp_path))
-    with pytest.raises(assets.AssetError) as error:
+    with pytest.raises(sources.AssetError) as error:
         piano.render(Performance([Note(60, 0.1, 0.5, 80)], []), SR)
-    assert "\n" not in str(error.value) and "python -m pianomtl.data.assets" in str(error.value)
+    assert "\n" not in str(error.value) and "python -m pianomtl.synthesis.sources" in str(error.value)
     (tmp_path / "salamander").mkdir()
     (tmp_path / "salamander" / "salamander.sf2").write_bytes(b"")
-    with pytest.raises(assets.AssetError, match=r"release samples .*python -m pianomtl\.data\.assets"):
+    with pytest.raises(sources.AssetError, match=r"release samples .*python -m pianomtl\.data\.assets"):
         timbres.TIMBRES["grand"].soundfont()
 
 
@@ -250,17 +250,17 @@ def test_missing_samples_give_a_one_line_error(tmp_path, monkeypatch):
 
 @needs_samples
 def test_corpus_items_record_and_replay_their_instrument(tmp_path):
-    config = synth.Config(
+    config = corpus.Config(
         seed=3, train_hours=5 / 3600, valid_minutes=0, test_minutes=0, train_timbres=("grand",),
         test_timbres=("grand",), sources=("procedural",), min_length=2.0, max_length=3.0,
     )  # fmt: skip
-    items = [item for item in synth.plan(config) if item.split == "train"]
+    items = [item for item in corpus.plan(config) if item.split == "train"]
     assert items and all(item.instrument for item in items)
     assert len({item.instrument for item in items}) == len(items)  # every item its own piano
     item = items[0]
-    synth.render_item(item, tmp_path)
-    assert synth.write_csv(items, tmp_path) == 1
-    with open(tmp_path / synth.CSV_NAME, newline="") as handle:
+    corpus.render_item(item, tmp_path)
+    assert corpus.write_csv(items, tmp_path) == 1
+    with open(tmp_path / corpus.CSV_NAME, newline="") as handle:
         rows = {row["audio_filename"]: row for row in csv.DictReader(handle)}
     variant = piano.PianoVariant.from_json(rows[item.audio_filename]["instrument"])
     n = round(item.duration * SR)
@@ -278,7 +278,7 @@ def test_piano_recipe_makes_the_engine_the_main_timbre():
     config = synth_cli.config_from_args(parser.parse_args(["--out", "x", "--recipe", "piano"]))
     names, weights = config.train_timbres, config.train_timbre_weights
     assert names[0] == "grand" and "musescore" not in names and weights is not None and weights[0] == max(weights)
-    config = synth.Config(train_timbres=("grand", "salamander", "fluidr3", "timgm", "gmbank", "freepats"))
-    np.testing.assert_allclose(synth._train_weights(config), [0.5, 0.1, 0.1, 0.1, 0.1, 0.1])
-    config = synth.Config(train_timbres=("salamander", "fluidr3", "timgm"))  # the old default is unchanged
-    np.testing.assert_allclose(synth._train_weights(config), [0.5, 0.25, 0.25])
+    config = corpus.Config(train_timbres=("grand", "salamander", "fluidr3", "timgm", "gmbank", "freepats"))
+    np.testing.assert_allclose(corpus._train_weights(config), [0.5, 0.1, 0.1, 0.1, 0.1, 0.1])
+    config = corpus.Config(train_timbres=("salamander", "fluidr3", "timgm"))  # the old default is unchanged
+    np.testing.assert_allclose(corpus._train_weights(config), [0.5, 0.25, 0.25])

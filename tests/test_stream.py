@@ -39,8 +39,8 @@ def dense_clip(soundfont: Path) -> tuple[np.ndarray, object]:
     """Two 12 s pieces of procedural piano (scales, chords, arpeggios, repeated notes,
     pedal; seeds 1 and 3, one after the other) rendered through FluidR3: ≈ 230 notes."""
     from pianomtl.core.midi import Performance
-    from pianomtl.data.material import procedural
-    from pianomtl.data.render import render
+    from pianomtl.synthesis.fluidsynth import render
+    from pianomtl.synthesis.material import procedural
 
     first, second = (procedural(np.random.default_rng(seed), 12.0) for seed in (1, 3))
     shift = 12.5
@@ -361,9 +361,9 @@ def test_recurrent_model_carries_its_state(soundfont: Path, family: str) -> None
     carries the state frame by frame and equals offline (chunked) transcription."""
     import torch
 
-    from pianomtl.data.material import procedural
-    from pianomtl.data.render import render
     from pianomtl.models import ModelConfig, build_model, load_stem_from
+    from pianomtl.synthesis.fluidsynth import render
+    from pianomtl.synthesis.material import procedural
     from pianomtl.transcription.model_file import DEFAULT_BUNDLE, read_model_file
 
     torch.manual_seed(0)

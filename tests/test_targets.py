@@ -339,7 +339,7 @@ def test_rendered_audio_follows_the_restrike_cut(soundfont) -> None:
     note's original release would silence the re-struck note that the labels say
     is still sounding.
     """
-    from pianomtl.data.render import render
+    from pianomtl.synthesis.fluidsynth import render
 
     overlapping = Performance([Note(KEY, 0.0, 1.0, 80), Note(KEY, 0.5, 1.5, 80)])
     cut = Performance(sustain_notes(overlapping))

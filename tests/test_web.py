@@ -85,7 +85,7 @@ def client(transcriber, piano_cache, server_root):
 @pytest.fixture(scope="module")
 def second_clip(soundfont: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Another recording (a rising C major arpeggio), so that two sessions differ."""
-    from pianomtl.data.render import render
+    from pianomtl.synthesis.fluidsynth import render
 
     notes = [Note(key, 0.2 + 0.4 * i, 0.5 + 0.4 * i, 90) for i, key in enumerate((60, 64, 67, 72))]
     audio = render(Performance(notes, []), soundfont, duration=2.5)

@@ -60,7 +60,7 @@ def write_dataset(root: Path) -> Path:
     """Render the performances into a MAESTRO-layout folder; returns it."""
     import soundfile as sf
 
-    from pianomtl.data.render import render
+    from pianomtl.synthesis.fluidsynth import render
 
     dataset = root / "dataset"
     rows = []
@@ -123,7 +123,7 @@ def available() -> str | None:
     """Why the cache cannot be built here (missing SoundFont / FluidSynth), or None."""
     if not SOUNDFONT.is_file():
         return f"{SOUNDFONT} missing (install Debian's fluid-soundfont-gm)"
-    from pianomtl.data.render import RenderError, _write_float
+    from pianomtl.synthesis.fluidsynth import RenderError, _write_float
 
     try:
         _write_float()

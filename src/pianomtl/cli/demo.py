@@ -19,10 +19,10 @@ from pianomtl.constants import SAMPLE_RATE
 from pianomtl.core.audio import write_flac
 from pianomtl.core.midi import Performance, write_midi
 from pianomtl.core.scoring import note_scores
-from pianomtl.data.assets import AssetError
-from pianomtl.data.material import excerpt, load_midi_sources, procedural
-from pianomtl.data.render import render
-from pianomtl.data.timbres import TIMBRES
+from pianomtl.synthesis.fluidsynth import render
+from pianomtl.synthesis.material import excerpt, load_midi_sources, procedural
+from pianomtl.synthesis.sources import AssetError
+from pianomtl.synthesis.timbres import TIMBRES
 
 DEMO_PIECE = "Maestro_10"  # a test-split piece: never in training
 DEMO_START_SECONDS = 30.0

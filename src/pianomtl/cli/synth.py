@@ -1,7 +1,7 @@
-"""``pianomtl synth --out DIR``: render a MAESTRO-layout training corpus (:mod:`pianomtl.data.synth`).
+"""``pianomtl synth --out DIR``: render a MAESTRO-layout training corpus (:mod:`pianomtl.synthesis.corpus`).
 
-The recipe, the splits and the output layout are described in :mod:`pianomtl.data.synth`,
-the timbres in :mod:`pianomtl.data.timbres`; this module only parses the options and reports.
+The recipe, the splits and the output layout are described in :mod:`pianomtl.synthesis.corpus`,
+the timbres in :mod:`pianomtl.synthesis.timbres`; this module only parses the options and reports.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import argparse
 import sys
 from collections.abc import Callable, Iterable
 
-from pianomtl.data.assets import AssetError
-from pianomtl.data.synth import Config, synthesize
-from pianomtl.data.timbres import RECIPES, TIMBRES
+from pianomtl.synthesis.corpus import Config, synthesize
+from pianomtl.synthesis.sources import AssetError
+from pianomtl.synthesis.timbres import RECIPES, TIMBRES
 
 SOURCES = ("maestro", "pop909", "procedural")
 
@@ -79,7 +79,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    """The corpus :class:`~pianomtl.data.synth.Config` the options describe (the recipe, then overrides)."""
+    """The corpus :class:`~pianomtl.synthesis.corpus.Config` the options describe (the recipe, then overrides)."""
     timbres, weights = RECIPES[args.recipe]
     if args.timbres is not None:
         timbres, weights = args.timbres, None

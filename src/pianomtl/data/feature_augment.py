@@ -2,7 +2,7 @@
 
 Feature-side: a random equaliser drawn for each training excerpt by the sampler
 (:mod:`pianomtl.data.sampler`), applied exactly to the cached features. Not to be
-confused with :mod:`pianomtl.data.audio_augment`, the room, EQ tilt and noise rendered
+confused with :mod:`pianomtl.synthesis.audio_augment`, the room, EQ tilt and noise rendered
 into the corpus's audio once, by ``pianomtl synth``.
 
 Why: the corpus has three training pianos, and the held-out one (MuseScore) is

@@ -7,11 +7,11 @@ committed or shipped: the first time a page asks for the piano, the samples are
 rendered with the best engine this installation has, and kept as 16-bit mono WAV
 files (about 4 MB in all) under ``$PIANOMTL_HOME/web-piano/<engine>-v<N>/``:
 
-1. ``grand`` — the project's own piano (:mod:`pianomtl.data.piano`, the Salamander
+1. ``grand`` — the project's own piano (:mod:`pianomtl.synthesis.piano`, the Salamander
    grand with its dampers and resonance), when the ``[train]`` extra and the
-   Salamander samples of ``python -m pianomtl.data.assets`` are there (≈ 10 s, once);
+   Salamander samples of ``python -m pianomtl.synthesis.sources`` are there (≈ 10 s, once);
 2. ``fluidsynth`` — a General MIDI SoundFont's acoustic grand through FluidSynth
-   (:mod:`pianomtl.data.render`), when pyfluidsynth and a SoundFont are installed;
+   (:mod:`pianomtl.synthesis.fluidsynth`), when pyfluidsynth and a SoundFont are installed;
 3. ``synth`` — a small additive piano model in numpy (inharmonic partials, per-partial
    decay, a soft hammer): always available, so the lean install plays something too.
 
@@ -112,7 +112,7 @@ def _sequence(gap: float) -> tuple[list, list[float], float]:
 def render_grand() -> dict[int, np.ndarray]:
     """The project's own piano (needs scipy and the Salamander samples; raises otherwise)."""
     from pianomtl.core.midi import Performance
-    from pianomtl.data import piano
+    from pianomtl.synthesis import piano
 
     bank = piano.require_bank()  # AssetError (one line) when the samples are not fetched
     notes, onsets, total = _sequence(gap=1.5)  # one note's release and damping end before the next
@@ -123,7 +123,7 @@ def render_grand() -> dict[int, np.ndarray]:
 def render_fluidsynth() -> dict[int, np.ndarray]:
     """A General MIDI acoustic grand through FluidSynth (needs pyfluidsynth and a SoundFont)."""
     from pianomtl.core.midi import Performance
-    from pianomtl.data.render import render
+    from pianomtl.synthesis.fluidsynth import render
 
     soundfont = next((Path(p) for p in SOUNDFONTS if Path(p).is_file()), None)
     if soundfont is None:

@@ -1,9 +1,9 @@
 """The corpus's timbres: which instrument each name renders with, and the ``--recipe`` shares.
 
 A :class:`Timbre` names a sound source (a SoundFont for FluidSynth, a TiMidity ``.cfg``,
-or the project's own piano engine, :mod:`pianomtl.data.piano`) and the lowest velocity
-at which it still sounds; :mod:`pianomtl.data.engines` renders with it and
-:mod:`pianomtl.data.synth` plans the corpus over the names in :data:`TIMBRES`.
+or the project's own piano engine, :mod:`pianomtl.synthesis.piano`) and the lowest velocity
+at which it still sounds; :mod:`pianomtl.synthesis.engines` renders with it and
+:mod:`pianomtl.synthesis.corpus` plans the corpus over the names in :data:`TIMBRES`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pianomtl.data.assets import AssetError
+from pianomtl.synthesis.sources import AssetError
 
 
 @dataclass(frozen=True)
@@ -23,17 +23,17 @@ class Timbre:
     program: int = 0
     min_velocity: int = 1  # lowest velocity that still sounds (the corpus clamps velocities to it)
     gain: float = 0.5
-    engine: str = "fluidsynth"  # or "timidity" (its own envelopes), or "piano" (pianomtl.data.piano)
+    engine: str = "fluidsynth"  # or "timidity" (its own envelopes), or "piano" (pianomtl.synthesis.piano)
     package: str = ""  # the Debian package(s) that install it (named in the missing-file error)
 
     def soundfont(self) -> Path:
         if self.engine == "piano":  # the Salamander samples: the built SF2 and the release samples
-            from pianomtl.data.assets import require_salamander_release, require_salamander_sf2
+            from pianomtl.synthesis.sources import require_salamander_release, require_salamander_sf2
 
             require_salamander_release()
             return require_salamander_sf2()
         if self.path == "salamander":
-            from pianomtl.data.assets import require_salamander_sf2
+            from pianomtl.synthesis.sources import require_salamander_sf2
 
             return require_salamander_sf2()
         path = Path(self.path)

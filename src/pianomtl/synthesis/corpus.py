@@ -19,9 +19,9 @@ Recipe (defaults; splits are by piece, so no music is shared between them):
   pink noise at 25–60 dB SNR, peak level), with the training timbres Salamander,
   FluidR3 and TimGM.
 
-``--recipe piano`` makes the project's own piano engine (:mod:`pianomtl.data.piano`:
+``--recipe piano`` makes the project's own piano engine (:mod:`pianomtl.synthesis.piano`:
 dampers, pedal physics, sympathetic strings) the main training timbre, "grand", half
-of the items, each item a different instrument (a :class:`~pianomtl.data.piano.PianoVariant`
+of the items, each item a different instrument (a :class:`~pianomtl.synthesis.piano.PianoVariant`
 drawn from the item's seed and recorded as JSON in the CSV's ``instrument`` column);
 the Salamander SoundFont, FluidR3, TimGM, sf_GMbank and TiMidity's freepats share the
 rest. MuseScore's grand stays out of training: it is the test timbre.
@@ -34,8 +34,8 @@ seed gives the same corpus on any machine and with any number of workers. Each
 item's files are written atomically; rerunning the command renders only what is
 missing, and the CSV is rewritten (atomically) from the files that exist.
 
-The timbres are in :mod:`pianomtl.data.timbres`, the engines that play them in
-:mod:`pianomtl.data.engines`, the room, EQ and noise in :mod:`pianomtl.data.audio_augment`;
+The timbres are in :mod:`pianomtl.synthesis.timbres`, the engines that play them in
+:mod:`pianomtl.synthesis.engines`, the room, EQ and noise in :mod:`pianomtl.synthesis.audio_augment`;
 this module plans the items and renders them in parallel. The command line is
 :mod:`pianomtl.cli.synth`.
 """
@@ -53,10 +53,10 @@ import numpy as np
 from pianomtl.constants import SAMPLE_RATE
 from pianomtl.core.files import atomic_write
 from pianomtl.core.midi import Performance, write_midi
-from pianomtl.data import material
-from pianomtl.data.audio_augment import augment_audio
-from pianomtl.data.engines import render_performance
-from pianomtl.data.timbres import DEFAULT_TEST_TIMBRES, DEFAULT_TRAIN_TIMBRES, MAIN_TIMBRES, TIMBRES
+from pianomtl.synthesis import material
+from pianomtl.synthesis.audio_augment import augment_audio
+from pianomtl.synthesis.engines import render_performance
+from pianomtl.synthesis.timbres import DEFAULT_TEST_TIMBRES, DEFAULT_TRAIN_TIMBRES, MAIN_TIMBRES, TIMBRES
 
 CSV_NAME = "pianomtl_corpus.csv"
 SPLITS = ("train", "validation", "test")
@@ -159,7 +159,7 @@ def _finish(item: Item, performance: Performance, augment: bool, rng: np.random.
     performance = material.clamp_velocity(performance, TIMBRES[item.timbre].min_velocity)
     item.performance = material.quantize(performance)
     if TIMBRES[item.timbre].engine == "piano":  # its own stream: the item's other draws stay as they were
-        from pianomtl.data.piano import PianoVariant
+        from pianomtl.synthesis.piano import PianoVariant
 
         variant_rng = _item_rng(item.seed, item.split, item.index, 2)
         item.instrument = PianoVariant.draw(variant_rng).to_json()

@@ -3,7 +3,7 @@
 Sources:
 
 - the 10 MAESTRO performances and 4 POP909 songs shipped in the miditok 3.1.0 sdist
-  (fetched at set-up, see :mod:`pianomtl.data.assets`);
+  (fetched at set-up, see :mod:`pianomtl.synthesis.sources`);
 - :func:`procedural`: generated piano textures (scales, chords, arpeggios,
   melody + accompaniment, repeated notes, wide dynamics over all 88 keys) with
   pedalling that includes gradual, half-pedal CC64 values.
@@ -37,7 +37,7 @@ RING_OUT_S = 1.0
 
 def load_midi_sources() -> dict[str, Performance]:
     """All real performances by name (``Maestro_1`` … ``Maestro_10``, ``POP909_008`` …)."""
-    from pianomtl.data.assets import require_maestro_midi, require_pop909_midi
+    from pianomtl.synthesis.sources import require_maestro_midi, require_pop909_midi
 
     paths = require_maestro_midi() + require_pop909_midi()
     return {path.stem: _cached_source(path) for path in paths}

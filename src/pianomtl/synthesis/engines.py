@@ -1,16 +1,16 @@
 """Render a performance with a timbre's engine: FluidSynth, TiMidity or the project's piano.
 
-:func:`render_performance` dispatches on :attr:`Timbre.engine <pianomtl.data.timbres.Timbre.engine>`:
+:func:`render_performance` dispatches on :attr:`Timbre.engine <pianomtl.synthesis.timbres.Timbre.engine>`:
 
 - ``fluidsynth``: a SoundFont in a FluidSynth instance kept per process and timbre
-  (:mod:`pianomtl.data.render` drives it), brought to the same state before every item
+  (:mod:`pianomtl.synthesis.fluidsynth` drives it), brought to the same state before every item
   so that renders are reproducible;
 - ``timidity``: the TiMidity++ command line (its own envelopes and patches);
-- ``piano``: the project's sample-based piano, :mod:`pianomtl.data.piano`, playing the
-  item's :class:`~pianomtl.data.piano.PianoVariant`.
+- ``piano``: the project's sample-based piano, :mod:`pianomtl.synthesis.piano`, playing the
+  item's :class:`~pianomtl.synthesis.piano.PianoVariant`.
 
 The output is dry mono float32 audio at 44.1 kHz; the corpus's room, EQ and noise come
-after (:mod:`pianomtl.data.audio_augment`).
+after (:mod:`pianomtl.synthesis.audio_augment`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 
 from pianomtl.constants import MAX_KEY, MIN_KEY, PEDAL_CC, SAMPLE_RATE
 from pianomtl.core.midi import Performance, write_midi
-from pianomtl.data.timbres import TIMBRES, Timbre
+from pianomtl.synthesis.timbres import TIMBRES, Timbre
 
 FLUID_BLOCK = 64
 """FluidSynth's internal block size (samples)."""
@@ -33,7 +33,7 @@ FLUID_BLOCK = 64
 @functools.cache
 def _synth(timbre_name: str):  # type: ignore[no-untyped-def]
     """A FluidSynth instance with the timbre's SoundFont loaded, one per process and timbre."""
-    from pianomtl.data.render import load_synth
+    from pianomtl.synthesis.fluidsynth import load_synth
 
     timbre = TIMBRES[timbre_name]
     synth, font_id = load_synth(timbre.soundfont(), SAMPLE_RATE, timbre.gain)
@@ -49,7 +49,7 @@ def _settle(synth, font_id: int, timbre: Timbre, warm_up: bool = False) -> None:
     velocity once after loading, silence all voices after each reset, and render (discard) a little
     silence so the freed voices leave the mixer.
     """
-    from pianomtl.data.render import _write_float
+    from pianomtl.synthesis.fluidsynth import _write_float
 
     _, write_float = _write_float()
     scratch = np.zeros(8 * FLUID_BLOCK, dtype=np.float32)
@@ -73,15 +73,15 @@ def _settle(synth, font_id: int, timbre: Timbre, warm_up: bool = False) -> None:
 
 def render_performance(performance: Performance, timbre_name: str, n_samples: int, instrument: str = "") -> np.ndarray:
     """Dry audio of ``performance`` played by the timbre's engine (FluidSynth: the events of
-    :func:`pianomtl.data.render.synth_events`, with the process's preloaded synth).
+    :func:`pianomtl.synthesis.fluidsynth.synth_events`, with the process's preloaded synth).
 
-    ``instrument``: for the piano engine, the item's :class:`~pianomtl.data.piano.PianoVariant`
+    ``instrument``: for the piano engine, the item's :class:`~pianomtl.synthesis.piano.PianoVariant`
     as JSON (empty: the grand as sampled).
     """
-    from pianomtl.data.render import play, synth_events
+    from pianomtl.synthesis.fluidsynth import play, synth_events
 
     if TIMBRES[timbre_name].engine == "piano":
-        from pianomtl.data import piano
+        from pianomtl.synthesis import piano
 
         variant = piano.PianoVariant.from_json(instrument) if instrument else piano.PianoVariant()
         return piano.render(performance, n_samples, variant)
@@ -111,7 +111,7 @@ def render_timidity(performance: Performance, timbre: Timbre, n_samples: int) ->
     """
     import soundfile
 
-    from pianomtl.data.render import RenderError, synth_pedal_value
+    from pianomtl.synthesis.fluidsynth import RenderError, synth_pedal_value
 
     pedal = [event._replace(value=synth_pedal_value(event.value)) for event in performance.pedal]
     with tempfile.TemporaryDirectory(prefix="pianomtl-timidity-") as folder:

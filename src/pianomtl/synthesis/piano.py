@@ -8,10 +8,10 @@ all. Training audio without that teaches the pedal head nothing. This engine pla
 :class:`~pianomtl.core.midi.Performance` from the Salamander grand's multi-samples and
 models those mechanics; docs/piano.md describes the physics and the numbers.
 
-What it reads (fetched at set-up, see :mod:`pianomtl.data.assets`):
+What it reads (fetched at set-up, see :mod:`pianomtl.synthesis.sources`):
 
 - the 480 note samples (30 keys × 16 velocity layers) out of the SoundFont that
-  :mod:`pianomtl.data.salamander` builds: already mono, 32 kHz, lead-in trimmed and
+  :mod:`pianomtl.synthesis.salamander` builds: already mono, 32 kHz, lead-in trimmed and
   with the measured tuning (a sample's sounding pitch is its root key minus its pitch
   correction). Reading the SF2's sample chunk through a memory map costs nothing and is
   shared between worker processes; decoding the 480 OGGs would take half a minute;
@@ -29,7 +29,7 @@ at the end to :data:`~pianomtl.constants.SAMPLE_RATE`):
    (linear interpolation) to the variant's tuning, and an envelope whose damping
    exponent grows as ``rate(key) · ΔC`` while its key is up: with the pedal down ΔC
    stays 0 and the string rings on; half-pedal lets it grow at a fraction of the rate;
-   keys from :data:`~pianomtl.data.salamander.FIRST_UNDAMPED_KEY` on have no damper;
+   keys from :data:`~pianomtl.synthesis.salamander.FIRST_UNDAMPED_KEY` on have no damper;
 3. where a damper lands on a string (key release, or the pedal lifting later) the key's
    release sample sounds; pedal down/up adds a quiet mechanical thump;
 4. sympathetic resonance: the dry sound drives a bank of string modes (every key's
@@ -61,8 +61,8 @@ import numpy as np
 
 from pianomtl.constants import MAX_KEY, MIDI_MAX, MIN_KEY, N_KEYS, PEDAL_DOWN_ABOVE, SAMPLE_RATE
 from pianomtl.core.midi import Performance, next_strike_index
-from pianomtl.data.salamander import FIRST_UNDAMPED_KEY, LAYERS, velocity_range
-from pianomtl.data.salamander import SAMPLE_RATE as RATE
+from pianomtl.synthesis.salamander import FIRST_UNDAMPED_KEY, LAYERS, velocity_range
+from pianomtl.synthesis.salamander import SAMPLE_RATE as RATE
 
 # ---------------------------------------------------------------- the instrument's fixed numbers
 
@@ -105,7 +105,7 @@ BODY_GRID = 8192
 LEVEL_WINDOW_S = 0.2
 """The first 200 ms of a sample define its loudness (to decouple timbre and loudness)."""
 MASTER_GAIN = 0.5
-"""Output scale, as FluidSynth's gain in :mod:`pianomtl.data.timbres` (peaks are normalised later anyway)."""
+"""Output scale, as FluidSynth's gain in :mod:`pianomtl.synthesis.timbres` (peaks are normalised later anyway)."""
 RESAMPLE_UP, RESAMPLE_DOWN = 441, 320
 assert SAMPLE_RATE * RESAMPLE_DOWN == RATE * RESAMPLE_UP, "output / sample rate must be 441 / 320"
 CHUNK = 16384
@@ -239,7 +239,7 @@ def _sf2_chunks(data: np.ndarray) -> dict[bytes, tuple[int, int]]:
 
 @functools.cache
 def load_bank(sf2: str, release_dir: str) -> SampleBank:
-    """Map the SF2 built by :mod:`pianomtl.data.salamander` and decode the release samples."""
+    """Map the SF2 built by :mod:`pianomtl.synthesis.salamander` and decode the release samples."""
     import soundfile
     import soxr
 
@@ -298,11 +298,11 @@ def load_bank(sf2: str, release_dir: str) -> SampleBank:
 
 
 def require_bank() -> SampleBank:
-    """The sample bank, or the one-line :class:`~pianomtl.data.assets.AssetError` naming what is missing."""
-    from pianomtl.data import assets
+    """The sample bank, or the one-line :class:`~pianomtl.synthesis.sources.AssetError` naming what is missing."""
+    from pianomtl.synthesis import sources
 
-    sf2 = assets.require_salamander_sf2()
-    release = assets.require_salamander_release()
+    sf2 = sources.require_salamander_sf2()
+    release = sources.require_salamander_release()
     return load_bank(str(sf2), str(release))
 
 

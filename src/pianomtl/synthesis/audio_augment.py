@@ -1,6 +1,6 @@
 """Audio augmentation of the rendered corpus: a synthetic room, an EQ tilt, noise, a peak level.
 
-Applied to the waveform once, when :mod:`pianomtl.data.synth` renders an item, with the
+Applied to the waveform once, when :mod:`pianomtl.synthesis.corpus` renders an item, with the
 settings drawn at planning and written in the corpus CSV. Not to be confused with
 :mod:`pianomtl.data.feature_augment`, the random equaliser applied to the cached
 spectrogram at every training step.

