@@ -100,7 +100,8 @@ IMPORTS = [found for module in MODULES for found in imports_of(module)]
 
 
 def test_the_walk_sees_the_package() -> None:
-    expected = {"pianomtl.core.midi", "pianomtl.synthesis.corpus", "pianomtl.cli.synth", "pianomtl.transcription.stream"}
+    expected = {"pianomtl.core.midi", "pianomtl.synthesis.corpus", "pianomtl.cli.synth"}
+    expected.add("pianomtl.transcription.stream")
     assert expected <= set(MODULES)
     assert set(map(room, MODULES)) <= set(MAY_IMPORT), "a new room: give it its place in MAY_IMPORT and the docs"
     lazy = [i for i in IMPORTS if i.importer == "pianomtl.synthesis.corpus" and not i.top_level]
