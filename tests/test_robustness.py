@@ -807,3 +807,58 @@ def test_fuzz_python_api(tiny_module, samples: np.ndarray, rate: Any) -> None:
 def test_fuzz_python_api_with_odd_inputs(tiny_module, audio: Any) -> None:
     """Whatever is passed as the audio: a result or a one-line error (an empty path, text, bytes, lists)."""
     assert_defined(in_child(lambda: transcribe(audio, sr=None, model=tiny_module)), _check_transcription)
+
+
+# -- issue #30: the second robustness round ------------------------------------------------------
+# Each test below failed before its fix (the issue's sixteen cases, plus the stream property test).
+
+
+@pytest.mark.parametrize("kind", ["zip", "bare"])
+def test_convert_model_refuses_a_crafted_pickle_and_runs_nothing(
+    kind: str, malicious: dict[str, Path], tmp_path: Path, capsys
+) -> None:
+    evil, marker, converted = malicious[kind], malicious["marker"], tmp_path / "conv.pt"
+    capsys.readouterr()
+    assert _cli("convert-model", evil, converted) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert str(evil) in line and ("refused" in line or "not a readable" in line), line
+    assert "weights_only" not in line
+    assert not marker.exists(), "convert-model ran the payload"
+    assert not converted.exists()
+
+
+def test_convert_model_reads_numpy_objects_but_no_other_class(tmp_path: Path, capsys) -> None:
+    """The allowlist is exactly numpy's arrays, dtypes and scalars: an object array or any class is refused."""
+    from pianomtl.transcription.legacy_file import LegacyFileRefused, read_legacy_file
+
+    plain = tmp_path / "numbers.pt"
+    torch.save({"a": np.arange(5, dtype=np.uint32), "b": np.float64(2.5), "c": np.bool_(True)}, plain)
+    state = read_legacy_file(plain)
+    assert state["a"].dtype == np.uint32 and state["b"] == 2.5
+    objects = tmp_path / "objects.pt"
+    torch.save({"a": np.array([{"x": 1}], dtype=object)}, objects)
+    with pytest.raises(LegacyFileRefused, match="ObjectDType"):
+        read_legacy_file(objects)
+    other = tmp_path / "other.pt"
+    torch.save({"a": Path("/")}, other)
+    with pytest.raises(LegacyFileRefused, match="refused"):
+        read_legacy_file(other)
+
+
+def test_evaluate_and_export_given_onnx_ask_for_a_pt_file(cache: Path, tmp_path: Path, capsys) -> None:
+    from pianomtl.transcription.onnx_model import default_onnx_path
+
+    onnx = default_onnx_path()
+    if not onnx.is_file():
+        pytest.skip("the bundled ONNX model is not built")
+    for command in (["evaluate", onnx, "--cache", cache], ["export", onnx, "--onnx", tmp_path / "x.onnx"]):
+        capsys.readouterr()
+        assert _cli(*command) == 2
+        line = _one_error_line(capsys.readouterr().err)
+        assert ".pt" in line and "weights_only" not in line and "False" not in line, line
+    # a file that is no pickle at all: torch's reason, never its advice to turn safe loading off
+    disguised = tmp_path / "graph.pt"
+    disguised.write_bytes(onnx.read_bytes())
+    with pytest.raises(ModelFileError) as error:
+        read_model_file(disguised)
+    assert "weights_only" not in str(error.value) and "\n" not in str(error.value)

@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("pianomtl.cli.export", "export a checkpoint to ONNX"),
     "convert-model": (
         "pianomtl.cli.convert_model",
-        "rewrite a trusted older checkpoint/bundle as plain data (trusted files only: reading it runs its code)",
+        "rewrite an older checkpoint/bundle (numpy objects inside) as plain data; runs nothing in it",
     ),
     "features": ("pianomtl.cli.features", "print the spectrogram and targets of an audio/MIDI pair"),
 }

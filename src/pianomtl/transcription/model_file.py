@@ -15,8 +15,9 @@ dicts, lists, tuples, strings and numbers only — so a file can never run code 
 is loaded (a pickle that names any other Python object is refused with a one-line
 :class:`ModelFileError`). Files written before checkpoints held only plain data (their
 random-number states were numpy objects) are refused too; :func:`convert_legacy_file`
-(``pianomtl convert-model OLD NEW``) converts such a file once, and is for files you
-trust only, since reading the old format means unpickling it in full.
+(``pianomtl convert-model OLD NEW``) converts such a file once, reading it with an
+unpickler that allows numpy arrays, dtypes and scalars besides plain data, and nothing
+else (:mod:`pianomtl.transcription.legacy_file`).
 """
 
 from __future__ import annotations
@@ -64,6 +65,12 @@ def _refused_global(error: BaseException) -> str | None:
     return match.group(1) if match else None
 
 
+def _unpickler_reason(error: BaseException) -> str:
+    """What torch's restricted unpickler objected to, without its advice to turn safe loading off."""
+    match = re.search(r"WeightsUnpickler error:\s*(.+)", str(error))
+    return match.group(1).strip().splitlines()[0] if match else "not a torch model file"
+
+
 def read_model_file(path: str | Path) -> dict[str, Any]:
     """The dict stored in a bundle or training checkpoint, loaded on the CPU.
 
@@ -77,6 +84,11 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
         raise ModelFileError(f"{path}: model file not found{hint}")
     if path.is_dir():
         raise ModelFileError(f"{path}: is a folder, not a model file")
+    if path.suffix.lower() == ".onnx":
+        raise ModelFileError(
+            f"{path}: an ONNX graph; this needs a .pt model file (a bundle or a training checkpoint, "
+            "e.g. the one the graph was exported from)"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's notes on the pickle protocol of foreign files
@@ -85,10 +97,10 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
         refused = _refused_global(error)
         if refused is not None and refused.split(".")[0] in ("numpy", "_codecs"):
             raise ModelFileError(
-                f"{path}: an older pianomtl file holding numpy objects, refused by the safe loader; if you trust "
-                f"its source, convert it once with `pianomtl convert-model {path} NEW.pt`"
+                f"{path}: an older pianomtl file holding numpy objects, refused by the safe loader; "
+                f"convert it once with `pianomtl convert-model {path} NEW.pt`"
             ) from None
-        what = f"it would load the Python object {refused}" if refused else _first_line(error)
+        what = f"it would load the Python object {refused}" if refused else _unpickler_reason(error)
         raise ModelFileError(f"{path}: refused, not plain model data ({what}; model files never run code)") from None
     except (RuntimeError, OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
         raise ModelFileError(f"{path}: not a readable model file ({_first_line(error)})") from None
@@ -130,23 +142,24 @@ def plain_data(value: Any, where: str = "") -> Any:
 
 
 def convert_legacy_file(source: str | Path, destination: str | Path) -> Path:
-    """Rewrite a *trusted* old checkpoint or bundle in the plain format the safe loader reads.
+    """Rewrite an old checkpoint or bundle in the plain format the safe loader reads.
 
-    The source is unpickled in full (``weights_only=False``), which runs whatever code
-    the file names: use this only on files you made yourself or trust. The result is
-    checked to load safely; ``destination`` is never overwritten.
+    The source is read by :func:`~pianomtl.transcription.legacy_file.read_legacy_file`:
+    torch's restricted unpickler plus numpy arrays, dtypes and scalars, nothing else, so
+    a crafted file is refused (:class:`ModelFileError`) before anything in it runs. The
+    result is checked to load safely; ``destination`` is never overwritten.
     """
     source, destination = Path(source), Path(destination)
     if not source.is_file():
         raise ModelFileError(f"{source}: model file not found")
     if destination.exists():
         raise ModelFileError(f"{destination}: exists; choose a new name")
+    from pianomtl.transcription.legacy_file import read_legacy_file
+
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            state = torch.load(source, map_location="cpu", weights_only=False)  # trusted by the caller
-    except Exception as error:
-        raise ModelFileError(f"{source}: not a readable model file ({_first_line(error)})") from None
+        state = read_legacy_file(source)  # allowlisted numpy objects only: a crafted file runs nothing
+    except ValueError as error:
+        raise ModelFileError(str(error)) from None
     if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
         raise ModelFileError(f"{source}: not a pianomtl model (expected a bundle or a training checkpoint)")
     try:
