@@ -17,16 +17,13 @@ from pianomtl.cli import options
 from pianomtl.core.audio import AudioError, display_name
 from pianomtl.core.devices import set_torch_threads
 from pianomtl.transcription.decoders import NOTE_METHODS, DecoderParams
+from pianomtl.transcription.formats import FORMATS, lookup
 from pianomtl.transcription.inference import PRECISIONS
 from pianomtl.transcription.pipeline import BACKENDS, Transcriber
 from pianomtl.transcription.result import Transcription
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".w64", ".caf", ".au")
 """Files a folder search picks up (files named explicitly are tried whatever their name)."""
-
-
-FORMATS = ("mid", "csv", "json")
-
 
 STDIN = Path("/dev/stdin")
 """What ``-`` stands for: standard input, read as a stream (a pipe needs no seeking)."""
@@ -66,7 +63,7 @@ def find_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
     return found, errors
 
 
-OUTPUT_SUFFIXES = (".mid", ".midi", ".csv", ".json", ".png")
+OUTPUT_SUFFIXES = (*(f".{n}" for f in FORMATS.values() for n in (f.name, *f.aliases)), ".png")
 
 
 def plan_outputs(
@@ -123,9 +120,15 @@ def output_clashes(files: list[tuple[Path, Path]], plans: list[dict[str, Path]])
 
 
 def _formats(text: str) -> list[str]:
-    formats = [f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()]
-    formats = ["mid" if f == "midi" else f for f in formats]
-    unknown = [f for f in formats if f not in FORMATS]
+    """``--format``: comma-separated names or aliases of :data:`~pianomtl.transcription.formats.FORMATS`."""
+    names = [f for f in text.split(",") if f.strip()]
+    unknown = []
+    formats = []
+    for name in names:
+        try:
+            formats.append(lookup(name).name)
+        except ValueError:
+            unknown.append(name.strip())
     if unknown or not formats:
         raise argparse.ArgumentTypeError(
             f"unknown format {','.join(unknown) or text!r}; choose from {','.join(FORMATS)}"
@@ -150,7 +153,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="one input only: write its outputs as FILE with each format's extension (needed for - without -o)",
     )
     parser.add_argument("--model", default=None, help="bundle, training checkpoint or .onnx (default: bundled)")
-    parser.add_argument("--format", type=_formats, default=["mid"], help="comma-separated: mid,csv,json (default mid)")
+    parser.add_argument(
+        "--format", type=_formats, default=["mid"], help=f"comma-separated: {','.join(FORMATS)} (default mid)"
+    )
     parser.add_argument("--plot", action="store_true", help="also write a PNG of spectrogram, activations, notes")
     parser.add_argument("--device", type=options.device, default="cpu", help="torch device: cpu, cuda, cuda:1, mps ...")
     parser.add_argument(
@@ -347,12 +352,8 @@ def _write_outputs(transcription: Transcription, outputs: dict[str, Path], overw
     """Each output atomically; without ``overwrite`` an output that appeared meanwhile is kept (FileExistsError)."""
     for kind, path in outputs.items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        if kind == "mid":
-            transcription.to_midi(path, overwrite=overwrite)
-        elif kind == "csv":
-            transcription.to_csv(path, overwrite=overwrite)
-        elif kind == "json":
-            transcription.to_json(path, overwrite=overwrite)
+        if kind in FORMATS:
+            transcription.write(path, kind, overwrite=overwrite)
         elif kind == "png":
             from pianomtl.transcription.plot import plot_transcription
 

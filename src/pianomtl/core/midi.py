@@ -26,6 +26,14 @@ class MidiError(ValueError):
     """A MIDI file cannot be used; the message names the file and the reason."""
 
 
+NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+def key_name(key: int) -> str:
+    """Scientific pitch name of a MIDI key (60 → ``C4``, 73 → ``C#5``, 21 → ``A0``)."""
+    return f"{NOTE_NAMES[key % 12]}{key // 12 - 1}"
+
+
 class Note(NamedTuple):
     """One played note: MIDI key number, onset and offset in seconds, velocity 1–127."""
 
@@ -33,6 +41,16 @@ class Note(NamedTuple):
     onset: float
     offset: float
     velocity: int
+
+    @property
+    def name(self) -> str:
+        """The key's scientific pitch name (``Note(73, 0.0, 0.5, 64).name == "C#5"``)."""
+        return key_name(self.key)
+
+    @property
+    def duration(self) -> float:
+        """Offset minus onset, in seconds."""
+        return self.offset - self.onset
 
 
 class PedalEvent(NamedTuple):

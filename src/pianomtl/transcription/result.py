@@ -1,9 +1,7 @@
-"""The result of a transcription and its writers (MIDI, CSV, JSON), each written atomically."""
+"""The result of a transcription; its writers are the output formats of :mod:`pianomtl.transcription.formats`."""
 
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,11 +9,9 @@ from typing import Any
 import numpy as np
 
 from pianomtl.constants import FPS
-from pianomtl.core.files import atomic_write, write_text_atomic
-from pianomtl.core.midi import Note, PedalEvent, Performance, write_midi
+from pianomtl.core.midi import Note, PedalEvent, Performance, key_name
+from pianomtl.transcription import formats
 from pianomtl.transcription.decoders import DecoderParams
-
-NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
 @dataclass
@@ -40,31 +36,41 @@ class Transcription:
     def performance(self) -> Performance:
         return Performance(list(self.notes), list(self.pedal))
 
+    def write(self, path: str | Path, format: str | None = None, overwrite: bool = True) -> Path:
+        """Write to ``path`` in ``format`` (default: by the path's extension), atomically.
+
+        The formats are :data:`pianomtl.transcription.formats.FORMATS` (``mid``, ``csv``,
+        ``json`` and any registered there); ``overwrite=False`` raises
+        :class:`FileExistsError` rather than replace a file (checked at the final move).
+        """
+        return formats.write(self, path, format, overwrite)
+
     def to_midi(self, path: str | Path, overwrite: bool = True) -> Path:
-        """A type 1 MIDI file: one piano track with notes and CC64 pedal events.
+        """A type 1 MIDI file: one piano track with notes and CC64 pedal events (format ``mid``).
 
         Every writer here writes atomically; ``overwrite=False`` raises
         :class:`FileExistsError` rather than replace a file (checked at the final move).
         """
-        path = Path(path)
-        write_midi(path, self.performance, overwrite=overwrite)
-        return path
+        return formats.write(self, path, "mid", overwrite)
 
     def to_csv(self, path: str | Path, overwrite: bool = True) -> Path:
-        """Notes, one per row: ``onset,offset,key,velocity,name`` (seconds, MIDI key, 1–127)."""
+        """Notes, one per row: ``onset,offset,key,velocity,name`` (seconds, MIDI key, 1–127, ``C#5``)."""
+        return formats.write(self, path, "csv", overwrite)
 
-        def write(target: Path) -> None:
-            with target.open("w", newline="") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(["onset", "offset", "key", "velocity", "name"])
-                for note in self.notes:
-                    writer.writerow(
-                        [f"{note.onset:.3f}", f"{note.offset:.3f}", note.key, note.velocity, key_name(note.key)]
-                    )
-
-        return atomic_write(path, write, overwrite)
+    def to_json(self, path: str | Path, overwrite: bool = True) -> Path:
+        """:meth:`to_dict` as a JSON file."""
+        return formats.write(self, path, "json", overwrite)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON-ready): what the ``json`` format writes.
+
+        Keys: ``source`` (file name or ``None``), ``duration`` (s), ``fps`` (50),
+        ``decoder`` (:meth:`DecoderParams.to_dict`), ``notes`` (a list of
+        ``{onset, offset, key, velocity, name}``, seconds rounded to 0.1 ms),
+        ``pedal`` (a list of ``{time, value}``, CC64 0–127) and
+        ``reference_offsets`` (a sentence on what an offset means: when the sound
+        stops, the pedal included, not when the key is released).
+        """
         return {
             "source": self.source,
             "duration": round(self.duration, 6),
@@ -72,18 +78,17 @@ class Transcription:
             "decoder": self.decoder.to_dict(),
             "reference_offsets": "decoded offsets follow the sounding note (damper release, pedal included)",
             "notes": [
-                {"onset": round(n.onset, 4), "offset": round(n.offset, 4), "key": n.key, "velocity": n.velocity}
+                {
+                    "onset": round(n.onset, 4),
+                    "offset": round(n.offset, 4),
+                    "key": n.key,
+                    "velocity": n.velocity,
+                    "name": n.name,
+                }
                 for n in self.notes
             ],
             "pedal": [{"time": round(p.time, 4), "value": p.value} for p in self.pedal],
         }
 
-    def to_json(self, path: str | Path, overwrite: bool = True) -> Path:
-        """Notes, pedal events, duration and the decoder parameters as JSON."""
-        text = json.dumps(self.to_dict(), indent=1)
-        return write_text_atomic(path, text + "\n", overwrite)
 
-
-def key_name(key: int) -> str:
-    """Scientific pitch name of a MIDI key (60 → C4)."""
-    return f"{NOTE_NAMES[key % 12]}{key // 12 - 1}"
+__all__ = ["Note", "PedalEvent", "Transcription", "key_name"]

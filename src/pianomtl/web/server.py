@@ -4,7 +4,7 @@ Routes (JSON errors are ``{"error": "<one line>"}`` with a 4xx/5xx status):
 
 ==========================================  =============================================================
 ``GET  /``                                  the page (``static/index.html``); ``/static/*`` its files
-``GET  /api/config``                        the upload limit, the formats offered, whether live mode works
+``GET  /api/config``                        upload limit, audio formats, download formats, whether live works
 ``POST /api/sessions``                      multipart upload, field ``audio`` → ``201 {"id", "name"}``;
                                             413 over the size limit, 415 not audio
 ``GET  /api/sessions/{id}``                 ``{"state", "stage", "progress", "error", …}`` (the page polls)
@@ -121,6 +121,7 @@ def create_app(
                 "max_upload_bytes": max_upload_bytes,
                 "max_upload": _megabytes(max_upload_bytes),
                 "formats": list(AUDIO_EXTENSIONS),
+                "downloads": [{"name": f.name, "description": f.description} for f in DOWNLOADS.values()],
                 "live": hasattr(store.transcriber, "stream"),
             }
         )
@@ -195,7 +196,10 @@ def create_app(
         kind = request.path_params["kind"]
         path = await run_in_threadpool(store.download, session, kind)
         return FileResponse(
-            path, media_type=DOWNLOADS[kind], filename=f"{session.stem}.{kind}", headers={"Cache-Control": "no-store"}
+            path,
+            media_type=DOWNLOADS[kind].media_type,
+            filename=f"{session.stem}.{kind}",
+            headers={"Cache-Control": "no-store"},
         )
 
     async def close(request: Request) -> Response:

@@ -38,6 +38,7 @@ import numpy as np
 
 from pianomtl.core.audio import AudioError, open_audio, source_name
 from pianomtl.transcription.decoders import DecoderParams, decode
+from pianomtl.transcription.formats import FORMATS
 from pianomtl.transcription.result import Transcription
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,8 @@ BROWSER_FORMATS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3")
 """Uploads served back as they are; others (AIFF, CAF, W64, AU …) get a WAV copy for the page's player."""
 STAGE_SPAN = {"queued": (0.0, 0.0), "reading": (0.0, 0.25), "network": (0.25, 0.95), "decoding": (0.95, 1.0)}
 """Each stage's share of the progress bar (the network dominates on a CPU)."""
-DOWNLOADS = {"mid": "audio/midi", "csv": "text/csv", "json": "application/json"}
+DOWNLOADS = FORMATS
+"""The page's downloads: every output format, by name (:mod:`pianomtl.transcription.formats`)."""
 
 
 class Cancelled(Exception):
@@ -335,7 +337,7 @@ class SessionStore:
             return session.payload()
 
     def download(self, session: Session, kind: str) -> Path:
-        """The current transcription written as ``kind`` (mid, csv, json) in the session's folder."""
+        """The current transcription written as ``kind`` (a name in :data:`DOWNLOADS`) in the session's folder."""
         if kind not in DOWNLOADS:
             raise SessionError(f"unknown format {kind!r}; choose from {', '.join(DOWNLOADS)}", 404)
         with session.lock:
@@ -343,5 +345,5 @@ class SessionStore:
             if current is None:
                 raise SessionError(f"{session.name} is not transcribed yet ({session.state})", 409)
             path = session.folder / f"transcription.{kind}"
-            {"mid": current.to_midi, "csv": current.to_csv, "json": current.to_json}[kind](path)
+            current.write(path, kind)
             return path

@@ -1,0 +1,87 @@
+"""The output-format registry: one table behind ``--format``, ``Transcription.write`` and the page's downloads."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pianomtl.core.midi import Note, PedalEvent, read_midi
+from pianomtl.transcription import formats
+from pianomtl.transcription.result import Transcription
+
+
+@pytest.fixture
+def result() -> Transcription:
+    notes = [Note(60, 0.5, 1.25, 80), Note(73, 1.0, 1.5, 64)]
+    return Transcription(notes=notes, pedal=[PedalEvent(0.25, 127), PedalEvent(2.0, 0)], activations=None, duration=3.0)
+
+
+@pytest.fixture
+def lyrics_format() -> Iterator[str]:
+    """A format registered the documented way (one function), removed again afterwards."""
+
+    @formats.register("txt", media_type="text/plain", description="note names", aliases=("text",))
+    def write_names(transcription: Transcription, target: Path) -> None:
+        target.write_text(" ".join(n.name for n in transcription.notes) + "\n")
+
+    yield "txt"
+    del formats.FORMATS["txt"]
+
+
+def test_the_builtin_formats_write_what_they_say(result: Transcription, tmp_path: Path) -> None:
+    assert list(formats.FORMATS)[:3] == ["mid", "csv", "json"]
+    midi = read_midi(result.write(tmp_path / "a.midi"))  # an alias's extension picks the format
+    assert [n.key for n in midi.notes] == [60, 73] and [p.value for p in midi.pedal] == [127, 0]
+    rows = list(csv.reader(result.write(tmp_path / "a.csv").open()))
+    assert rows[0] == ["onset", "offset", "key", "velocity", "name"] and rows[2][-1] == "C#5"
+    data = json.loads(result.to_json(tmp_path / "b.json").read_text())
+    assert data == result.to_dict() | {"duration": 3.0}
+    assert data["notes"][1]["name"] == "C#5"
+
+
+def test_unknown_formats_and_clashes_are_one_line_errors(result: Transcription, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"a.pdf: unknown extension .pdf to choose an output format by"):
+        result.write(tmp_path / "a.pdf")
+    with pytest.raises(ValueError, match=r"unknown output format 'pdf'; choose from mid, csv, json"):
+        result.write(tmp_path / "a.mid", "pdf")
+    with pytest.raises(ValueError, match="no extension"):
+        result.write(tmp_path / "a")
+    with pytest.raises(ValueError, match="'midi' is registered twice"):
+        formats.register("midi", media_type="x", description="x")(lambda t, p: None)
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_a_failing_writer_leaves_the_old_file(result: Transcription, tmp_path: Path) -> None:
+    @formats.register("bad", media_type="text/plain", description="fails half-way")
+    def write_bad(transcription: Transcription, target: Path) -> None:
+        target.write_text("half")
+        raise RuntimeError("disk on fire")
+
+    try:
+        (tmp_path / "a.bad").write_text("good")
+        with pytest.raises(RuntimeError):
+            result.write(tmp_path / "a.bad")
+        assert (tmp_path / "a.bad").read_text() == "good" and len(list(tmp_path.iterdir())) == 1
+    finally:
+        del formats.FORMATS["bad"]
+
+
+def test_one_registered_function_reaches_the_cli_and_the_page(
+    lyrics_format: str, result: Transcription, tmp_path: Path
+) -> None:
+    from pianomtl.cli.transcribe import _formats, configure
+    from pianomtl.web.sessions import DOWNLOADS
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    assert "txt" in parser.format_help().replace("\n", " ")
+    assert _formats("mid,TEXT,.csv") == ["mid", "txt", "csv"]
+    with pytest.raises(argparse.ArgumentTypeError, match="choose from mid,csv,json,txt"):
+        _formats("pdf")
+    assert result.write(tmp_path / "take.txt").read_text() == "C4 C#5\n"
+    assert DOWNLOADS["txt"].media_type == "text/plain"
