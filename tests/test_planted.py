@@ -264,7 +264,7 @@ def test_exclusive_create_refuses_a_file_that_appears_between_check_and_move(
 ) -> None:
     target = tmp_path / "take.mid"
     calls = _other_writer_at_the_final_call(monkeypatch, target)
-    with pytest.raises(FileExistsError, match="take.mid exists"):
+    with pytest.raises(FileExistsError, match=r"take\.mid exists"):
         atomic_write(target, lambda temporary: temporary.write_bytes(b"mine"), overwrite=False)
     assert calls, "the writer never moved its file into place"
     assert target.read_bytes() == b"the other process's"
@@ -307,7 +307,7 @@ def test_without_hard_links_the_exclusive_create_falls_back_to_a_checked_rename(
     target = tmp_path / "take.mid"
     atomic_write(target, lambda temporary: temporary.write_bytes(b"mine"), overwrite=False)
     assert target.read_bytes() == b"mine"
-    with pytest.raises(FileExistsError, match="take.mid exists"):
+    with pytest.raises(FileExistsError, match=r"take\.mid exists"):
         atomic_write(target, lambda temporary: temporary.write_bytes(b"second"), overwrite=False)
     assert target.read_bytes() == b"mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["take.mid"]
