@@ -241,7 +241,7 @@ def test_missing_samples_give_a_one_line_error(tmp_path, monkeypatch):
     assert "\n" not in str(error.value) and "python -m pianomtl.synthesis.sources" in str(error.value)
     (tmp_path / "salamander").mkdir()
     (tmp_path / "salamander" / "salamander.sf2").write_bytes(b"")
-    with pytest.raises(sources.AssetError, match=r"release samples .*python -m pianomtl\.data\.assets"):
+    with pytest.raises(sources.AssetError, match=r"release samples .*python -m pianomtl\.synthesis\.sources"):
         timbres.TIMBRES["grand"].soundfont()
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 
 from pianomtl.synthesis.corpus import Config, synthesize
 from pianomtl.synthesis.sources import AssetError
-from pianomtl.synthesis.timbres import RECIPES, TIMBRES
+from pianomtl.synthesis.timbres import RECIPE_SHARES, RECIPES, TIMBRES
 
 SOURCES = ("maestro", "pop909", "procedural")
 
@@ -39,6 +39,16 @@ def _weight_list(text: str) -> tuple[float, ...]:
     if not weights or min(weights) < 0 or sum(weights) <= 0:
         raise argparse.ArgumentTypeError(f"timbre weights must be >= 0 with a positive sum, not {text!r}")
     return weights
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a share must be a number in [0, 1], not {text!r}")
+    return value
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -74,6 +84,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--test-pieces", default=",".join(defaults.test_pieces), help="pieces held out for test")
     parser.add_argument("--valid-pieces", default=",".join(defaults.valid_pieces), help="pieces for validation")
+    for name, what in (
+        ("pedal-free", "real performances played without pedal (CC64 removed: notes end at key release)"),
+        ("high", "items transposed up by as much as two octaves (the top keys)"),
+        ("effects", "items through the effect chain (EQ bands, compressor, noise, clipper, lossy codec)"),
+    ):
+        parser.add_argument(f"--{name}", type=_share, default=None, metavar="SHARE",
+                            help=f"share of training {what} (default: the recipe's)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2, help="parallel processes (2)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -85,7 +102,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
         timbres, weights = args.timbres, None
     if args.timbre_weights is not None:
         weights = args.timbre_weights
+    shares = {**RECIPE_SHARES.get(args.recipe, {})}
+    for option, name in (("pedal_free", "pedal_free_share"), ("high", "high_share"), ("effects", "effects_share")):
+        if getattr(args, option) is not None:
+            shares[name] = getattr(args, option)
     return Config(
+        **shares,
         seed=args.seed,
         train_hours=args.hours,
         valid_minutes=args.valid_minutes,

@@ -95,3 +95,123 @@ def augment_audio(
     if peak > 0:
         x *= 10 ** (peak_db / 20) / peak
     return x.astype(np.float32)
+
+
+# ---------------------------------------------------------------- the effect chain of the v8 recipe
+
+EQ_BAND_HZ = (32.0, 12000.0)
+EQ_GAIN_DB = (-10.0, 5.0)
+CODECS = ("mp3", "ogg")
+
+
+def draw_effects(rng: np.random.Generator) -> dict[str, object]:
+    """Random settings of the chain that recordings in the wild go through (JSON-safe).
+
+    The ranges follow the published recipe of the most robust open transcriber (Transkun's
+    augmentation): up to four peaking EQ bands between 32 Hz and 12 kHz at −10…+5 dB, a
+    compressor, pink noise at 6–30 dB SNR, gain into a clipper, and a lossy codec — each
+    present or not, drawn apart.
+    """
+    effects: dict[str, object] = {}
+    bands = int(rng.integers(0, 5))
+    if bands:
+        low, high = np.log(EQ_BAND_HZ[0]), np.log(EQ_BAND_HZ[1])
+        effects["eq"] = [
+            [round(float(np.exp(rng.uniform(low, high))), 1), round(float(rng.uniform(*EQ_GAIN_DB)), 2),
+             round(float(rng.uniform(0.5, 3.0)), 2)]
+            for _ in range(bands)
+        ]  # fmt: skip
+    if rng.random() < 0.3:
+        effects["compress"] = [round(float(rng.uniform(-30.0, -10.0)), 1), round(float(rng.uniform(2.0, 8.0)), 1)]
+    if rng.random() < 0.15:
+        effects["clip_db"] = round(float(rng.uniform(1.0, 9.0)), 1)  # drive into a hard clip at full scale
+    if rng.random() < 0.25:  # a noisy room or a phone: far below the item's own noise (25–60 dB)
+        effects["noise_snr_db"] = round(float(rng.uniform(6.0, 30.0)), 1)
+        effects["noise_seed"] = int(rng.integers(0, 2**31 - 1))
+    if rng.random() < 0.35:
+        effects["codec"] = str(rng.choice(CODECS))
+        effects["quality"] = round(float(rng.uniform(0.05, 0.6)), 2)  # soundfile's compression level (0 best)
+    return effects
+
+
+def _peaking(x: np.ndarray, frequency: float, gain_db: float, q: float) -> np.ndarray:
+    """One peaking-EQ biquad (the Audio EQ Cookbook's), applied forward only (as a real equaliser)."""
+    from scipy.signal import lfilter
+
+    w = 2 * np.pi * min(frequency, 0.45 * SAMPLE_RATE) / SAMPLE_RATE
+    a = 10 ** (gain_db / 40)
+    alpha = np.sin(w) / (2 * q)
+    b = np.array([1 + alpha * a, -2 * np.cos(w), 1 - alpha * a])
+    den = np.array([1 + alpha / a, -2 * np.cos(w), 1 - alpha / a])
+    return lfilter(b / den[0], den / den[0], x)
+
+
+def _compress(x: np.ndarray, threshold_db: float, ratio: float) -> np.ndarray:
+    """A feed-forward compressor on the peak envelope (5 ms attack, 120 ms release), make-up to the old peak."""
+    from scipy.signal import lfilter
+
+    peak = float(np.max(np.abs(x))) + 1e-12
+    level = np.abs(x) / peak
+    release = np.exp(-1.0 / (0.12 * SAMPLE_RATE))
+    envelope = lfilter([1 - release], [1, -release], level)  # smooth follower (attack ≈ release here, cheap)
+    envelope = np.maximum(envelope, 1e-6)
+    over = np.maximum(20 * np.log10(envelope) - threshold_db, 0.0)
+    y = x * 10 ** (-over * (1 - 1 / ratio) / 20)
+    return y * peak / (float(np.max(np.abs(y))) + 1e-12)
+
+
+def _codec(x: np.ndarray, codec: str, quality: float) -> np.ndarray:
+    """A round trip through a lossy codec (libsndfile's MP3 or Ogg Vorbis encoder), same length."""
+    import io
+
+    import soundfile
+
+    buffer = io.BytesIO()
+    fmt, subtype = ("MP3", "MPEG_LAYER_III") if codec == "mp3" else ("OGG", "VORBIS")
+    scale = 0.9 / max(float(np.max(np.abs(x))), 1e-9)
+    soundfile.write(buffer, (x * scale).astype(np.float32), SAMPLE_RATE, format=fmt, subtype=subtype,
+                    compression_level=quality)  # fmt: skip
+    buffer.seek(0)
+    decoded, _ = soundfile.read(buffer, dtype="float64")
+    decoded = decoded.reshape(len(decoded), -1).mean(axis=1) / scale
+    if codec == "mp3":  # the encoder's delay: align on the cross-correlation peak within 3000 samples
+        lag = _lag(x, decoded, 3000)
+        decoded = decoded[lag:]
+    out = np.zeros_like(x)
+    out[: min(len(x), len(decoded))] = decoded[: len(x)]
+    return out
+
+
+def _lag(reference: np.ndarray, delayed: np.ndarray, limit: int) -> int:
+    """The delay (0…limit samples) of ``delayed`` behind ``reference`` that best aligns them."""
+    n = min(len(reference), len(delayed), 20 * SAMPLE_RATE)
+    from scipy.signal import correlate
+
+    scores = correlate(delayed[: n + limit], reference[:n], mode="valid", method="fft")[: limit + 1]
+    return int(np.argmax(scores))
+
+
+def apply_effects(x: np.ndarray, effects: dict[str, object]) -> np.ndarray:
+    """``x`` through the chain :func:`draw_effects` described (EQ → compressor → noise → clipper → codec); float32.
+
+    Onsets stay where they were: the filters are causal with a delay well under a frame, and
+    the codec's delay is measured and removed, so the labels still hold.
+    """
+    y = np.asarray(x, dtype=np.float64)
+    for frequency, gain_db, q in effects.get("eq", []):  # type: ignore[union-attr]
+        y = _peaking(y, float(frequency), float(gain_db), float(q))
+    if "compress" in effects:
+        threshold, ratio = effects["compress"]  # type: ignore[misc]
+        y = _compress(y, float(threshold), float(ratio))
+    if "noise_snr_db" in effects:
+        noise_rng = np.random.default_rng(int(effects.get("noise_seed", 0)))  # type: ignore[call-overload]
+        active = y[np.abs(y) > 1e-4]
+        power = float(np.mean(active**2)) if len(active) else 1e-8
+        snr_db = float(effects["noise_snr_db"])  # type: ignore[arg-type]
+        y = y + coloured_noise(noise_rng, len(y), "pink") * np.sqrt(power * 10 ** (-snr_db / 10))
+    peak = float(np.max(np.abs(y))) + 1e-12
+    if "clip_db" in effects:
+        y = np.clip(y / peak * 10 ** (float(effects["clip_db"]) / 20), -1.0, 1.0) * peak  # type: ignore[arg-type]
+    if "codec" in effects:
+        y = _codec(y, str(effects["codec"]), float(effects.get("quality", 0.3)))  # type: ignore[arg-type]
+    return y.astype(np.float32)

@@ -43,6 +43,7 @@ this module plans the items and renders them in parallel. The command line is
 from __future__ import annotations
 
 import csv
+import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
@@ -54,7 +55,7 @@ from pianomtl.constants import SAMPLE_RATE
 from pianomtl.core.files import atomic_write
 from pianomtl.core.midi import Performance, write_midi
 from pianomtl.synthesis import material
-from pianomtl.synthesis.audio_augment import augment_audio
+from pianomtl.synthesis.audio_augment import apply_effects, augment_audio, draw_effects
 from pianomtl.synthesis.engines import render_performance
 from pianomtl.synthesis.timbres import DEFAULT_TEST_TIMBRES, DEFAULT_TRAIN_TIMBRES, MAIN_TIMBRES, TIMBRES
 
@@ -80,6 +81,9 @@ class Config:
     valid_pieces: tuple[str, ...] = ("Maestro_9",)
     min_length: float = 15.0
     max_length: float = 30.0
+    pedal_free_share: float = 0.0  # train items of real performances played without pedal (CC64 removed)
+    high_share: float = 0.0  # train items transposed up by up to two octaves (the top keys seen often)
+    effects_share: float = 0.0  # train items through the effect chain (EQ bands, compressor, clipper, codec)
 
 
 @dataclass
@@ -102,6 +106,8 @@ class Item:
     snr_db: float = 0.0
     peak_db: float = -3.0
     instrument: str = ""  # the piano engine's PianoVariant as JSON (other engines: empty)
+    pedal_free: int = 0  # 1: the performance's sustain pedal was removed (notes end at key release)
+    effects: str = ""  # the effect chain's settings as JSON (audio_augment.draw_effects; empty: none)
     duration: float = 0.0
     performance: Performance = field(default_factory=Performance, repr=False)
 
@@ -136,6 +142,7 @@ class Item:
 CSV_COLUMNS = [
     "split", "midi_filename", "audio_filename", "duration", "source", "timbre", "seed", "start", "transpose",
     "stretch", "gamma", "reverb_rt60", "drr_db", "eq_tilt_db", "noise", "snr_db", "peak_db", "notes", "instrument",
+    "pedal_free", "effects",
 ]  # fmt: skip
 
 
@@ -143,15 +150,35 @@ CSV_COLUMNS = [
 
 
 def _item_rng(seed: int, split: str, index: int, *stream: int) -> np.random.Generator:
-    """The random stream of one item: planning (no ``stream``), audio augmentation (1), instrument (2)."""
+    """The random stream of one item: planning (no ``stream``), audio augmentation (1), instrument (2),
+    the v8 recipe's choices (3: pedal-free, high transposition, effect chain), so that a recipe without
+    them draws exactly what it drew before they existed."""
     return np.random.default_rng([seed, SPLIT_CODE[split], index, *stream])
 
 
-def _finish(item: Item, performance: Performance, augment: bool, rng: np.random.Generator) -> Item:
-    """Apply MIDI augmentation (train), velocity clamp and quantisation; fix the duration."""
+def _finish(
+    item: Item, performance: Performance, augment: bool, rng: np.random.Generator, config: Config | None = None
+) -> Item:
+    """Apply MIDI augmentation (train), velocity clamp and quantisation; fix the duration.
+
+    With ``config`` (training items), the v8 choices are drawn from the item's stream 3: the
+    pedal removed from a real performance (``pedal_free_share``), a transposition up by as much
+    as two octaves (``high_share``: the top keys, rare in real music, are where models miss most)
+    and the effect chain (``effects_share``).
+    """
     if augment:
         low, high = material.transpose_range(performance, 3)
         item.transpose = int(rng.integers(low, high + 1)) if high >= low else 0
+        if config is not None:
+            extra = _item_rng(item.seed, item.split, item.index, 3)
+            if item.source != "procedural" and extra.random() < config.pedal_free_share:
+                item.pedal_free = 1
+                performance = Performance(list(performance.notes), [])
+            up = material.transpose_range(performance, 24)[1]
+            if extra.random() < config.high_share and up > 3:
+                item.transpose = int(extra.integers(4, up + 1))
+            if extra.random() < config.effects_share:
+                item.effects = json.dumps(draw_effects(extra), separators=(",", ":"))
         performance = material.transpose(performance, item.transpose)
         performance = material.stretch(performance, item.stretch)
         item.gamma = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
@@ -295,7 +322,7 @@ def plan(config: Config, sources: dict[str, Performance] | None = None) -> list[
             piece = names[int(rng.choice(len(names), p=lengths / lengths.sum()))]
             start, performance = material.random_excerpt(sources[piece], rng, length / stretch_factor)
             item = Item("train", index, f"{kind}/{piece}", timbre, config.seed, start=start, stretch=stretch_factor)
-        item = _finish(item, performance, True, rng)
+        item = _finish(item, performance, True, rng, config)
         _audio_settings(item, rng)
         items.append(item)
         used += item.duration
@@ -324,6 +351,8 @@ def render_item(item: Item, out: Path) -> tuple[str, float, float]:
         snr_db=item.snr_db,
         peak_db=item.peak_db,
     )
+    if item.effects:
+        wet = apply_effects(wet, json.loads(item.effects))
     from pianomtl.core.audio import write_flac
 
     write_midi(midi_path, item.performance)

@@ -52,10 +52,7 @@ import dataclasses
 import functools
 import json
 import math
-import re
-import struct
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -63,6 +60,8 @@ from pianomtl.constants import MAX_KEY, MIDI_MAX, MIN_KEY, N_KEYS, PEDAL_DOWN_AB
 from pianomtl.core.midi import Performance, next_strike_index
 from pianomtl.synthesis.salamander import FIRST_UNDAMPED_KEY, LAYERS, velocity_range
 from pianomtl.synthesis.salamander import SAMPLE_RATE as RATE
+from pianomtl.synthesis.sample_bank import SampleBank, require_bank
+from pianomtl.synthesis.strings import interp_keys, string_bank, unison_strings
 
 # ---------------------------------------------------------------- the instrument's fixed numbers
 
@@ -87,23 +86,10 @@ UNISON_WEIGHT = 0.3
 """Share of a voice played a unison's detune apart (keys with more than one string)…"""
 UNISON_S, UNISON_FADE_S = 3.0, 0.5
 """… for its first 3 s, then faded out over 0.5 s (see :func:`_add_unison`)."""
-STRINGS_PER_KEY = ((21, 1), (29, 2), (48, 3))
-"""(first key, unison strings): single wound strings in the low bass, pairs, then triples."""
-RESONANCE_S = 3.0
-"""Length of the sympathetic string bank's impulse response (a fade over its last third)."""
-RESONANCE_FMAX = 6000.0
-RESONANCE_FFT = 1 << 18
-"""FFT size the string bank is synthesised on (0.12 Hz bins: mode frequencies within 1 cent above 120 Hz)."""
-RESONANCE_T60_CLASSES = 8
-RELEASE_FILE = re.compile(r"^rel(\d+)\.ogg$")
-RELEASE_LEAD_IN_LEVEL = 0.01
-"""A release sample starts where it first reaches 1 % of its peak (its silent lead-in is cut)."""
 BODY_CENTRES = (30, 50, 70, 95)
 """Keys at the centre of the four body/soundboard registers; a voice is split linearly between neighbours."""
 BODY_TAPS = 2048
 BODY_GRID = 8192
-LEVEL_WINDOW_S = 0.2
-"""The first 200 ms of a sample define its loudness (to decouple timbre and loudness)."""
 MASTER_GAIN = 0.5
 """Output scale, as FluidSynth's gain in :mod:`pianomtl.synthesis.timbres` (peaks are normalised later anyway)."""
 RESAMPLE_UP, RESAMPLE_DOWN = 441, 320
@@ -201,125 +187,7 @@ class PianoVariant:
         return cls(**values)
 
 
-# ---------------------------------------------------------------- the samples
-
-
-@dataclass
-class SampleBank:
-    """The Salamander samples as the engine uses them (loaded once per process)."""
-
-    samples: np.ndarray  # int16, the SF2's sample chunk (memory-mapped)
-    start: np.ndarray  # [n] first point of each sample in ``samples``
-    stop: np.ndarray  # [n]
-    pitch: np.ndarray  # [n] sounding pitch (fractional MIDI key), as measured at the build
-    table: np.ndarray  # [N_KEYS, LAYERS] the sample each key plays per layer (nearest in pitch)
-    level_db: np.ndarray  # [N_KEYS, LAYERS] loudness (RMS dB of the first 200 ms) of that sample
-    release: np.ndarray  # [N_KEYS, m] float32 release samples at RATE
-
-
-def _sf2_chunks(data: np.ndarray) -> dict[bytes, tuple[int, int]]:
-    """Offsets and sizes of the leaf chunks of a RIFF file."""
-    if bytes(data[:4]) != b"RIFF" or bytes(data[8:12]) != b"sfbk":
-        raise PianoError("not a SoundFont (RIFF sfbk) file")
-    chunks: dict[bytes, tuple[int, int]] = {}
-
-    def walk(position: int, end: int) -> None:
-        while position + 8 <= end:
-            tag = bytes(data[position : position + 4])
-            size = struct.unpack("<I", bytes(data[position + 4 : position + 8]))[0]
-            if tag == b"LIST":
-                walk(position + 12, position + 8 + size)
-            else:
-                chunks[tag] = (position + 8, size)
-            position += 8 + size + (size & 1)
-
-    walk(12, len(data))
-    return chunks
-
-
-@functools.cache
-def load_bank(sf2: str, release_dir: str) -> SampleBank:
-    """Map the SF2 built by :mod:`pianomtl.synthesis.salamander` and decode the release samples."""
-    import soundfile
-    import soxr
-
-    data = np.memmap(sf2, dtype=np.uint8, mode="r")
-    chunks = _sf2_chunks(data)
-    offset, size = chunks[b"smpl"]
-    samples = np.frombuffer(data, dtype="<i2", count=size // 2, offset=offset)
-    offset, size = chunks[b"shdr"]
-    headers = bytes(data[offset : offset + size])
-    start, stop, pitch, label, layer = [], [], [], [], []
-    for index in range(size // 46 - 1):  # the last header is the terminal "EOS"
-        name, first, last, _, _, rate, root, correction, _, _ = struct.unpack(
-            "<20sIIIIIBbHH", headers[index * 46 : (index + 1) * 46]
-        )
-        match = re.match(rb"s(\d+)v(\d+)_", name)
-        if match is None or rate != RATE:
-            raise PianoError(f"{sf2}: sample {name!r} is not from pianomtl's Salamander build")
-        start.append(first)
-        stop.append(last)
-        pitch.append(root - correction / 100.0)  # salamander.Sample: correction = (root − pitch) · 100
-        label.append(int(match.group(1)))
-        layer.append(int(match.group(2)))
-    pitch_array, layer_array = np.array(pitch), np.array(layer)
-    table = np.zeros((N_KEYS, LAYERS), dtype=np.int64)
-    keys = np.arange(MIN_KEY, MAX_KEY + 1)
-    for number in range(1, LAYERS + 1):
-        members = np.flatnonzero(layer_array == number)
-        if len(members) == 0:
-            raise PianoError(f"{sf2}: velocity layer {number} has no samples")
-        nearest = np.argmin(np.abs(keys[:, None] - pitch_array[members][None, :]), axis=1)
-        table[:, number - 1] = members[nearest]
-    start_array, stop_array = np.array(start, dtype=np.int64), np.array(stop, dtype=np.int64)
-    window = int(LEVEL_WINDOW_S * RATE)
-    heads = [samples[a : min(b, a + window)].astype(np.float64) / 32768 for a, b in zip(start, stop, strict=True)]
-    levels = np.array([np.sqrt(np.mean(head**2)) for head in heads])
-    level_db = 20 * np.log10(levels[table] + 1e-9)
-
-    release: list[np.ndarray] = [np.zeros(0, np.float32)] * N_KEYS
-    for path in Path(release_dir).glob("rel*.ogg"):
-        match = RELEASE_FILE.match(path.name)
-        if match is None or not 1 <= int(match.group(1)) <= N_KEYS:
-            continue
-        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-        mono = soxr.resample(audio.mean(axis=1), rate, RATE).astype(np.float32)
-        # trim the silent lead-in (5–50 ms in the files), as the SF2 build does for the notes
-        first = int(np.argmax(np.abs(mono) > RELEASE_LEAD_IN_LEVEL * np.max(np.abs(mono))))
-        release[int(match.group(1)) - 1] = mono[max(0, first - int(0.001 * RATE)) :]
-    missing = [MIN_KEY + i for i, r in enumerate(release) if len(r) == 0]
-    if missing:
-        raise PianoError(f"{release_dir}: release samples missing for keys {missing[:5]}…")
-    length = max(len(r) for r in release)
-    release_array = np.zeros((N_KEYS, length), np.float32)
-    for index, sample in enumerate(release):
-        release_array[index, : len(sample)] = sample / (np.max(np.abs(sample)) + 1e-9)  # peak 1: level set per variant
-    return SampleBank(samples, start_array, stop_array, pitch_array, table, level_db, release_array)
-
-
-def require_bank() -> SampleBank:
-    """The sample bank, or the one-line :class:`~pianomtl.synthesis.sources.AssetError` naming what is missing."""
-    from pianomtl.synthesis import sources
-
-    sf2 = sources.require_salamander_sf2()
-    release = sources.require_salamander_release()
-    return load_bank(str(sf2), str(release))
-
-
 # ---------------------------------------------------------------- a variant, expanded
-
-
-def _strings(key: int) -> int:
-    return [count for first, count in STRINGS_PER_KEY if key >= first][-1]
-
-
-def _interp_keys(keys: np.ndarray, anchors: tuple[int, ...], values: tuple[float, ...]) -> np.ndarray:
-    return np.exp(np.interp(keys, anchors, np.log(values)))
-
-
-def _inharmonicity(keys: np.ndarray) -> np.ndarray:
-    """String inharmonicity coefficient B per key (order of magnitude of a grand: Fletcher & Rossing)."""
-    return _interp_keys(keys, (21, 40, 60, 88, 108), (4e-4, 1.5e-4, 3e-4, 1.5e-3, 1e-2))
 
 
 def _minimum_phase(log_magnitude: np.ndarray) -> np.ndarray:
@@ -359,7 +227,7 @@ def expand(variant: PianoVariant) -> Instrument:
     tuning = (stretch + rng.normal(0.0, 1.0, N_KEYS) * variant.tuning_jitter_cents) / 100.0
     gain_db = rng.normal(0.0, 1.0, N_KEYS) * variant.key_gain_db
     timbre = rng.normal(0.0, 1.0, N_KEYS) * variant.key_timbre
-    t60 = _interp_keys(keys, DAMPER_T60_KEYS, DAMPER_T60_S) * variant.damper_scale
+    t60 = interp_keys(keys, DAMPER_T60_KEYS, DAMPER_T60_S) * variant.damper_scale
     damper_rate = np.where(keys < FIRST_UNDAMPED_KEY, np.log(1000.0) / t60, 0.0)
     bass_decay = variant.bass_decay * np.clip((60 - keys) / 39.0, 0.0, 1.0)
 
@@ -371,10 +239,10 @@ def expand(variant: PianoVariant) -> Instrument:
     damped = keys[keys < FIRST_UNDAMPED_KEY]
     top = keys[keys >= FIRST_UNDAMPED_KEY]
     unison = res_rng.normal(0.0, 1.0, (N_KEYS, 3)) * variant.unison_detune_cents
-    strings = np.array([_strings(int(key)) for key in keys])
+    strings = np.array([unison_strings(int(key)) for key in keys])
     voice_unison = np.where(strings > 1, unison[:, 1] - unison[:, 0], 0.0)
-    bank_damped = _string_bank(damped, tuning, unison, variant.inharmonicity, gain, res_rng).astype(np.float32)
-    bank_top = _string_bank(top, tuning, unison, variant.inharmonicity, gain, res_rng)
+    bank_damped = string_bank(damped, tuning, unison, variant.inharmonicity, gain, res_rng).astype(np.float32)
+    bank_top = string_bank(top, tuning, unison, variant.inharmonicity, gain, res_rng)
     # each register's path to the microphone: its body filter plus the always-free top strings' answer
     from scipy.signal import fftconvolve
 
@@ -385,7 +253,7 @@ def expand(variant: PianoVariant) -> Instrument:
         path[: len(body)] += body
         path[: len(bank_top)] += bank_top
         filters.append(fftconvolve(microphone, path))
-    resonance_rate = float(np.log(1000.0) / (_interp_keys(np.array([60]), DAMPER_T60_KEYS, DAMPER_T60_S)[0]))
+    resonance_rate = float(np.log(1000.0) / (interp_keys(np.array([60]), DAMPER_T60_KEYS, DAMPER_T60_S)[0]))
     return Instrument(
         variant, tuning, gain_db, timbre, damper_rate, bass_decay, voice_unison, np.array(filters, dtype=np.float32),
         bank_damped, resonance_rate / variant.damper_scale,
@@ -435,58 +303,6 @@ def _microphone(rng: np.random.Generator, variant: PianoVariant) -> np.ndarray:
     spectrum = np.fft.rfft(ir, size)
     spectrum *= 10 ** (-1.2 * variant.mic_distance * (np.fft.rfftfreq(size, 1.0 / RATE) / 10000.0) ** 2 / 20)
     return np.fft.irfft(spectrum, size)[: len(ir)]
-
-
-def _string_bank(
-    keys: np.ndarray, tuning: np.ndarray, unison: np.ndarray, inharmonicity: float, gain: float, rng
-) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """Impulse response of a set of free strings seen from the bridge: a sum of damped partials.
-
-    Each key's unison strings (slightly detuned) contribute partials ``j f0 √(1 + B j²)``
-    below :data:`RESONANCE_FMAX`, decaying faster the higher they are (T60 from 6 s in the
-    bass to under 1 s at 6 kHz), with amplitudes such that a sinusoid at a partial's
-    frequency is answered at ``gain`` × 1/√j (split between the unisons). The sum is
-    synthesised on an FFT grid per decay class, so thousands of modes cost a few FFTs.
-    """
-    if len(keys) == 0:
-        return np.zeros(1)
-    frequency, amplitude, t60 = [], [], []
-    for key in keys:
-        index = key - MIN_KEY
-        f0 = 440.0 * 2.0 ** ((key - 69) / 12 + tuning[index] / 12)
-        b = _inharmonicity(np.array([key]))[0] * inharmonicity
-        j = np.arange(1, max(2, int(RESONANCE_FMAX / f0) + 1))
-        partials = j * f0 * np.sqrt(1 + b * j**2)
-        keep = partials < RESONANCE_FMAX
-        j, partials = j[keep], partials[keep]
-        strings = _strings(int(key))
-        for string in range(strings):
-            frequency.append(partials * 2 ** (unison[index, string] / 1200))
-            amplitude.append(np.full(len(j), 1.0 / strings) / np.sqrt(j))
-            t60.append(np.clip(6.0 * (partials / 100.0) ** -0.5, 0.6, 6.0))
-    f = np.concatenate(frequency)
-    a = np.concatenate(amplitude) * gain
-    decay = np.concatenate(t60)
-    tau = decay / np.log(1000.0)
-    a = a * 2.0 / (tau * RATE)  # peak gain of a damped sinusoid filter: a · τ · rate / 2
-    n_out = int(RESONANCE_S * RATE)
-    t = np.arange(n_out) / RATE
-    bins = np.round(f * RESONANCE_FFT / RATE).astype(np.int64)
-    phases = np.exp(2j * np.pi * rng.random(len(f)))
-    edges = np.geomspace(0.6, 6.0, RESONANCE_T60_CLASSES + 1)
-    classes = np.clip(np.searchsorted(edges, decay) - 1, 0, RESONANCE_T60_CLASSES - 1)
-    response = np.zeros(n_out)
-    for c in range(RESONANCE_T60_CLASSES):
-        members = classes == c
-        if not members.any():
-            continue
-        spectrum = np.zeros(RESONANCE_FFT // 2 + 1, dtype=np.complex128)
-        np.add.at(spectrum, bins[members], a[members] * phases[members] * (RESONANCE_FFT / 2))
-        class_tau = np.sqrt(edges[c] * edges[c + 1]) / np.log(1000.0)
-        response += np.fft.irfft(spectrum, RESONANCE_FFT)[:n_out] * np.exp(-t / class_tau)
-    fade = n_out // 3
-    response[-fade:] *= 0.5 * (1 + np.cos(np.linspace(0, np.pi, fade)))
-    return response
 
 
 # ---------------------------------------------------------------- input checks

@@ -79,5 +79,13 @@ MAIN_TIMBRES = ("grand", "salamander")
 RECIPES: dict[str, tuple[tuple[str, ...], tuple[float, ...] | None]] = {
     "soundfonts": (DEFAULT_TRAIN_TIMBRES, None),
     "piano": (("grand", "salamander", "fluidr3", "timgm", "gmbank", "freepats"), (0.5, 0.1, 0.1, 0.1, 0.1, 0.1)),
+    "v8": (("grand", "salamander", "fluidr3", "timgm", "gmbank", "freepats"), (0.5, 0.1, 0.1, 0.1, 0.1, 0.1)),
 }
 """``--recipe``: training timbres and their weights. "piano": the project's piano engine as the main source."""
+
+RECIPE_SHARES: dict[str, dict[str, float]] = {
+    "v8": {"pedal_free_share": 0.3, "high_share": 0.15, "effects_share": 0.5},
+}
+"""What a recipe sets beyond its timbres (:class:`~pianomtl.synthesis.corpus.Config` fields): the v8 model's
+corpus plays a third of the real performances without pedal, lifts some into the top octaves and sends half of
+the items through the effect chain."""
