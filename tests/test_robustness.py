@@ -862,3 +862,186 @@ def test_evaluate_and_export_given_onnx_ask_for_a_pt_file(cache: Path, tmp_path:
     with pytest.raises(ModelFileError) as error:
         read_model_file(disguised)
     assert "weights_only" not in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A folder nothing can be created in: mode 0555 for a normal user; a read-only tmpfs for root
+    (whom permissions do not stop); skipped where neither is possible."""
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("root, and no read-only file system can be mounted here")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+def _petabyte_onnx(path: Path) -> Path:
+    """A valid graph with pianomtl's input and outputs whose ConstantOfShape asks for 4 PB at run time."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from pianomtl.constants import ONNX_INPUT, TASKS
+
+    nodes = [
+        helper.make_node(
+            "Constant", [], ["shape"], value=helper.make_tensor("s", TensorProto.INT64, [1], [1 << 50])
+        ),
+        helper.make_node(
+            "ConstantOfShape", ["shape"], ["big"], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.0])
+        ),
+        helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
+        *(helper.make_node("Add", [ONNX_INPUT, "total"], [task]) for task in TASKS),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "petabytes",
+        [helper.make_tensor_value_info(ONNX_INPUT, TensorProto.FLOAT, ["b", "t", 144])],
+        [helper.make_tensor_value_info(task, TensorProto.FLOAT, None) for task in TASKS],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_an_onnx_graph_whose_allocation_fails_is_one_line(rendered_clip, tmp_path: Path, capsys) -> None:
+    big = _petabyte_onnx(tmp_path / "big.onnx")
+    for command in (
+        ["transcribe", rendered_clip.wav, "--model", big, "--output", tmp_path / "t.mid"],
+        ["stream", rendered_clip.wav, "--model", big, "-o", tmp_path / "s.mid"],
+    ):
+        result = _run([str(c) for c in command], timeout=120)
+        assert result.returncode == 2, result.stderr.decode()
+        line = _one_error_line(result.stderr.decode())
+        assert str(big) in line and "memory" in line, line
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "1e300"])
+def test_stream_block_ms_must_be_a_finite_length(value: str, rendered_clip, capsys) -> None:
+    capsys.readouterr()
+    assert _cli("stream", rendered_clip.wav, "--block-ms", value) == 2
+    assert "--block-ms" in _one_error_line(capsys.readouterr().err)
+
+
+def test_stream_reads_what_transcribe_reads_nine_channels(rendered_clip, tmp_path: Path, capsys) -> None:
+    nine = tmp_path / "nine.wav"
+    sf.write(str(nine), np.tile(rendered_clip.samples[:, None], (1, 9)), SAMPLE_RATE, subtype="PCM_16")
+    assert _cli("transcribe", nine, "--output", tmp_path / "t.mid") == 0
+    assert _cli("stream", nine, "-o", tmp_path / "s.mid") == 0
+    streamed, offline = read_midi(tmp_path / "s.mid"), read_midi(tmp_path / "t.mid")
+    assert len(streamed.notes) > 0 and abs(len(streamed.notes) - len(offline.notes)) <= 2
+
+
+def test_stream_checks_its_output_before_streaming(rendered_clip, read_only_folder: Path, capsys) -> None:
+    capsys.readouterr()
+    started = time.monotonic()
+    assert _cli("stream", rendered_clip.wav, "--realtime", "-o", read_only_folder / "s.mid") == 2
+    assert time.monotonic() - started < rendered_clip.seconds  # refused before the take, not after it
+    line = _one_error_line(capsys.readouterr().err)
+    assert "s.mid" in line and "cannot write" in line, line
+
+
+def _stream_process(*arguments: object, stdin: Any = subprocess.DEVNULL) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pianomtl.cli", "stream", *(str(a) for a in arguments)],
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+def _first_json_line(process: subprocess.Popen, timeout: float = 120) -> dict:
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    assert ready, "no event within the time limit"
+    return json.loads(process.stdout.readline())  # type: ignore[union-attr]
+
+
+def _balanced(lines: list[dict]) -> None:
+    """Every note_on has its note_off, and the pedal ends up."""
+    held: dict[int, int] = {}
+    pedal = False
+    for event in lines:
+        if event["type"] == "note_on":
+            held[event["key"]] = held.get(event["key"], 0) + 1
+        elif event["type"] == "note_off":
+            held[event["key"]] -= 1
+        elif event["type"] in ("pedal_on", "pedal_off"):
+            pedal = event["type"] == "pedal_on"
+    assert not any(held.values()), f"notes left on: {held}"
+    assert not pedal, "the pedal was left down"
+
+
+def test_stream_saves_the_take_elsewhere_when_the_output_cannot_be_written_at_the_end(
+    rendered_clip, tmp_path: Path
+) -> None:
+    folder = tmp_path / "takes"
+    folder.mkdir()
+    process = _stream_process(rendered_clip.wav, "--realtime", "--json", "-o", folder / "s.mid")
+    _first_json_line(process)
+    for child in folder.iterdir():
+        child.unlink()
+    folder.rmdir()  # the output's folder is gone (an unplugged disk, a removed folder) before the end
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 1, err.decode()
+    text = err.decode()
+    assert "cannot write" in text and "saved to" in text and "Traceback" not in text, text
+    fallback = Path(text.split("saved to ", 1)[1].split()[0].rstrip(";"))
+    try:
+        assert len(read_midi(fallback).notes) >= 4
+    finally:
+        fallback.unlink(missing_ok=True)
+
+
+def test_stream_sighup_ends_notes_and_writes_the_midi(rendered_clip, tmp_path: Path) -> None:
+    take = tmp_path / "rt.mid"
+    process = _stream_process(rendered_clip.wav, "--realtime", "--json", "-o", take)
+    lines = [_first_json_line(process)]
+    time.sleep(0.5)
+    process.send_signal(signal.SIGHUP)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err.decode()
+    lines += [json.loads(line) for line in out.decode().splitlines()]
+    _balanced(lines)
+    assert "interrupted" in err.decode()
+    written = read_midi(take)
+    assert 1 <= len(written.notes) < len(rendered_clip.performance.notes) + 2
+
+
+def test_stream_stops_reading_when_its_reader_is_gone(tmp_path: Path) -> None:
+    """``pianomtl stream - < endless | head``: once stdout's reader is gone the stream ends (and writes -o)."""
+    take = tmp_path / "s.mid"
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pianomtl.cli", "stream", "-", "--json", "-o", str(take)],
+        stdin=subprocess.PIPE,
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    os.close(write_end)
+    os.close(read_end)  # the reader is gone before the first line
+    silence = bytes(2 * 4410)  # 0.1 s of s16 silence: no events, so no write ever fails
+    deadline = time.monotonic() + 60
+    try:
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                process.stdin.write(silence)  # type: ignore[union-attr]
+                process.stdin.flush()  # type: ignore[union-attr]
+            except BrokenPipeError:
+                break
+        assert process.wait(timeout=max(deadline - time.monotonic(), 1)) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "Traceback" not in process.stderr.read().decode()  # type: ignore[union-attr]
+    assert take.exists()

@@ -9,15 +9,22 @@ the stream ends (``-o``), a live MIDI output port (``--midi-port``; mido with
 python-rtmidi, the ``[live]`` extra; a virtual port other programs connect to, except
 on Windows where it opens an existing port). The work is
 :class:`pianomtl.transcription.stream.Stream`; this module reads, paces and writes.
-Ctrl-C (or SIGTERM) ends the stream as the end of the input does: every held note is
-ended and the outputs are written.
+Ctrl-C, SIGTERM and SIGHUP (the terminal closed) end the stream as the end of the input
+does: every held note is ended and the outputs are written; so does the reader of the
+JSON lines going away (``| head``: stdout's pipe closed), noticed at once even while no
+events are due. ``-o`` is checked before the first block is read (a temporary file is
+created beside it); if writing it still fails at the end, the take is saved under the
+system's temporary folder and the message says where — a live take is never lost.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import select
 import signal
+import stat
 import sys
 import time
 import warnings
@@ -30,6 +37,17 @@ from pianomtl.cli import options
 from pianomtl.core.devices import set_torch_threads
 
 SAMPLE_FORMATS = {"s16": np.dtype("<i2"), "f32": np.dtype("<f4")}
+
+MAX_BLOCK_MS = 60_000.0
+"""Longest ``--block-ms``: a minute per block is already no longer live (and a block is held in memory)."""
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+"""Signals that end the stream like Ctrl-C (SIGINT): the outputs are written, no note is left on.
+(SIGPIPE needs no handler: Python ignores it, so a write to a closed pipe raises BrokenPipeError.)"""
+
+
+class ReaderGone(Exception):
+    """The reader of the JSON lines on stdout went away: the stream stops as if interrupted."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +113,8 @@ class _Outputs:
         self.count = 0
 
     def write(self, events: list[Any]) -> None:
+        """Send ``events`` to every output; :class:`ReaderGone` once stdout's reader has gone."""
+        gone = False
         for event in events:
             self.count += 1
             if self.port is not None:
@@ -103,10 +123,37 @@ class _Outputs:
                 try:
                     sys.stdout.write(event.to_json() + "\n")
                     sys.stdout.flush()
-                except BrokenPipeError:  # the reader went away: keep the other outputs going
-                    self.json_lines = False
-                    devnull = os.open(os.devnull, os.O_WRONLY)
-                    os.dup2(devnull, sys.stdout.fileno())
+                except BrokenPipeError:  # the reader went away: the other outputs still get every event
+                    self._drop_stdout()
+                    gone = True
+        if gone:
+            raise ReaderGone
+
+    def check_reader(self) -> None:
+        """:class:`ReaderGone` if stdout is a pipe whose reading end was closed (even with no event to write)."""
+        if not self.json_lines or not self._stdout_is_pipe() or not hasattr(select, "poll"):
+            return
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        for _, flags in poller.poll(0):
+            if flags & (select.POLLERR | select.POLLHUP):
+                self._drop_stdout()
+                raise ReaderGone
+
+    def _stdout_is_pipe(self) -> bool:
+        if not hasattr(self, "_pipe"):
+            try:
+                self._pipe = stat.S_ISFIFO(os.fstat(sys.stdout.fileno()).st_mode)
+            except (OSError, ValueError, AttributeError):
+                self._pipe = False
+        return self._pipe
+
+    def _drop_stdout(self) -> None:
+        """No more JSON lines; stdout points to /dev/null so that nothing later fails writing to it."""
+        self.json_lines = False
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _file_blocks(path: str, block_ms: float, realtime: bool) -> tuple[float, int, Any]:
@@ -171,14 +218,19 @@ def run(args: argparse.Namespace) -> int:
 
     if args.lookahead is not None and not 0 <= args.lookahead <= 5:
         return error(f"--lookahead must be from 0 to 5 frames, got {args.lookahead}")
-    if args.block_ms <= 0:
-        return error(f"--block-ms must be positive, got {args.block_ms:g}")
+    if not (math.isfinite(args.block_ms) and 0 < args.block_ms <= MAX_BLOCK_MS):
+        return error(
+            f"--block-ms must be a number of milliseconds above 0 and at most {MAX_BLOCK_MS:g}, got {args.block_ms:g}"
+        )
     output = Path(args.output) if args.output else None
     if output is not None:
         if output.exists() and not args.overwrite:
             return error(f"{output} exists (use --overwrite to replace it)")
         if not output.parent.is_dir():
             return error(f"cannot write {output}: folder {output.parent} does not exist")
+        problem = _writable(output)
+        if problem:  # before the take, not after it
+            return error(f"cannot write {output}: {problem}")
     json_lines = args.json or (output is None and args.midi_port is None)
 
     def one_line_warning(
@@ -214,37 +266,100 @@ def run(args: argparse.Namespace) -> int:
         return error(str(problem).splitlines()[0] if str(problem) else type(problem).__name__)
 
     outputs = _Outputs(json_lines, port)
-    interrupted = False
-
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    status = 0
-    try:
-        try:
-            for block in blocks:
-                outputs.write(stream.feed(block))
-        except KeyboardInterrupt:
-            interrupted = True
-        except (AudioError, ValueError, TypeError, OSError) as problem:
-            print(f"error: {problem}", file=sys.stderr)
-            status = 1
-        outputs.write(stream.close())  # every held note ends, whatever stopped the input
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if port is not None:
-            port.close()
+    status, interrupted = _run_stream(stream, blocks, outputs)
+    saved: Path | None = None
+    if port is not None:
+        port.close()
     performance = stream.performance()
+    if status == 2 and not performance.notes:
+        return status  # the model could not run: its one-line error says all
     if output is not None:
         try:
             stream.write_midi(output)
+            saved = output
         except OSError as problem:
-            print(f"error: cannot write {output}: {problem.strerror or problem}", file=sys.stderr)
-            status = 1
+            fallback = _save_fallback(stream)
+            where = f"; the take was saved to {fallback}" if fallback else "; the take could not be saved anywhere"
+            _say(f"error: cannot write {output}: {problem.strerror or problem}{where}")
+            status = max(status, 1)
     summary = (
         f"streamed {stream.seconds_fed:.1f} s{' (interrupted)' if interrupted else ''}: "
         f"{len(performance.notes)} notes, {len(performance.pedal)} pedal events"
     )
-    print(summary + (f" → {output}" if output is not None and status == 0 else ""), file=sys.stderr)
+    _say(summary + (f" → {saved}" if saved is not None else ""))
     return status
+
+
+def _run_stream(stream: Any, blocks: Any, outputs: _Outputs) -> tuple[int, bool]:
+    """Feed every block, then close the stream: ``(status, interrupted)``.
+
+    Ctrl-C, :data:`STOP_SIGNALS` and stdout's reader going away stop the input; the
+    stream is closed in every case, so each note_on gets its note_off. A model that
+    cannot run is status 2 (one line), a failing input 1.
+    """
+    from pianomtl.core.audio import AudioError
+    from pianomtl.transcription.onnx_model import ModelRunError
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
+    status, interrupted = 0, False
+    try:
+        try:
+            for block in blocks:
+                outputs.check_reader()
+                outputs.write(stream.feed(block))
+        except (KeyboardInterrupt, ReaderGone):
+            interrupted = True
+        except ModelRunError as problem:
+            _say(f"error: {problem}")
+            return 2, False  # the network cannot run: closing would run it again
+        except (AudioError, ValueError, TypeError, OSError) as problem:
+            _say(f"error: {problem}")
+            status = 1
+        try:
+            outputs.write(stream.close())  # every held note ends, whatever stopped the input
+        except ReaderGone:
+            interrupted = True
+        except ModelRunError as problem:
+            _say(f"error: {problem}")
+            status = 2
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    return status, interrupted
+
+
+def _writable(output: Path) -> str | None:
+    """``None`` if a file can be created beside ``output`` (the atomic write's temporary), else why not."""
+    from pianomtl.core.files import temporary_name
+
+    probe = temporary_name(output)
+    try:
+        with open(probe, "xb"):
+            pass
+        probe.unlink()
+    except OSError as problem:
+        return problem.strerror or str(problem)
+    return None
+
+
+def _save_fallback(stream: Any) -> Path | None:
+    """Write the take under the temporary folder when ``-o`` failed at the end; its path, or ``None``."""
+    import tempfile
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    fallback = Path(tempfile.gettempdir()) / f"pianomtl-stream-{stamp}-{os.getpid()}.mid"
+    try:
+        return stream.write_midi(fallback)
+    except OSError:
+        return None
+
+
+def _say(text: str) -> None:
+    """A line on stderr, if there is still a terminal or pipe to take it (after SIGHUP there may be none)."""
+    try:
+        print(text, file=sys.stderr)
+    except OSError:
+        pass

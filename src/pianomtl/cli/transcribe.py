@@ -19,6 +19,7 @@ from pianomtl.core.devices import set_torch_threads
 from pianomtl.transcription.decoders import NOTE_METHODS, DecoderParams
 from pianomtl.transcription.formats import FORMATS, lookup
 from pianomtl.transcription.inference import PRECISIONS
+from pianomtl.transcription.onnx_model import ModelRunError
 from pianomtl.transcription.pipeline import BACKENDS, Transcriber
 from pianomtl.transcription.result import Transcription
 
@@ -315,6 +316,9 @@ def run(args: argparse.Namespace) -> int:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 transcription = transcriber(file, keep_activations="png" in todo)
+        except ModelRunError as problem:  # the network cannot run at all: every other file would fail the same
+            error(str(problem))
+            return 2
         except (AudioError, ValueError, TypeError, RuntimeError, OSError, MemoryError) as problem:
             text = str(problem).strip().splitlines()[0] if str(problem).strip() else type(problem).__name__
             error(text if name in text else f"{name}: {text}")

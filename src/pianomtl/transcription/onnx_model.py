@@ -35,6 +35,29 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_ONNX = ASSETS / "default.onnx"
 
 
+class ModelRunError(RuntimeError):
+    """The network itself failed to run (a graph that asks for more memory than exists, a broken
+    node): one line naming the model. Every input would fail the same way, so callers stop rather
+    than go on to the next file."""
+
+
+def _run_failure(name: str, error: BaseException) -> ModelRunError:
+    """onnxruntime's multi-part failure text as one line: the node's own status message, and plainly
+    when it was an allocation (its message quotes the arena's C++ signature)."""
+    import re
+
+    text = " ".join(str(error).split())
+    allocation = re.search(r"Failed to allocate memory for requested buffer of size (\d+)", text)
+    if allocation:
+        size = int(allocation.group(1))
+        return ModelRunError(
+            f"{name}: the model asks for more memory than there is ({size / 1e9:,.0f} GB for one buffer); "
+            "it is not a usable pianomtl model"
+        )
+    status = text.split("Status Message:", 1)[-1].strip() or type(error).__name__
+    return ModelRunError(f"{name}: the model failed to run ({status[:300]})")
+
+
 def default_onnx_path() -> Path:
     """Where the bundled model's ONNX graph lives (``scripts/export_bundle.py`` writes it)."""
     return DEFAULT_ONNX
@@ -71,6 +94,7 @@ class OnnxModel:
         if threads:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        options.log_severity_level = 4  # fatal only: failures arrive as exceptions, made one line below
         # Idle worker threads sleep instead of spinning: on a shared 2-core machine spinning
         # cost 25-35 % more wall and CPU time (1 s and 60 s of audio, measured under load).
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
@@ -117,7 +141,10 @@ class OnnxModel:
             raise ValueError(f"state must be a tuple of {len(self.state_names)} arrays {self.state_names}")
         feeds = {ONNX_INPUT: _array(features)}
         feeds.update({name: _array(s) for name, s in zip(self.state_names, state, strict=True)})
-        values = self.session.run(self._outputs, feeds)
+        try:
+            values = self.session.run(self._outputs, feeds)
+        except Exception as error:  # onnxruntime's own exception types (Fail, RuntimeException, ...)
+            raise _run_failure(self.path or "<onnx bytes>", error) from None
         torch = _torch_if_tensor(features)
         if torch is not None:
             values = [torch.from_numpy(v) for v in values]

@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 
 from pianomtl.constants import BINARY_TASKS, CONTEXT, FPS, MIN_KEY, N_BINS, N_KEYS, SAMPLE_RATE, TASKS
-from pianomtl.core.audio import MAX_CHANNELS, check_sample_rate, integers_to_float
+from pianomtl.core.audio import MAX_FILE_CHANNELS, check_sample_rate, integers_to_float
 from pianomtl.core.features import StreamingSpectrogram
 from pianomtl.core.midi import Note, PedalEvent, Performance, write_midi
 from pianomtl.transcription.causal import CausalDecoder, Decision
@@ -263,9 +263,11 @@ class Stream:
         if (
             isinstance(channels, bool)
             or not isinstance(channels, int | np.integer)
-            or not 1 <= channels <= MAX_CHANNELS
+            or not 1 <= channels <= MAX_FILE_CHANNELS  # what transcribe reads from a file, so stream reads it too
         ):
-            raise ValueError(f"stream: channels must be a whole number from 1 to {MAX_CHANNELS}, got {channels!r}")
+            raise ValueError(
+                f"stream: channels must be a whole number from 1 to {MAX_FILE_CHANNELS}, got {channels!r}"
+            )
         if isinstance(lookahead, bool) or not isinstance(lookahead, int | np.integer) or not 0 <= lookahead <= CONTEXT:
             raise ValueError(
                 f"stream: lookahead must be a whole number of frames from 0 to {CONTEXT}, got {lookahead!r}"
