@@ -1045,3 +1045,35 @@ def test_stream_stops_reading_when_its_reader_is_gone(tmp_path: Path) -> None:
             process.kill()
     assert "Traceback" not in process.stderr.read().decode()  # type: ignore[union-attr]
     assert take.exists()
+
+
+def test_prepare_one_split_keeps_the_others_and_a_disagreeing_index_says_so(
+    cache: Path, tmp_path: Path, capsys
+) -> None:
+    from pianomtl.data.store import INDEX_NAME, CacheError, load_index, open_split
+
+    dataset = cache.parent / "dataset"  # tiny_cache's MAESTRO-layout folder beside its cache
+    merged = tmp_path / "merged"
+    assert _cli("prepare", "--dataset", dataset, "--cache", merged, "--split", "train", "--workers", 1) == 0
+    assert _cli("prepare", "--dataset", dataset, "--cache", merged, "--split", "validation", "--workers", 1) == 0
+    splits = sorted(e.split for e in load_index(merged))
+    assert splits == ["train", "train", "validation"], splits
+    assert len(open_split(merged, "train")) == 2 and len(open_split(merged, "validation")) == 1
+    # preparing a split again reuses it and still keeps the others
+    assert _cli("prepare", "--dataset", dataset, "--cache", merged, "--split", "train", "--workers", 1) == 0
+    assert "reused 2" in capsys.readouterr().out and len(load_index(merged)) == 3
+    # an index that lost the train entries (what the old prepare wrote) names the disagreement
+    index = merged / INDEX_NAME
+    payload = json.loads(index.read_text())
+    payload["entries"] = [e for e in payload["entries"] if e["split"] != "train"]
+    index.write_text(json.dumps(payload))
+    with pytest.raises(CacheError, match="disagrees with its arrays") as error:
+        open_split(merged, "train")
+    assert "\n" not in str(error.value) and "train_a" in str(error.value)
+    capsys.readouterr()
+    assert _cli(*tiny_train_args(merged, tmp_path / "run")) == 2
+    assert "disagrees" in _one_error_line(capsys.readouterr().err)
+    # and an entry whose arrays are gone
+    (merged / payload["entries"][0]["labels"]).unlink()
+    with pytest.raises(CacheError, match="missing"):
+        open_split(merged, "validation")

@@ -7,7 +7,11 @@ of any size is read by random access through the page cache without loading it
 into RAM, with no extra dependency (HDF5/zarr add little for fixed-shape arrays
 read in contiguous frame ranges). Each file is written to a temporary name and
 renamed, so an interrupted ``prepare`` leaves only complete entries, and a rerun
-computes just what is missing or whose source changed.
+computes just what is missing or whose source changed. ``prepare --split X`` merges
+into the index: the entries of other splits stay listed (one ``prepare`` at a time per
+cache, under a lock, so two cannot drop each other's entries). A split whose index
+entries and ``arrays/`` disagree (arrays missing, or arrays no entry lists) is named as
+such rather than reported empty.
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ from tqdm import tqdm
 from pianomtl.constants import N_BINS
 from pianomtl.core.audio import AudioError, load
 from pianomtl.core.features import spectrogram
-from pianomtl.core.files import atomic_write, write_json_atomic
+from pianomtl.core.files import LockedError, atomic_write, exclusive_lock, write_json_atomic
 from pianomtl.core.midi import MidiError, read_midi
 from pianomtl.core.targets import N_LABELS, compute_labels
 
 INDEX_NAME = "index.json"
 FAILURES_NAME = "failures.json"
+LOCK_NAME = ".prepare.lock"
+FEATURES_SUFFIX = ".features.npy"
 FORMAT_VERSION = 1
 
 
@@ -79,7 +85,7 @@ def store_pair(
 ) -> Entry:
     """Write one recording's arrays atomically under ``root/arrays`` and describe them."""
     stem = _safe_name(name)
-    features_rel, labels_rel = f"arrays/{stem}.features.npy", f"arrays/{stem}.labels.npy"
+    features_rel, labels_rel = f"arrays/{stem}{FEATURES_SUFFIX}", f"arrays/{stem}.labels.npy"
     _save_atomic(root / features_rel, features.astype(np.float32))
     _save_atomic(root / labels_rel, labels)
     return Entry(
@@ -114,13 +120,27 @@ def prepare(dataset: str | Path, cache: str | Path, workers: int = 2, split: str
 
     Returns a summary ``{"stored": n, "reused": n, "failed": {name: reason}}``.
     Unreadable pairs are reported (and listed in ``failures.json``), never stored.
+    With ``split``, the index keeps every entry of the other splits (merged, written
+    atomically); without, it lists exactly the dataset's recordings. A second
+    ``prepare`` on the same cache while one runs is a :class:`CacheError`.
     """
     from pianomtl.data.maestro import read_dataset
 
     cache = Path(cache)
     records = read_dataset(dataset, split=split)  # DatasetError before anything is created
     (cache / "arrays").mkdir(parents=True, exist_ok=True)
+    try:
+        with exclusive_lock(cache / LOCK_NAME):
+            return _prepare_locked(records, cache, workers, split)
+    except LockedError as error:
+        raise CacheError(f"{error} (another `pianomtl prepare`); wait for it to finish") from None
+
+
+def _prepare_locked(records: list, cache: Path, workers: int, split: str | None) -> dict:
+    """:func:`prepare`'s work, with the cache's lock held."""
     existing = {e.name: e for e in load_index(cache, missing_ok=True)}
+    names = {record.name for record in records}
+    kept = [] if split is None else [e for e in existing.values() if e.name not in names and e.split != split]
     entries: dict[str, Entry] = {}
     todo = []
     for record in records:
@@ -150,7 +170,7 @@ def prepare(dataset: str | Path, cache: str | Path, workers: int = 2, split: str
     failed: dict[str, str] = {}
 
     def save_index() -> None:
-        ordered = [asdict(entries[r.name]) for r in records if r.name in entries]
+        ordered = [asdict(e) for e in kept] + [asdict(entries[r.name]) for r in records if r.name in entries]
         write_json_atomic(cache / INDEX_NAME, {"version": FORMAT_VERSION, "entries": ordered})
 
     if todo:
@@ -197,10 +217,46 @@ class Recording:
         return self.entry.n_frames
 
 
+def unlisted_arrays(cache: str | Path, entries: list[Entry]) -> list[str]:
+    """Names of the recordings whose arrays are in ``arrays/`` but that no index entry lists."""
+    listed = {Path(e.features).name for e in entries}
+    folder = Path(cache) / "arrays"
+    if not folder.is_dir():
+        return []
+    return sorted(p.name[: -len(FEATURES_SUFFIX)] for p in folder.glob(f"*{FEATURES_SUFFIX}") if p.name not in listed)
+
+
 def open_split(cache: str | Path, split: str) -> list[Recording]:
-    """All cached recordings of one split, memory-mapped."""
+    """All cached recordings of one split, memory-mapped.
+
+    :class:`CacheError` for a split with no entries — saying so when ``arrays/`` holds
+    recordings the index does not list (an index that disagrees with its arrays) — and
+    for an entry whose arrays are missing or unreadable.
+    """
     root = Path(cache)
-    recordings = [Recording(root, e) for e in load_index(root) if e.split == split]
-    if not recordings:
+    entries = load_index(root)
+    chosen = [e for e in entries if e.split == split]
+    if not chosen:
+        unlisted = unlisted_arrays(root, entries)
+        if unlisted:
+            raise CacheError(
+                f"{cache}: {INDEX_NAME} lists no recordings in split '{split}', but arrays/ holds {len(unlisted)} "
+                f"recording(s) it does not list ({', '.join(unlisted[:3])}{', …' if len(unlisted) > 3 else ''}): "
+                f"the index disagrees with its arrays; run `pianomtl prepare --split {split}` again"
+            )
         raise CacheError(f"{cache}: no recordings in split '{split}'")
+    recordings = []
+    for entry in chosen:
+        missing = [name for name in (entry.features, entry.labels) if not (root / name).is_file()]
+        if missing:
+            raise CacheError(
+                f"{root / missing[0]}: listed in {INDEX_NAME} for {entry.name!r} but missing: the index disagrees "
+                "with its arrays; run `pianomtl prepare` again"
+            )
+        try:
+            recordings.append(Recording(root, entry))
+        except (ValueError, OSError) as error:  # CacheError is a ValueError: a shape the index does not give
+            if isinstance(error, CacheError):
+                raise
+            raise CacheError(f"{root / entry.features}: unreadable cached array ({error}); prepare again") from None
     return recordings
