@@ -1077,3 +1077,70 @@ def test_prepare_one_split_keeps_the_others_and_a_disagreeing_index_says_so(
     (merged / payload["entries"][0]["labels"]).unlink()
     with pytest.raises(CacheError, match="missing"):
         open_split(merged, "validation")
+
+
+def test_serve_refuses_a_port_beyond_65535(capsys) -> None:
+    capsys.readouterr()
+    assert _cli("serve", "--port", 70000) == 2
+    assert "70000" in _one_error_line(capsys.readouterr().err)
+
+
+def test_serve_on_all_interfaces_warns_and_names_the_network_address() -> None:
+    """``serve --host 0.0.0.0`` says the page is reachable from other machines, at which address."""
+    pytest.importorskip("uvicorn")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pianomtl.cli", "serve", "--host", "0.0.0.0", "--port", "0", "--threads", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], 120)
+        assert ready, "the server printed nothing"
+        printed = process.stdout.readline().decode()  # type: ignore[union-attr]
+        assert "the page is at" in printed
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    warning = [line for line in err.decode().splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "other machines" in warning[0], err.decode()
+    assert "http://127.0.0.1" not in warning[0] and "http://" in warning[0]
+
+    from pianomtl.cli.serve import exposure_warning
+
+    with socket_bound("127.0.0.1") as local:
+        assert exposure_warning(local) is None  # the default: this computer only, no warning
+
+
+def socket_bound(host: str):  # type: ignore[no-untyped-def]
+    import socket as sockets
+
+    sock = sockets.socket(sockets.AF_INET, sockets.SOCK_STREAM)
+    sock.bind((host, 0))
+    return sock
+
+
+@pytest.mark.parametrize(
+    ("first", "code"),
+    [("[1, 2]", 1008), ("5", 1008), ("not json", 1008), (b"\x00\x00\x80?", 1003)],
+)
+def test_live_websocket_refuses_a_bad_hello_with_a_close_code(first: str | bytes, code: int, tmp_path: Path) -> None:
+    pytest.importorskip("httpx")
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    from pianomtl.transcription.pipeline import Transcriber
+    from pianomtl.web.piano import PianoCache
+    from pianomtl.web.server import create_app
+
+    app = create_app(Transcriber(threads=1), piano=PianoCache(tmp_path / "piano"), temp_root=tmp_path)
+    with TestClient(app) as client, client.websocket_connect("/api/live") as socket:
+        if isinstance(first, bytes):
+            socket.send_bytes(first)
+        else:
+            socket.send_text(first)
+        answer = socket.receive_json()
+        assert answer["type"] == "error" and "JSON object" in answer["error"], answer
+        with pytest.raises(WebSocketDisconnect) as closed:
+            socket.receive_text()
+        assert closed.value.code == code

@@ -232,7 +232,9 @@ def create_app(
         stream = None
         recording = None
         try:
-            hello = json.loads(await socket.receive_text())
+            hello = await _live_hello(socket)
+            if hello is None:  # refused (an error message and a close code sent) or gone
+                return
             rate = float(hello.get("rate", 0))
             session = await run_in_threadpool(store.new, str(hello.get("name") or "live take.wav"), True)
             session.audio = session.folder / "input.wav"
@@ -264,7 +266,8 @@ def create_app(
                         {"type": "events", "events": [e.to_dict() for e in events], "seconds": stream.seconds_fed}
                     )
                 elif message.get("text") is not None:
-                    if json.loads(message["text"]).get("type") == "stop":
+                    command = json.loads(message["text"])
+                    if isinstance(command, dict) and command.get("type") == "stop":
                         break
             events = await run_in_threadpool(stream.close)
             recording.close()
@@ -322,6 +325,41 @@ def create_app(
     app.state.store = store
     app.state.piano = piano
     return app
+
+
+LIVE_HELLO = 'the first message must be the JSON object {"rate": Hz, "name": "..."}'
+"""What the live socket's first message must be (said to a client that sends anything else)."""
+
+
+async def _live_hello(socket: WebSocket) -> dict | None:
+    """The live socket's first message as a dict, or ``None`` after refusing it.
+
+    A binary frame first is answered with an error and close code 1003 (unsupported
+    data); text that is not a JSON object (``[1, 2]``, ``5``, not JSON) with 1008
+    (policy violation) — never an exception in the ASGI app and a dropped connection.
+    """
+    from starlette.status import WS_1003_UNSUPPORTED_DATA, WS_1008_POLICY_VIOLATION
+
+    message = await socket.receive()
+    if message["type"] == "websocket.disconnect":
+        return None
+    if message.get("text") is None:
+        await _refuse_live(socket, f"live: {LIVE_HELLO}, not audio", WS_1003_UNSUPPORTED_DATA)
+        return None
+    try:
+        hello = json.loads(message["text"])
+    except json.JSONDecodeError:
+        hello = None
+    if not isinstance(hello, dict):
+        await _refuse_live(socket, f"live: {LIVE_HELLO}", WS_1008_POLICY_VIOLATION)
+        return None
+    return hello
+
+
+async def _refuse_live(socket: WebSocket, error: str, code: int) -> None:
+    with contextlib.suppress(Exception):  # the client may already be gone
+        await socket.send_json({"type": "error", "error": error})
+        await socket.close(code=code)
 
 
 def _copy(source: Any, target: Path, limit: int) -> None:
