@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 
 import pianomtl
-from pianomtl.constants import SAMPLE_RATE
+from pianomtl.constants import FPS, SAMPLE_RATE
 from pianomtl.core.midi import read_midi
 from pianomtl.core.scoring import note_scores
 from pianomtl.transcription.causal import PeakTracker
 from pianomtl.transcription.decoders import pick_onsets
 from pianomtl.transcription.pipeline import Transcriber
-from pianomtl.transcription.stream import Stream, StreamWarning
+from pianomtl.transcription.stream import CONFIRM_FRAMES, Stream, StreamWarning
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -85,6 +85,48 @@ def assert_paired(events) -> None:
     assert not held and not pedal
 
 
+def assert_events_are_the_notes(stream: Stream, events) -> None:
+    """The note_on/note_off pairs of the events are exactly the notes of ``stream.performance()``
+    (a note_off emitted at another time than the note's end would pass :func:`assert_paired`)."""
+    from_events = sorted(notes_of(events), key=lambda n: (n.onset, n.key))
+    assert from_events == stream.performance().notes
+
+
+def assert_ends_follow_offline(live: list, offline: list, min_frames: int) -> int:
+    """Every live note ends where the exact (offline) decoder ends it, unless live playing forced another end.
+
+    Note ends come from the exact decoder: a live note matching an offline one (same key, onset
+    within :data:`CONFIRM_FRAMES`) ends on the offline end frame, or is cut by the key's next live
+    note-on — one announced early before the exact end was known (within :data:`CONFIRM_FRAMES`
+    of the offline end), or a retracted one. A live note no offline note matches is a retracted
+    early note-on: it ends ``min_frames`` after its onset (or earlier, at a re-strike).
+    Returns the number of retracted notes.
+    """
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for note in offline:
+        spans.setdefault(note.key, []).append((round(note.onset * FPS), round(note.offset * FPS)))
+
+    def exact_end(key: int, onset: int) -> int | None:
+        near = [(abs(a - onset), b) for a, b in spans.get(key, []) if abs(a - onset) <= CONFIRM_FRAMES]
+        return min(near)[1] if near else None
+
+    frames = [(n.key, round(n.onset * FPS), round(n.offset * FPS)) for n in live]
+    matched = {(key, onset): exact_end(key, onset) for key, onset, _ in frames}
+    retracted = 0
+    for key, onset, end in frames:
+        following = min((f for k, f, _ in frames if k == key and f > onset), default=None)
+        expected = matched[(key, onset)]
+        if expected is not None:
+            cut = end == following and (
+                abs(end - expected) <= CONFIRM_FRAMES or matched[(key, following)] is None  # by a retracted one
+            )
+            assert end == expected or cut, (key, onset / FPS, end / FPS, "offline end", expected / FPS)
+        else:
+            retracted += 1
+            assert end == onset + min_frames or (end == following and end < onset + min_frames), (key, onset / FPS)
+    return retracted
+
+
 # -- the causal decoder's peak rule -------------------------------------------------------
 
 
@@ -110,6 +152,7 @@ def test_exact_lookahead_equals_offline(transcriber, rendered_clip, dense_clip) 
         offline = transcriber(audio, sr=SAMPLE_RATE)
         stream, events = stream_events(transcriber, audio, [441], lookahead=5)
         assert stream.performance().notes == offline.notes
+        assert_events_are_the_notes(stream, events)
         pedal = stream.performance().pedal
         ends_down = bool(offline.pedal) and offline.pedal[-1].value > 0
         assert (pedal[:-1] if ends_down else pedal) == offline.pedal  # a pedal still down is released at close
@@ -117,11 +160,18 @@ def test_exact_lookahead_equals_offline(transcriber, rendered_clip, dense_clip) 
 
 
 def test_early_note_ons_agree_with_offline(transcriber, rendered_clip, dense_clip) -> None:
+    """Onsets, offsets and event pairing against offline; retracted early note-ons end at once."""
+    retracted: list[int] = []
     for audio, performance in ((rendered_clip.samples, rendered_clip.performance), dense_clip):
         offline = transcriber(audio, sr=SAMPLE_RATE)
         stream, events = stream_events(transcriber, audio, [441])
-        assert note_scores(offline.notes, stream.performance().notes)["note_f1"] >= 0.99
+        scores = note_scores(offline.notes, stream.performance().notes)
+        assert scores["note_f1"] >= 0.99
+        assert scores["note_offset_f1"] >= 0.98  # measured 0.991 on the dense clip
         assert_paired(events)
+        assert_events_are_the_notes(stream, events)
+        live = stream.performance().notes
+        retracted.append(assert_ends_follow_offline(live, offline.notes, stream.params.min_frames))
         # note-ons come early: well before the exact decoder's 5 frames + peak (≈ 170 ms)
         delays = []
         for note in performance.notes:
@@ -131,6 +181,7 @@ def test_early_note_ons_agree_with_offline(transcriber, rendered_clip, dense_cli
         found_offline = note_scores(performance, offline.notes)["note_matched"]
         assert len(delays) >= 0.95 * found_offline
         assert np.median(delays) < 0.12
+    assert sum(retracted) >= 1  # the retraction path ran (2 on the dense clip)
 
 
 # -- blocks ------------------------------------------------------------------------------------
