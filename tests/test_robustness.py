@@ -1144,3 +1144,27 @@ def test_live_websocket_refuses_a_bad_hello_with_a_close_code(first: str | bytes
         with pytest.raises(WebSocketDisconnect) as closed:
             socket.receive_text()
         assert closed.value.code == code
+
+
+def test_train_out_on_a_read_only_folder_is_one_line(cache: Path, read_only_folder: Path, capsys) -> None:
+    capsys.readouterr()
+    assert _cli(*tiny_train_args(cache, read_only_folder / "run")) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "cannot write run folder" in line and str(read_only_folder / "run") in line, line
+
+
+@pytest.mark.parametrize("init", ["evil", "missing", "onnx"])
+def test_a_refused_init_from_leaves_no_lock_or_folder(
+    init: str, malicious: dict[str, Path], cache: Path, tmp_path: Path, capsys
+) -> None:
+    source = {"evil": malicious["zip"], "missing": tmp_path / "nope.pt", "onnx": _petabyte_onnx(tmp_path / "g.onnx")}
+    out = tmp_path / "fresh"
+    capsys.readouterr()
+    assert _cli(*tiny_train_args(cache, out, "--init-from", source[init])) == 2
+    _one_error_line(capsys.readouterr().err)
+    assert not out.exists(), list(out.iterdir())
+    # an existing folder keeps what it had, and gets no lock either
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert _cli(*tiny_train_args(cache, out, "--init-from", source[init])) == 2
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]

@@ -14,6 +14,7 @@ import json
 import sys
 import typing
 from dataclasses import MISSING, fields
+from pathlib import Path
 
 from pianomtl.cli import options
 
@@ -165,15 +166,63 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _writable_run_folder(out: Path) -> str | None:
+    """``None`` if the run folder exists (made here if missing) and takes files, else the one-line reason
+    (a read-only file system, no permission): said before any work instead of an ``OSError`` later."""
+    import os
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".pianomtl-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        return f"cannot write run folder {out}: {error.strerror or error}"
+    return None
+
+
+def _remove_if_unused(out: Path, created: bool) -> None:
+    """A run folder this command created and that holds nothing but the run's lock file is removed
+    (a refused start — a bad ``--init-from``, an empty cache — leaves no ``.training.lock`` behind)."""
+    from pianomtl.train.loop import LOCK_NAME
+
+    if not created or not out.is_dir():
+        return
+    try:
+        if {p.name for p in out.iterdir()} <= {LOCK_NAME}:
+            (out / LOCK_NAME).unlink(missing_ok=True)
+            out.rmdir()
+    except OSError:
+        pass
+
+
 def run(args: argparse.Namespace) -> int:
     from pianomtl.train.loop import check_run_folder, launch
 
+    out: Path | None = None
+    created = False
     try:
         config = config_from_args(args)
         check_run_folder(config, args.resume, must_resume=True)
+        if config.init_from:  # refused before the run folder is made or locked
+            from pianomtl.transcription.model_file import read_model_file
+
+            read_model_file(config.init_from)
+        out = Path(config.out)
+        created = not out.exists()
+        problem = _writable_run_folder(out)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
         result, is_main = launch(config, resume=args.resume, nproc=args.nproc)
     except ValueError as error:  # bad option, cache, checkpoint or run folder: one line
         print(f"error: {error}", file=sys.stderr)
+        if out is not None:
+            _remove_if_unused(out, created)
+        return 2
+    except OSError as error:  # the run folder failed mid-run (a full disk, a lost mount)
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
     if not is_main:
         return 0 if result["status"] == "finished" else 3
