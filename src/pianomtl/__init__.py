@@ -1,38 +1,77 @@
 """pianomtl: polyphonic piano transcription by multitask learning.
 
-The public entry points are :func:`pianomtl.transcribe` (audio → notes, velocities
-and pedal), :class:`pianomtl.Stream` (live: audio blocks → note and pedal events as
-they are decided) and the ``pianomtl`` command line.
+The public Python API (``help()`` on each shows its options):
+
+* :func:`transcribe` — a recording (path, bytes, file object or samples) → :class:`Transcription`;
+* :class:`Transcriber` — the same with the model loaded once, for many recordings;
+* :class:`Stream` — live: audio blocks in, note and pedal events (:class:`StreamEvent`) out as they are decided;
+* :class:`Transcription` — notes, pedal and activations; ``redecode``, ``write``, ``to_dict``, ``to_dataframe``;
+* :class:`Note`, :class:`PedalEvent` — the result's notes (``.name``, ``.duration``) and CC64 events;
+* :class:`DecoderParams` — the decoder's options with their ranges (``DecoderParams.limits()``);
+* :data:`FORMATS` — the output formats (``mid``, ``csv``, ``json``, …).
+
+>>> import pianomtl
+>>> pianomtl.DecoderParams().replace(onset_threshold=0.4).onset_threshold
+0.4
+>>> sorted(pianomtl.FORMATS)[:3]
+['csv', 'json', 'mid']
+
+The names are imported on first use, so ``import pianomtl`` stays cheap (no numpy,
+no model) until one is touched; the ``pianomtl`` command line is :mod:`pianomtl.cli`.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports on first use
+    from pianomtl.core.midi import Note, PedalEvent
+    from pianomtl.transcription.decoders import DecoderParams
+    from pianomtl.transcription.formats import FORMATS
+    from pianomtl.transcription.pipeline import Transcriber, transcribe
     from pianomtl.transcription.result import Transcription
-    from pianomtl.transcription.stream import Stream
+    from pianomtl.transcription.stream import Stream, StreamEvent
 
-
-def transcribe(audio: Any, sr: float | None = None, **options: Any) -> Transcription:
-    """Transcribe a recording (path or sample array) with the bundled model.
-
-    Imported lazily so that ``import pianomtl`` stays cheap.
-    """
-    from pianomtl.transcription.pipeline import transcribe as _transcribe
-
-    return _transcribe(audio, sr=sr, **options)
+_PUBLIC = {
+    "transcribe": "pianomtl.transcription.pipeline",
+    "Transcriber": "pianomtl.transcription.pipeline",
+    "Stream": "pianomtl.transcription.stream",
+    "StreamEvent": "pianomtl.transcription.stream",
+    "Transcription": "pianomtl.transcription.result",
+    "Note": "pianomtl.core.midi",
+    "PedalEvent": "pianomtl.core.midi",
+    "DecoderParams": "pianomtl.transcription.decoders",
+    "FORMATS": "pianomtl.transcription.formats",
+}
+"""Each public name and the module that defines it (the one definition: ``help`` shows its real signature)."""
 
 
 def __getattr__(name: str) -> Any:
-    """``pianomtl.Stream`` (live transcription), imported on first use."""
-    if name == "Stream":
-        from pianomtl.transcription.stream import Stream
+    """The public names of :data:`_PUBLIC`, imported on first use (PEP 562)."""
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
 
-        return Stream
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])
 
 
-__all__ = ["Stream", "__version__", "transcribe"]
+__all__ = [
+    "FORMATS",
+    "DecoderParams",
+    "Note",
+    "PedalEvent",
+    "Stream",
+    "StreamEvent",
+    "Transcriber",
+    "Transcription",
+    "__version__",
+    "transcribe",
+]

@@ -66,3 +66,55 @@ def device(text: str) -> str:
         return check_device(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+DECODER_FLAGS = {"method": "--decoder"}
+"""Decoder options whose flag is not ``--field-name`` (``--decoder hmm`` chooses the note decoder)."""
+
+
+def _decoder_value(name: str, limit: object) -> Callable[[str], object]:
+    """An argument type for the decoder option ``name``: parsed by its kind, checked by its own range."""
+
+    def check(text: str) -> object:
+        kind = limit.kind  # type: ignore[attr-defined]
+        value: object = text if kind is str else (_whole(text) if kind is int else _number(text))
+        try:
+            limit.check(name, value)  # type: ignore[attr-defined]
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error).replace(f"{name} must", "must")) from None
+        return value
+
+    check.__name__ = name
+    return check
+
+
+def add_decoder_options(parser: argparse.ArgumentParser) -> None:
+    """One option per :class:`~pianomtl.transcription.decoders.DecoderParams` field, generated from its
+    :class:`~pianomtl.transcription.decoders.Limit` (type, range, help), each defaulting to the model's own.
+
+    A new decoder option therefore needs no argparse line; :func:`decoder_options` reads them back.
+    """
+    from pianomtl.transcription.decoders import DecoderParams
+
+    group = parser.add_argument_group("decoder (each overrides only itself; default: the model's tuned value)")
+    for name, limit in DecoderParams.limits().items():
+        flag = DECODER_FLAGS.get(name, "--" + name.replace("_", "-"))
+        if limit.kind is bool:
+            group.add_argument(flag, dest=f"decoder_{name}", action="store_true", default=None, help=limit.help)
+        else:
+            group.add_argument(
+                flag,
+                dest=f"decoder_{name}",
+                type=_decoder_value(name, limit),
+                default=None,
+                metavar=None if limit.choices else "X",
+                choices=limit.choices or None,
+                help=f"{limit.help}; {limit.describe()}",
+            )
+
+
+def decoder_options(args: argparse.Namespace) -> dict[str, object]:
+    """The decoder options given on the command line (those left out keep the model's values)."""
+    prefix = "decoder_"
+    given = vars(args).items()
+    return {key[len(prefix) :]: value for key, value in given if key.startswith(prefix) and value is not None}

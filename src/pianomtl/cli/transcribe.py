@@ -16,7 +16,6 @@ from typing import Any
 from pianomtl.cli import options
 from pianomtl.core.audio import AudioError, display_name
 from pianomtl.core.devices import set_torch_threads
-from pianomtl.transcription.decoders import NOTE_METHODS, DecoderParams
 from pianomtl.transcription.formats import FORMATS, lookup
 from pianomtl.transcription.inference import PRECISIONS
 from pianomtl.transcription.onnx_model import ModelRunError
@@ -174,28 +173,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--skip-existing", action="store_true", help="skip inputs whose outputs all exist")
-    parser.add_argument(
-        "--onset-threshold", type=options.probability, default=None, help="in [0, 1]; overrides the model's decoder"
-    )
-    parser.add_argument(
-        "--frame-threshold", type=options.probability, default=None, help="in [0, 1]; overrides the model's decoder"
-    )
-    parser.add_argument(
-        "--offset-threshold",
-        type=options.non_negative,
-        default=None,
-        help="≥ 0, above 1: offsets from the frame head only; overrides the model's decoder",
-    )
-    parser.add_argument(
-        "--pedal-frame-threshold",
-        type=options.probability,
-        default=None,
-        help="frame threshold while the decoded pedal is down (override the model's decoder)",
-    )
-    parser.add_argument(
-        "--decoder", default=None, choices=NOTE_METHODS, help="note decoder: threshold or hmm (default: the model's)"
-    )
-    parser.add_argument("--half-pedal", action="store_true", help="write the continuous pedal curve")
+    options.add_decoder_options(parser)
     parser.add_argument(
         "--threads", type=options.count, default=0, help="CPU threads of torch / onnxruntime (0: default)"
     )
@@ -216,21 +194,6 @@ def _check_writable(folder: Path) -> str | None:
     except OSError as error:
         return f"cannot write to output folder {folder}: {error.strerror or error}"
     return None
-
-
-def _decoder_overrides(args: argparse.Namespace, decoder: DecoderParams) -> DecoderParams:
-    from dataclasses import replace
-
-    changes: dict[str, Any] = {}
-    for name in ("onset_threshold", "frame_threshold", "offset_threshold", "pedal_frame_threshold"):
-        value = getattr(args, name)
-        if value is not None:
-            changes[name] = value
-    if args.decoder is not None:
-        changes["method"] = args.decoder
-    if args.half_pedal:
-        changes["half_pedal"] = True
-    return replace(decoder, **changes) if changes else decoder
 
 
 class _NoBar:
@@ -291,12 +254,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         transcriber = Transcriber(
-            args.model, device=args.device, backend=args.backend, precision=args.precision, threads=args.threads
+            args.model,
+            device=args.device,
+            backend=args.backend,
+            precision=args.precision,
+            threads=args.threads,
+            **options.decoder_options(args),  # each overrides only itself (the model's tuned others kept)
         )
     except (ValueError, OSError) as problem:  # ModelFileError is a ValueError
         error(str(problem))
         return 2
-    transcriber.decoder = _decoder_overrides(args, transcriber.decoder)
     failed = len(failures)
     done = skipped = 0
     for (file, _), outputs in zip(tqdm(files, desc="transcribe", unit="file", disable=None), plans, strict=True):

@@ -35,7 +35,14 @@ def key_name(key: int) -> str:
 
 
 class Note(NamedTuple):
-    """One played note: MIDI key number, onset and offset in seconds, velocity 1–127."""
+    """One played note: MIDI key number, onset and offset in seconds, velocity 1–127.
+
+    A tuple, so it unpacks (``key, onset, offset, velocity = note``) and compares by value.
+
+    >>> note = Note(key=73, onset=1.0, offset=1.5, velocity=64)
+    >>> note.name, note.duration
+    ('C#5', 0.5)
+    """
 
     key: int
     onset: float
@@ -54,7 +61,11 @@ class Note(NamedTuple):
 
 
 class PedalEvent(NamedTuple):
-    """A sustain-pedal (CC64) value change at ``time`` seconds, value 0–127."""
+    """A sustain-pedal (CC64) value change at ``time`` seconds, value 0–127.
+
+    The decoders write 127 (down) and 0 (up), or the curve's own values with
+    ``half_pedal``; a MIDI file's pedal is down above 64.
+    """
 
     time: float
     value: int

@@ -49,8 +49,12 @@ only when they moved by ``pedal_step`` or more), keeping partial pedalling.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import warnings
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
@@ -61,71 +65,201 @@ NOTE_METHODS = ("threshold", "hmm")
 
 
 @dataclass(frozen=True)
-class DecoderParams:
-    """Thresholds of the decoder; tuned on validation data by :func:`tune`."""
+class Limit:
+    """What a decoder option accepts: its kind, its range (``low``/``high``, ``None``: unbounded) and a help line.
 
-    onset_threshold: float = 0.5
-    """Minimum onset-head peak that starts a note."""
-    frame_threshold: float = 0.5
-    """A note continues while the ``int`` head is at or above this."""
-    offset_threshold: float = 0.5
-    """An offset-head peak at or above this ends a note (above 1: offsets from ``int`` only)."""
-    min_frames: int = 2
-    """Shortest note in frames (2 frames = 40 ms); offsets are only looked for after it."""
-    onset_merge_frames: int = 2
-    """Onset peaks of one key closer than this many frames are one onset."""
-    pedal_high: float = 0.6
-    """The pedal goes down when ``sus`` rises above this (CC64 ≈ 76)."""
-    pedal_low: float = 0.4
-    """The pedal comes up when ``sus`` falls below this (CC64 ≈ 51)."""
-    half_pedal: bool = False
-    """Write the continuous pedal curve (partial pedalling) instead of 0/127 events."""
-    pedal_step: int = 8
-    """With ``half_pedal``: a new CC64 event only when the value moved by this much."""
-    method: str = "threshold"
-    """Note decoder: ``threshold`` (peak picking) or ``hmm`` (per-key Viterbi, :func:`hmm_note_spans`)."""
-    hmm_onset_prior: float = 0.3
-    """HMM: transition probability per frame that a silent or sounding key is struck
-    (the default is what tuning on validation data chose, docs/experiments.md §6; ``tune``
-    searches :data:`~pianomtl.train.tuning.HMM_ONSET_GRID`)."""
-    hmm_end_prior: float = 0.3
-    """HMM: transition probability per frame that a sounding note ends."""
-    pedal_frame_threshold: float | None = None
-    """Threshold decoder: while the decoded pedal is down a note continues while ``int``
-    is at or above this (``None``: ``frame_threshold`` everywhere)."""
+    Why here: :class:`DecoderParams` checks itself with these, the CLI's
+    ``--onset-threshold`` … options and the page's slider limits
+    (``/api/config``'s ``decoder``) are generated from them, so a range is written once.
+    """
+
+    kind: type
+    help: str
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+    choices: tuple[str, ...] = ()
+    optional: bool = False
+    """``None`` is allowed (it means the help's fallback)."""
+
+    def check(self, name: str, value: object) -> None:
+        """Raise :class:`ValueError` (one line, naming the option) unless ``value`` fits."""
+        if value is None and self.optional:
+            return
+        if self.kind is bool:
+            if not isinstance(value, bool | np.bool_):
+                raise ValueError(f"{name} must be True or False, got {value!r}")
+            return
+        if self.kind is str:
+            if value not in self.choices:
+                raise ValueError(f"{name} must be one of {', '.join(self.choices)}, got {value!r}")
+            return
+        whole = self.kind is int
+        if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.integer | np.floating):
+            raise ValueError(f"{name} must be {'a whole number' if whole else 'a number'}, got {value!r}")
+        if whole and float(value) != int(value):
+            raise ValueError(f"{name} must be a whole number, got {value!r}")
+        if not np.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+        below = self.low is not None and (value <= self.low if self.open_low else value < self.low)
+        above = self.high is not None and (value >= self.high if self.open_high else value > self.high)
+        if below or above:
+            raise ValueError(f"{name} must be in {self.describe()}, got {value!r}")
+
+    def describe(self) -> str:
+        """The range as text: ``[0, 1]``, ``(0, 1)``, ``≥ 1``, ``threshold|hmm``."""
+        if self.choices:
+            return "|".join(self.choices)
+        if self.kind is bool:
+            return "True|False"
+        if self.high is None:
+            return f"{'>' if self.open_low else '≥'} {self.low:g}" if self.low is not None else "any number"
+        low = "" if self.low is None else f"{self.low:g}"
+        return f"{'(' if self.open_low else '['}{low}, {self.high:g}{')' if self.open_high else ']'}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, for the page: ``{"kind", "min", "max", "choices", "optional", "help"}``."""
+        return {
+            "kind": self.kind.__name__,
+            "min": self.low,
+            "max": self.high,
+            "choices": list(self.choices),
+            "optional": self.optional,
+            "help": self.help,
+        }
+
+
+def _option(default: Any, limit: Limit) -> Any:
+    return field(default=default, metadata={"limit": limit})
+
+
+PROBABILITY = {"kind": float, "low": 0.0, "high": 1.0}
+
+
+@dataclass(frozen=True)
+class DecoderParams:
+    """The decoder's options; the bundled model's are tuned on validation data (:mod:`pianomtl.train.tuning`).
+
+    Each field carries its :class:`Limit` (``dataclasses.fields(DecoderParams)[i].metadata["limit"]``,
+    or :meth:`limits`): a value out of range is a :class:`ValueError` at construction.
+    Change some options of a decoder with :meth:`replace`, which keeps the others
+    (a model's tuned frame and pedal thresholds survive a new onset threshold):
+
+    >>> tuned = DecoderParams(frame_threshold=0.3, pedal_high=0.5, pedal_low=0.3)
+    >>> tuned.replace(onset_threshold=0.4).frame_threshold
+    0.3
+    >>> tuned.replace(onset_treshold=0.4)
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown decoder option 'onset_treshold'; did you mean onset_threshold?
+    """
+
+    onset_threshold: float = _option(0.5, Limit(**PROBABILITY, help="minimum onset-head peak that starts a note"))
+    frame_threshold: float = _option(
+        0.5, Limit(**PROBABILITY, help="a note continues while the int (sounding) head is at or above this")
+    )
+    offset_threshold: float = _option(
+        0.5,
+        Limit(float, "an offset-head peak at or above this ends a note (above 1: offsets from the int head only)", 0.0),
+    )
+    min_frames: int = _option(2, Limit(int, "shortest note in frames (2 = 40 ms); offsets looked for after it", 1))
+    onset_merge_frames: int = _option(2, Limit(int, "onset peaks of one key closer than this are one onset", 1))
+    pedal_high: float = _option(0.6, Limit(**PROBABILITY, help="the pedal goes down when sus rises above this"))
+    pedal_low: float = _option(0.4, Limit(**PROBABILITY, help="the pedal comes up when sus falls below this"))
+    half_pedal: bool = _option(
+        False, Limit(bool, "write the continuous pedal curve (partial pedalling) instead of 0/127 events")
+    )
+    pedal_step: int = _option(
+        8, Limit(int, "with half_pedal: a new CC64 event only when the value moved by this much", 1, 127)
+    )
+    method: str = _option(
+        "threshold",
+        Limit(str, "note decoder: threshold (peak picking) or hmm (per-key Viterbi)", choices=NOTE_METHODS),
+    )
+    hmm_onset_prior: float = _option(
+        0.3,
+        Limit(float, "hmm: per-frame probability that a key is struck", 0.0, 1.0, open_low=True, open_high=True),
+    )
+    hmm_end_prior: float = _option(
+        0.3,
+        Limit(float, "hmm: per-frame probability that a sounding note ends", 0.0, 1.0, open_low=True, open_high=True),
+    )
+    pedal_frame_threshold: float | None = _option(
+        None,
+        Limit(
+            **PROBABILITY,
+            optional=True,
+            help="threshold decoder: the frame threshold while the decoded pedal is down (None: frame_threshold)",
+        ),
+    )
 
     def __post_init__(self) -> None:
-        if self.method not in NOTE_METHODS:
-            raise ValueError(f"method must be one of {', '.join(NOTE_METHODS)}, got {self.method!r}")
-        for name in ("hmm_onset_prior", "hmm_end_prior"):
-            value = getattr(self, name)
-            if not 0.0 < value < 1.0:
-                raise ValueError(f"{name} must be in (0, 1), got {value}")
+        for item in fields(self):
+            item.metadata["limit"].check(item.name, getattr(self, item.name))
         if self.hmm_onset_prior + self.hmm_end_prior >= 1.0:
             raise ValueError("hmm_onset_prior + hmm_end_prior must be below 1 (a sounding key's three ways on)")
-        if self.min_frames < 1:
-            raise ValueError(f"min_frames must be at least 1, got {self.min_frames}")
-        if self.onset_merge_frames < 1:
-            raise ValueError(f"onset_merge_frames must be at least 1, got {self.onset_merge_frames}")
         if not self.pedal_low <= self.pedal_high:
             raise ValueError(f"pedal_low ({self.pedal_low}) must not exceed pedal_high ({self.pedal_high})")
-        if self.pedal_frame_threshold is not None and not 0.0 <= self.pedal_frame_threshold <= 1.0:
-            raise ValueError(f"pedal_frame_threshold must be in [0, 1] or None, got {self.pedal_frame_threshold}")
-        if self.pedal_step < 1:
-            raise ValueError(f"pedal_step must be at least 1, got {self.pedal_step}")
 
-    def to_dict(self) -> dict:
+    @classmethod
+    def limits(cls) -> dict[str, Limit]:
+        """Every option's :class:`Limit`, by name (what the CLI and the page are generated from)."""
+        return {item.name: item.metadata["limit"] for item in fields(cls)}
+
+    @classmethod
+    def check_names(cls, names: Iterable[str]) -> None:
+        """Raise :class:`ValueError` naming the first option ``DecoderParams`` does not have (and a near miss)."""
+        known = [item.name for item in fields(cls)]
+        for name in names:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"did you mean {close[0]}?" if close else f"choose from {', '.join(known)}"
+                raise ValueError(f"unknown decoder option {name!r}; {hint}")
+
+    def replace(self, **options: Any) -> DecoderParams:
+        """A copy with the options named changed and every other kept; unknown names and bad values raise."""
+        self.check_names(options)
+        return dataclasses.replace(self, **options) if options else self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every option by name (plain data: what model files and the JSON output store)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict | None) -> DecoderParams:
-        """Build from a dict; keys this version does not know are ignored with a warning."""
+        """Build from a stored dict (a model file's); keys this version does not know are ignored with a warning.
+
+        Lenient on purpose, for files written by a newer version; options a user
+        typed go through :meth:`replace`, which refuses unknown names.
+        """
         values = dict(values or {})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             warnings.warn(f"ignoring unknown decoder parameters: {', '.join(unknown)}", stacklevel=2)
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+DecoderOptions = DecoderParams | Mapping[str, Any] | None
+"""What ``decoder=`` accepts: full parameters, a partial mapping of options (overrides only those), or ``None``."""
+
+
+def merge_decoder(base: DecoderParams, decoder: DecoderOptions = None, **options: Any) -> DecoderParams:
+    """``base`` (a model's tuned decoder) with ``decoder`` and ``options`` applied on top.
+
+    ``decoder``: a :class:`DecoderParams` replaces ``base`` whole; a mapping changes only
+    the options it names (``{"onset_threshold": 0.5}`` keeps ``base``'s frame and pedal
+    thresholds). ``options`` (keywords) are applied last. Unknown names raise
+    :class:`ValueError`.
+    """
+    if isinstance(decoder, DecoderParams):
+        base = decoder
+    elif decoder is not None:
+        if not isinstance(decoder, Mapping):
+            raise TypeError(f"decoder must be DecoderParams, a dict of options or None, got {type(decoder).__name__}")
+        base = base.replace(**decoder)
+    return base.replace(**options)
 
 
 # -- notes -------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """Piano audio → notes, velocities and sustain pedal: the pipeline behind ``pianomtl.transcribe``.
 
->>> from pianomtl import transcribe
->>> result = transcribe("recording.flac")          # the bundled model
->>> result.to_midi("recording.mid")
->>> result.notes[:3], result.pedal[:2]
+::
+
+    from pianomtl import transcribe
+    result = transcribe("recording.flac")          # the bundled model
+    result.to_midi("recording.mid")
+    result.notes[:3], result.pedal[:2]
 
 The pipeline (audio → spectrogram → network → activations → decoder) runs with
 bounded memory on long recordings: a file is read and resampled in blocks of
@@ -40,7 +42,7 @@ from pianomtl.constants import N_BINS, SAMPLE_RATE
 from pianomtl.core.audio import AudioError, check_sample_rate, is_audio_source, open_audio, prepare_array, source_name
 from pianomtl.core.features import StreamingSpectrogram, frame_count
 from pianomtl.extras import require, torch_available
-from pianomtl.transcription.decoders import DecoderParams, decode
+from pianomtl.transcription.decoders import DecoderOptions, DecoderParams, decode, merge_decoder
 from pianomtl.transcription.inference import (
     PRECISIONS,
     FeedCancelled,
@@ -219,18 +221,46 @@ def resolve_model(
 
 
 class Transcriber:
-    """A loaded model and decoder, reused for many recordings (the CLI keeps one)."""
+    """A loaded model and its decoder, reused for many recordings (load once, call often).
+
+    Arguments (all optional):
+
+    * ``model`` — ``None`` for the bundled model, the path of a model file (bundle,
+      training checkpoint or ``.onnx``), a loaded torch module or an
+      :class:`~pianomtl.transcription.onnx_model.OnnxModel`.
+    * ``device`` — torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``); onnxruntime runs on the CPU.
+    * ``decoder`` — a :class:`~pianomtl.transcription.decoders.DecoderParams` (replaces the
+      model's decoder whole) or a dict naming **some** options, which overrides only
+      those: ``decoder={"onset_threshold": 0.5}`` keeps the model's tuned frame and pedal thresholds.
+    * ``backend`` — ``"torch"`` or ``"onnxruntime"`` (``None``: :func:`default_backend`).
+    * ``chunk_frames`` — frames per forward pass (speed and memory only; the result is the same).
+    * ``precision`` — ``"fp32"`` (exact) or ``"bf16"`` (torch backend; faster, activations within a few 1e-3).
+    * ``threads`` — CPU threads of onnxruntime (0: torch's setting or onnxruntime's default).
+    * ``**decoder_options`` — decoder options as keywords (``onset_threshold=0.4``), applied
+      after ``decoder``; the names and ranges are :meth:`DecoderParams.limits()
+      <pianomtl.transcription.decoders.DecoderParams.limits>`. An unknown name is a ``ValueError``.
+
+    >>> import numpy as np
+    >>> transcriber = Transcriber(onset_threshold=0.6)
+    >>> transcriber.decoder.onset_threshold, transcriber.backend
+    (0.6, 'onnxruntime')
+    >>> result = transcriber(np.zeros(44100, dtype=np.float32), sr=44100)   # one second of silence
+    >>> result.notes, round(result.duration, 3)
+    ([], 1.0)
+    """
 
     def __init__(
         self,
         model: Any = None,
         device: str | torch.device = "cpu",
-        decoder: DecoderParams | dict | None = None,
+        decoder: DecoderOptions = None,
         backend: str | None = None,
         chunk_frames: int | None = None,
         precision: str = "fp32",
         threads: int = 0,
+        **decoder_options: Any,
     ) -> None:
+        DecoderParams.check_names(decoder_options)  # a typo fails before the model loads
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; choose from {PRECISIONS}")
         backend = backend or default_backend(model, device, precision)
@@ -239,9 +269,8 @@ class Transcriber:
 
         self.backend = "onnxruntime" if isinstance(self.model, OnnxModel) else "torch"
         self.device = device if self.backend == "torch" else "cpu"
-        if isinstance(decoder, dict):
-            decoder = DecoderParams.from_dict(decoder)
-        self.decoder = decoder or default_decoder
+        self.decoder: DecoderParams = merge_decoder(default_decoder, decoder, **decoder_options)
+        """The decoder used for every recording (the model's own, with the options given applied)."""
         self.chunk_frames = chunk_frames or default_chunk_frames(self.device)
         if precision != "fp32" and self.backend != "torch":
             raise ValueError(f"precision {precision!r} needs the torch backend")
@@ -378,36 +407,62 @@ class Transcriber:
 
 
 def transcribe(
-    audio: str | Path | np.ndarray,
+    audio: str | Path | bytes | np.ndarray | Any,
     sr: float | None = None,
+    *,
     model: Any = None,
     device: str | torch.device = "cpu",
-    decoder: DecoderParams | dict | None = None,
+    decoder: DecoderOptions = None,
     backend: str | None = None,
     keep_activations: bool = True,
     chunk_frames: int | None = None,
     precision: str = "fp32",
+    **decoder_options: Any,
 ) -> Transcription:
     """Transcribe one recording: notes (key, onset, offset, velocity) and CC64 pedal events.
+
+    >>> import numpy as np
+    >>> from pianomtl import transcribe
+    >>> t = np.arange(2 * 44100) / 44100
+    >>> tone = 0.3 * np.sin(2 * np.pi * 440.0 * t) * np.exp(-2 * t)    # two seconds of a decaying A4
+    >>> result = transcribe(tone, sr=44100, onset_threshold=0.4)
+    >>> result.decoder.onset_threshold
+    0.4
+    >>> transcribe(tone, sr=44100, onset_treshold=0.4)
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown decoder option 'onset_treshold'; did you mean onset_threshold?
 
     ``audio``: a file path (any format soundfile reads, any rate and channel count;
     pipes such as ``/dev/stdin`` too), the bytes of such a file, a binary file object
     (``open(path, "rb")``, ``io.BytesIO``, ``sys.stdin.buffer``), or a sample array
     (``[n]``, ``[n, channels]`` or ``[channels, n]``, at most 8 channels) with its rate
     ``sr`` in Hz (finite, 1 kHz to 1 MHz; anything else is a ``ValueError`` at once).
-    ``model``: ``None`` for the bundled model, a model file (bundle, training
-    checkpoint, ``.onnx``), or a loaded model. ``decoder`` overrides the model's
-    decoder parameters. ``keep_activations=False`` drops the activations and
-    spectrogram from the result (memory on long files). ``precision="bf16"`` runs the
-    network in bfloat16 (faster on GPUs and AMX CPUs; see :mod:`pianomtl.transcription.inference`).
-    For many files, build one :class:`Transcriber` and call it.
+    ``keep_activations=False`` drops the activations and spectrogram from the result
+    (memory on long files; :meth:`Transcription.redecode
+    <pianomtl.transcription.result.Transcription.redecode>` needs them). ``model``,
+    ``device``, ``decoder``, ``backend``, ``chunk_frames``, ``precision`` and the decoder
+    options as keywords (``onset_threshold=0.4``, ``frame_threshold``,
+    ``offset_threshold``, ``pedal_frame_threshold``, ``method="hmm"``, ``half_pedal`` …;
+    the full list with ranges: :meth:`DecoderParams.limits()
+    <pianomtl.transcription.decoders.DecoderParams.limits>`) are as for
+    :class:`Transcriber`: a partial ``decoder`` dict or a keyword changes only the
+    options it names and keeps the model's tuned others. An unknown option or a value
+    out of range is a ``ValueError`` before any work. For many files, build one
+    :class:`Transcriber` and call it (the model loads once).
     """
     if sr is not None:
         check_sample_rate(sr)  # before the model loads: a bad rate fails at once
     transcriber = Transcriber(
-        model, device=device, decoder=decoder, backend=backend, chunk_frames=chunk_frames, precision=precision
+        model,
+        device=device,
+        decoder=decoder,
+        backend=backend,
+        chunk_frames=chunk_frames,
+        precision=precision,
+        **decoder_options,
     )
     return transcriber(audio, sr=sr, keep_activations=keep_activations)
 
 
-__all__ = ["Transcriber", "Transcription", "file_features", "transcribe"]
+__all__ = ["DecoderParams", "Transcriber", "Transcription", "file_features", "transcribe"]

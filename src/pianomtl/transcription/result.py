@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,16 +12,26 @@ import numpy as np
 from pianomtl.constants import FPS
 from pianomtl.core.midi import Note, PedalEvent, Performance, key_name
 from pianomtl.transcription import formats
-from pianomtl.transcription.decoders import DecoderParams
+from pianomtl.transcription.decoders import DecoderOptions, DecoderParams, decode, merge_decoder
 
 
 @dataclass
 class Transcription:
     """Notes and pedal of one recording, with the activations they were decoded from.
 
-    Times are seconds from the start of the recording; ``activations`` holds the
-    network's outputs at 50 fps (``on``/``int``/``off`` probabilities and ``vel``
-    ``[T, 88]``, ``sus`` ``[T, 1]``) unless dropped to save memory.
+    What :func:`pianomtl.transcribe` returns. Times are seconds from the start of the recording.
+
+    * ``notes`` — :class:`~pianomtl.core.midi.Note` tuples ``(key, onset, offset, velocity)``
+      sorted by onset, each with ``.name`` (``"C#5"``) and ``.duration`` (s).
+    * ``pedal`` — :class:`~pianomtl.core.midi.PedalEvent` tuples ``(time, value)``, CC64 0–127.
+    * ``activations`` — the network's outputs at 50 fps (``on``/``int``/``off``
+      probabilities and ``vel`` ``[T, 88]``, ``sus`` ``[T, 1]``), or ``None`` when dropped
+      to save memory; :meth:`redecode` needs them.
+    * ``duration`` (s), ``decoder`` (the :class:`DecoderParams` used), ``source`` (a file name or ``None``).
+
+    Write it with :meth:`write` (any format of :mod:`pianomtl.transcription.formats`),
+    :meth:`to_midi`, :meth:`to_csv`, :meth:`to_json`; read it as data with
+    :meth:`to_dict` or :meth:`to_dataframe`.
     """
 
     notes: list[Note]
@@ -34,7 +45,45 @@ class Transcription:
 
     @property
     def performance(self) -> Performance:
+        """Notes and pedal as a :class:`~pianomtl.core.midi.Performance` (what the MIDI writer takes)."""
         return Performance(list(self.notes), list(self.pedal))
+
+    def redecode(self, decoder: DecoderOptions = None, **options: Any) -> Transcription:
+        """The same recording decoded again from the kept activations with other decoder options.
+
+        Fast (no audio, no network): try thresholds on one result. ``decoder`` and
+        ``options`` work as for :class:`~pianomtl.transcription.pipeline.Transcriber`:
+        they change only the options they name, starting from this result's decoder.
+        Needs the activations (not dropped with ``keep_activations=False``).
+
+        >>> import numpy as np
+        >>> acts = {t: np.zeros((100, 88), np.float32) for t in ("on", "int", "off", "vel")}
+        >>> acts["sus"] = np.zeros((100, 1), np.float32)
+        >>> acts["on"][20:23, 39] = [0.6, 0.7, 0.6]; acts["int"][20:60, 39] = 0.9; acts["vel"][21, 39] = 0.5
+        >>> result = Transcription(notes=[], pedal=[], activations=acts, duration=2.0)
+        >>> [(n.name, n.onset, round(n.duration, 2), n.velocity) for n in result.redecode().notes]
+        [('C4', 0.42, 0.78, 64)]
+        >>> result.redecode(onset_threshold=0.8).notes
+        []
+        """
+        if self.activations is None:
+            raise ValueError("this transcription kept no activations to decode again (keep_activations=False)")
+        params = merge_decoder(self.decoder, decoder, **options)
+        performance = decode(self.activations, params)
+        return dataclasses.replace(self, notes=performance.notes, pedal=performance.pedal, decoder=params)
+
+    def to_dataframe(self) -> Any:
+        """The notes as a :class:`pandas.DataFrame`: ``onset, offset, duration, key, name, velocity`` (one row each).
+
+        Needs pandas (not a dependency of pianomtl; ``pip install pandas``).
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("Transcription.to_dataframe needs pandas: pip install pandas") from None
+        columns = ["onset", "offset", "duration", "key", "name", "velocity"]
+        rows = [(n.onset, n.offset, n.duration, n.key, n.name, n.velocity) for n in self.notes]
+        return pd.DataFrame(rows, columns=columns)
 
     def write(self, path: str | Path, format: str | None = None, overwrite: bool = True) -> Path:
         """Write to ``path`` in ``format`` (default: by the path's extension), atomically.

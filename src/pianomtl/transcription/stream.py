@@ -70,7 +70,7 @@ from pianomtl.core.audio import MAX_FILE_CHANNELS, check_sample_rate, integers_t
 from pianomtl.core.features import StreamingSpectrogram
 from pianomtl.core.midi import Note, PedalEvent, Performance, write_midi
 from pianomtl.transcription.causal import CausalDecoder, Decision
-from pianomtl.transcription.decoders import DecoderParams, note_velocity
+from pianomtl.transcription.decoders import DecoderOptions, DecoderParams, merge_decoder, note_velocity
 from pianomtl.transcription.inference import carries_state, is_torch_module, sigmoid
 
 DEFAULT_LOOKAHEAD = 3
@@ -251,7 +251,7 @@ class Stream:
         channels: int = 1,
         model: Any = None,
         *,
-        decoder: DecoderParams | dict | None = None,
+        decoder: DecoderOptions = None,
         lookahead: int = DEFAULT_LOOKAHEAD,
         early_threshold: float | None = None,
         device: Any = "cpu",
@@ -276,9 +276,8 @@ class Stream:
             from pianomtl.transcription.pipeline import Transcriber
 
             transcriber = Transcriber(model, device=device, decoder=decoder, backend=backend, threads=threads)
-        params = decoder if decoder is not None else transcriber.decoder
-        if isinstance(params, dict):
-            params = DecoderParams.from_dict(params)
+            decoder = None  # applied by the Transcriber
+        params = merge_decoder(transcriber.decoder, decoder)  # a dict changes only the options it names
         if params.method != "threshold":
             warnings.warn(
                 f"stream: the {params.method!r} note decoder needs the whole recording; streaming uses the "

@@ -4,7 +4,7 @@ Routes (JSON errors are ``{"error": "<one line>"}`` with a 4xx/5xx status):
 
 ==========================================  =============================================================
 ``GET  /``                                  the page (``static/index.html``); ``/static/*`` its files
-``GET  /api/config``                        upload limit, audio formats, download formats, whether live works
+``GET  /api/config``                        upload limit, audio and download formats, decoder limits, live
 ``POST /api/sessions``                      multipart upload, field ``audio`` → ``201 {"id", "name"}``;
                                             413 over the size limit, 415 not audio
 ``GET  /api/sessions/{id}``                 ``{"state", "stage", "progress", "error", …}`` (the page polls)
@@ -49,6 +49,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from pianomtl.web.piano import PianoCache
+from pianomtl.transcription.decoders import DecoderParams
 from pianomtl.web.sessions import DOWNLOADS, SessionError, SessionStore
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ def create_app(
                 "live": hasattr(store.transcriber, "stream"),
             }
         )
+                "decoder": {name: limit.to_dict() for name, limit in DecoderParams.limits().items()},
 
     # -- sessions ------------------------------------------------------------------------
 

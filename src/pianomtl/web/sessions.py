@@ -321,8 +321,10 @@ class SessionStore:
             value = float(onset_threshold)
         except (TypeError, ValueError):
             raise SessionError(f"onset_threshold must be a number, got {onset_threshold!r}") from None
-        if not (math.isfinite(value) and 0.0 < value < 1.0):
-            raise SessionError(f"onset_threshold must be between 0 and 1, got {onset_threshold!r}")
+        try:  # the range is DecoderParams' own (one definition; /api/config's "decoder" shows it to the page)
+            DecoderParams.limits()["onset_threshold"].check("onset_threshold", value)
+        except ValueError as error:
+            raise SessionError(str(error)) from None
         with session.lock:
             result = session.result
             if result is None:
