@@ -15,6 +15,7 @@ import typing
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, one-line help)
     "transcribe": ("pianomtl.cli.transcribe", "transcribe piano recordings to MIDI (notes, velocities, pedal)"),
+    "batch": ("pianomtl.cli.batch", "transcribe an archive (folder, glob or manifest) on Ray: tables, resumable"),
     "stream": (
         "pianomtl.cli.stream",
         "live transcription: audio file or raw PCM on stdin → note events as they are decided",
@@ -33,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "rewrite an older checkpoint/bundle (numpy objects inside) as plain data; runs nothing in it",
     ),
     "features": ("pianomtl.cli.features", "print the spectrogram and targets of an audio/MIDI pair"),
+    "field-test": ("pianomtl.cli.field_test", "score a transcriber on the field corpus (unseen pianos, rooms, no pedal)"),
 }
 
 
@@ -47,7 +49,9 @@ COMMAND_EXTRAS: dict[str, str] = {
     "export": "torch",
     "convert-model": "torch",
     "features": "train",
+    "field-test": "train",
     "serve": "web",
+    "batch": "cluster",
 }
 """The extra each command needs beyond the lean install (:mod:`pianomtl.extras`); ``transcribe`` needs none."""
 

@@ -84,6 +84,7 @@ class Config:
     pedal_free_share: float = 0.0  # train items of real performances played without pedal (CC64 removed)
     high_share: float = 0.0  # train items transposed up by up to two octaves (the top keys seen often)
     effects_share: float = 0.0  # train items through the effect chain (EQ bands, compressor, clipper, codec)
+    field: bool = False  # the field test instead (plan_field): held-out pianos, pedal-free twins, rooms and codecs
 
 
 @dataclass
@@ -105,7 +106,7 @@ class Item:
     noise: str = "none"  # none, white, pink
     snr_db: float = 0.0
     peak_db: float = -3.0
-    instrument: str = ""  # the piano engine's PianoVariant as JSON (other engines: empty)
+    instrument: str = ""  # the piano engine's PianoVariant or the modal engine's ModalPiano as JSON (others: empty)
     pedal_free: int = 0  # 1: the performance's sustain pedal was removed (notes end at key release)
     effects: str = ""  # the effect chain's settings as JSON (audio_augment.draw_effects; empty: none)
     duration: float = 0.0
@@ -190,6 +191,10 @@ def _finish(
 
         variant_rng = _item_rng(item.seed, item.split, item.index, 2)
         item.instrument = PianoVariant.draw(variant_rng).to_json()
+    elif TIMBRES[item.timbre].engine == "modal":
+        from pianomtl.synthesis.modal import ModalPiano
+
+        item.instrument = ModalPiano.draw(_item_rng(item.seed, item.split, item.index, 2)).to_json()
     n_samples = round((item.performance.end_time + RENDER_TAIL_S) * SAMPLE_RATE)
     item.duration = n_samples / SAMPLE_RATE
     return item
@@ -275,10 +280,71 @@ def load_sources(config: Config) -> dict[str, Performance]:
     return material.load_midi_sources()
 
 
+FIELD_TIMBRES = ("musescore", "grand", "modal")
+"""The field test's pianos: MuseScore's grand (never trained on), and held-out instruments of both own engines
+(drawn from the field split's own streams, so no training item plays them)."""
+FIELD_PEDAL_FREE_SHARE = 0.2
+"""Share of the field test's time given to procedural music, which has no pedal at all."""
+
+
+def _field_items(split: str, config: Config, sources: dict[str, Performance], pieces: Iterable[str]) -> list[Item]:
+    """The field test (or, for ``validation``, its twin): each excerpt of the pieces twice, as played and with
+    the pedal removed, each rendition on another of :data:`FIELD_TIMBRES` through its own room, microphone,
+    noise and effect chain (always some reverb and noise; a lossy codec on about a third), plus procedural
+    pedal-free pieces. Everything is drawn from the split's streams: another seed gives other conditions."""
+    budget = (config.test_minutes if split == "test" else config.valid_minutes) * 60
+    base = _consecutive_items(split, config, sources, pieces, budget * (1 - FIELD_PEDAL_FREE_SHARE) / 2, ("musescore",))
+    items: list[Item] = []
+    for rendition in base:
+        for pedal_free in (0, 1):
+            index = 2 * rendition.index + pedal_free
+            rng = _item_rng(config.seed, split, index, 3)
+            timbre = FIELD_TIMBRES[(rendition.index + pedal_free) % len(FIELD_TIMBRES)]
+            performance = rendition.performance
+            if pedal_free:
+                performance = Performance(list(performance.notes), [])
+            item = Item(split, index, rendition.source, timbre, config.seed, start=rendition.start)
+            item.pedal_free = pedal_free
+            items.append(_field_conditions(_finish(item, performance, False, rng), rng))
+    used = 0.0
+    index = 2 * (max((i.index for i in base), default=0) + 1)
+    while used < budget * FIELD_PEDAL_FREE_SHARE:
+        rng = _item_rng(config.seed, split, index)
+        item = Item(split, index, "procedural", FIELD_TIMBRES[index % len(FIELD_TIMBRES)], config.seed)
+        item.pedal_free = 1
+        piece = material.procedural(rng, float(rng.uniform(config.min_length, config.max_length)))
+        item = _field_conditions(_finish(item, Performance(list(piece.notes), []), False, rng), rng)
+        items.append(item)
+        used += item.duration
+        index += 1
+    return items
+
+
+def _field_conditions(item: Item, rng: np.random.Generator) -> Item:
+    """A room, a microphone's noise and an effect chain for a field-test item (always reverb and noise)."""
+    item.reverb_rt60 = float(rng.uniform(0.3, 1.2))
+    item.drr_db = float(rng.uniform(-3.0, 10.0))
+    item.eq_tilt_db = float(rng.uniform(-4.0, 4.0))
+    item.noise = str(rng.choice(["white", "pink"]))
+    item.snr_db = float(rng.uniform(20.0, 45.0))
+    item.peak_db = float(rng.uniform(-12.0, -1.0))
+    item.effects = json.dumps(draw_effects(rng), separators=(",", ":"))
+    return item
+
+
+def plan_field(config: Config, sources: dict[str, Performance]) -> list[Item]:
+    """The field test (``--recipe field``): the test pieces as ``test``, the validation pieces as ``validation``."""
+    return _field_items("test", config, sources, config.test_pieces) + _field_items(
+        "validation", config, sources, config.valid_pieces
+    )
+
+
 def plan(config: Config, sources: dict[str, Performance] | None = None) -> list[Item]:
     """Every item of the corpus, deterministically from the config (cheap: no audio)."""
     if sources is None:
         sources = load_sources(config)
+    if config.field:
+        return plan_field(config, sources)
     for timbre in (*config.train_timbres, *config.test_timbres):
         if timbre not in TIMBRES:
             raise ValueError(f"unknown timbre {timbre!r}; choose from {', '.join(TIMBRES)}")

@@ -76,7 +76,8 @@ def render_performance(performance: Performance, timbre_name: str, n_samples: in
     :func:`pianomtl.synthesis.fluidsynth.synth_events`, with the process's preloaded synth).
 
     ``instrument``: for the piano engine, the item's :class:`~pianomtl.synthesis.piano.PianoVariant`
-    as JSON (empty: the grand as sampled).
+    as JSON (empty: the grand as sampled); for the modal engine, its
+    :class:`~pianomtl.synthesis.modal.ModalPiano` (empty: the default instrument).
     """
     from pianomtl.synthesis.fluidsynth import play, synth_events
 
@@ -85,6 +86,11 @@ def render_performance(performance: Performance, timbre_name: str, n_samples: in
 
         variant = piano.PianoVariant.from_json(instrument) if instrument else piano.PianoVariant()
         return piano.render(performance, n_samples, variant)
+    if TIMBRES[timbre_name].engine == "modal":
+        from pianomtl.synthesis import modal
+
+        model = modal.ModalPiano.from_json(instrument) if instrument else modal.ModalPiano()
+        return modal.render_modal(performance, n_samples, model)
     if TIMBRES[timbre_name].engine == "timidity":
         return render_timidity(performance, TIMBRES[timbre_name], n_samples)
     synth, font_id = _synth(timbre_name)

@@ -23,10 +23,13 @@ class Timbre:
     program: int = 0
     min_velocity: int = 1  # lowest velocity that still sounds (the corpus clamps velocities to it)
     gain: float = 0.5
-    engine: str = "fluidsynth"  # or "timidity" (its own envelopes), or "piano" (pianomtl.synthesis.piano)
+    engine: str = "fluidsynth"  # or "timidity" (its own envelopes), "piano" (pianomtl.synthesis.piano) or "modal"
     package: str = ""  # the Debian package(s) that install it (named in the missing-file error)
 
-    def soundfont(self) -> Path:
+    def soundfont(self) -> Path | None:
+        """The file the engine plays (a one-line ``AssetError`` if missing); ``None`` for the modal piano (no file)."""
+        if self.engine == "modal":
+            return None
         if self.engine == "piano":  # the Salamander samples: the built SF2 and the release samples
             from pianomtl.synthesis.sources import require_salamander_release, require_salamander_sf2
 
@@ -48,6 +51,8 @@ TIMBRES: dict[str, Timbre] = {
     "salamander": Timbre("salamander", "salamander"),
     # the project's own piano from the Salamander samples; every item plays its own PianoVariant
     "grand": Timbre("grand", "salamander", engine="piano"),
+    # the parametric piano (pianomtl.synthesis.modal): no recordings; every item a new instrument
+    "modal": Timbre("modal", "", engine="modal"),
     # min_velocity: C4's first 200 ms at -75 dBFS or louder (gain 0.5); below it a note is inaudible once the
     # item is normalised and noise is added. Measured: FluidR3/TimGM -112 dB at velocity 1, -72 dB at 10;
     # MuseScore silent at 1–2, -79 dB at 3; Salamander -69 dB at 1.
@@ -79,12 +84,17 @@ MAIN_TIMBRES = ("grand", "salamander")
 RECIPES: dict[str, tuple[tuple[str, ...], tuple[float, ...] | None]] = {
     "soundfonts": (DEFAULT_TRAIN_TIMBRES, None),
     "piano": (("grand", "salamander", "fluidr3", "timgm", "gmbank", "freepats"), (0.5, 0.1, 0.1, 0.1, 0.1, 0.1)),
-    "v8": (("grand", "salamander", "fluidr3", "timgm", "gmbank", "freepats"), (0.5, 0.1, 0.1, 0.1, 0.1, 0.1)),
+    "field": (("grand", "modal"), None),  # the field test: see corpus.plan_field (its own timbres)
+    "v8": (
+        ("grand", "modal", "salamander", "fluidr3", "timgm", "gmbank", "freepats"),
+        (0.3, 0.3, 0.08, 0.08, 0.08, 0.08, 0.08),
+    ),
 }
 """``--recipe``: training timbres and their weights. "piano": the project's piano engine as the main source."""
 
-RECIPE_SHARES: dict[str, dict[str, float]] = {
+RECIPE_SHARES: dict[str, dict[str, float | bool]] = {
     "v8": {"pedal_free_share": 0.3, "high_share": 0.15, "effects_share": 0.5},
+    "field": {"field": True},
 }
 """What a recipe sets beyond its timbres (:class:`~pianomtl.synthesis.corpus.Config` fields): the v8 model's
 corpus plays a third of the real performances without pedal, lifts some into the top octaves and sends half of
