@@ -137,3 +137,30 @@ def test_silence_through_every_entry_point() -> None:
     with pianomtl.Stream(rate=44100) as stream:
         assert stream.feed(silence) == []
     assert stream.performance().notes == []
+
+
+def test_the_api_reference_is_generated_from_the_current_docstrings() -> None:
+    """docs/api.md is ``scripts/make_api_docs.py``'s output (rerun the script after changing a docstring)."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "make_api_docs.py"), "--check"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    text = (ROOT / "docs" / "api.md").read_text()
+    for name in pianomtl.__all__:
+        if not name.startswith("_"):
+            assert f"## {name}" in text
+    assert "| `onset_threshold` | `0.5` | [0, 1] |" in text
+
+
+@pytest.mark.skipif(not DEFAULT_BUNDLE.is_file(), reason="the bundled model (assets/default.pt) is not built yet")
+def test_the_example_runs(tmp_path: Path) -> None:
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "python_api.py")], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert "4 notes" in done.stdout and "did you mean onset_threshold" in done.stdout
+    assert "stream and offline agree on 4 vs 4 notes" in done.stdout

@@ -122,6 +122,7 @@ class StreamEvent:
         return result
 
     def to_json(self) -> str:
+        """:meth:`to_dict` as one line of JSON (what ``pianomtl stream`` prints)."""
         return json.dumps(self.to_dict())
 
 
@@ -232,7 +233,19 @@ class _Input:
 
 
 class Stream:
-    """Live transcription of one signal (see the module docstring).
+    """Live transcription of one signal: audio blocks in, note and pedal events out as they are decided.
+
+    ::
+
+        stream = Stream(rate=48000, channels=2)
+        for block in blocks:                    # any length: 1 sample or 10 s
+            for event in stream.feed(block):    # StreamEvents: note_on, note_off, pedal_on, pedal_off
+                print(event.to_json())
+        final = stream.close()                  # flushes, ends every held note
+
+    Each stage equals the offline pipeline on the same audio; note-ons are announced
+    early and then confirmed or retracted (:mod:`pianomtl.transcription.stream` explains
+    how, and ``docs/streaming.md`` gives the latencies).
 
     ``rate``/``channels``: the input's sample rate (Hz) and channel count, fixed for
     the stream. ``model``, ``decoder``, ``device``, ``backend``, ``threads``: as for
@@ -323,10 +336,12 @@ class Stream:
 
     @property
     def rate(self) -> float:
+        """The input's sample rate in Hz (fixed for the stream)."""
         return self.input.rate
 
     @property
     def channels(self) -> int:
+        """The input's channel count (fixed for the stream)."""
         return self.input.channels
 
     @property
