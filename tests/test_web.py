@@ -230,6 +230,61 @@ def test_redecode_changes_the_notes_without_the_network(client, transcriber, ren
     assert response.status_code == 400
 
 
+def test_download_of_edited_notes(client, transcriber, rendered_clip, tmp_path) -> None:
+    """POST the page's notes (its edits): every format writes them; the session keeps its decoded notes."""
+    session = upload(client, rendered_clip.wav).json()["id"]
+    wait_done(client, session)
+    payload = client.get(f"/api/sessions/{session}/notes").json()
+    assert payload["default_onset_threshold"] == transcriber.decoder.onset_threshold
+    notes = [n for n in payload["notes"] if n["key"] != 60]  # one deleted …
+    notes.append({"key": 70, "onset": 0.1, "offset": 0.5, "velocity": 30})  # … one drawn
+    notes[0] = {**notes[0], "key": notes[0]["key"] + 2, "velocity": 127}  # … one moved and made loud
+    response = client.post(f"/api/sessions/{session}/download/mid", json={"notes": notes, "pedal": payload["pedal"]})
+    assert response.status_code == 200 and response.headers["content-disposition"] == 'attachment; filename="clip.mid"'
+    (tmp_path / "edited.mid").write_bytes(response.content)
+    written = read_midi(tmp_path / "edited.mid")
+    expected = sorted((n["onset"], n["key"], n["velocity"]) for n in notes)
+    assert [(n.key, n.velocity) for n in written.notes] == [(k, v) for _, k, v in expected]
+    assert len(written.pedal) == len(payload["pedal"])
+    rows = list(
+        csv.reader(io.StringIO(client.post(f"/api/sessions/{session}/download/csv", json={"notes": notes}).text))
+    )
+    assert sorted(int(r[2]) for r in rows[1:]) == sorted(n["key"] for n in notes)
+    assert client.get(f"/api/sessions/{session}/notes").json()["notes"] == payload["notes"]  # not stored
+
+    for bad, words in (
+        ({"notes": [{"key": 10, "onset": 0, "offset": 1, "velocity": 64}]}, "note 1 is not a piano note"),
+        ({"notes": [{"key": 60, "onset": 1, "offset": 0.5, "velocity": 64}]}, "note 1 is not a piano note"),
+        ({"notes": [{"key": 60, "onset": 0, "offset": 1, "velocity": 200}]}, "note 1 is not a piano note"),
+        ({"notes": [{"key": 60.5, "onset": 0, "offset": 1, "velocity": 64}]}, "note 1 is not a piano note"),
+        ({"notes": [{"key": 60}]}, "note 1 is not a piano note"),
+        ({"notes": "all of them"}, "send JSON"),
+        ({"notes": [], "pedal": [{"time": -1, "value": 64}]}, "pedal event is out of range"),
+    ):
+        response = client.post(f"/api/sessions/{session}/download/mid", json=bad)
+        assert response.status_code == 400, bad
+        assert words in response.json()["error"] and "\n" not in response.json()["error"]
+    assert client.post(f"/api/sessions/{session}/download/mid", content=b"{").status_code == 400
+
+
+def test_queue_position_and_undecodable_upload(client, server_root) -> None:
+    """The page says it waits only when another recording is ahead; random bytes named .mp3 are one true line."""
+    store = client.app.state.store
+    first, second = store.new("a.wav"), store.new("b.wav")  # (not started: both wait)
+    assert store.status(first)["ahead"] == 0 and store.status(second)["ahead"] == 1
+    first.state = "done"
+    assert store.status(second)["ahead"] == 0
+    store.remove(first.id)
+    store.remove(second.id)
+
+    noise = bytes((i * 7919) % 251 for i in range(3000))
+    response = upload(client, name="song.mp3", data=noise)
+    assert response.status_code == 415
+    error = response.json()["error"]
+    assert error.startswith("song.mp3: not a readable audio file") and "pipe" not in error and "\n" not in error
+    assert leftovers(server_root) == []
+
+
 # ---------------------------------------------------------------- bad uploads, the limit, clean-up
 
 
@@ -583,7 +638,23 @@ def test_page_in_a_browser(browser, live_server, rendered_clip, tmp_path) -> Non
     url, app = live_server
     store = app.state.store
     browser.get(url)
+    browser.execute_script("localStorage.clear()")  # no edits kept from another test
+    browser.get(url)
     wait_for(browser, "window.pianomtl && window.pianomtl.config")
+    # before anything is opened the slider shows the real default, not the range's middle
+    default = store.transcriber.decoder.onset_threshold
+    assert float(browser.find_element(By.ID, "sensitivity").get_attribute("value")) == pytest.approx(1 - default)
+    assert browser.find_element(By.ID, "sensitivity-value").text == f"{round((1 - default) * 100)} (default)"
+
+    # random bytes named .mp3: one clear line, not libsndfile's "possibly a pipe?"
+    browser.execute_script(
+        """const t = new DataTransfer();
+        const bytes = new Uint8Array(3000); for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7919) % 251;
+        t.items.add(new File([bytes], 'song.mp3', {type: 'audio/mpeg'}));
+        window.dispatchEvent(new DragEvent('drop', {dataTransfer: t, bubbles: true, cancelable: true}));"""
+    )
+    error = wait_for(browser, "window.pianomtl.error")
+    assert error.startswith("song.mp3: not a readable audio file") and "pipe" not in error and "\n" not in error
 
     # a dropped file that is not audio: refused, in one line on the page
     browser.execute_script(
@@ -595,9 +666,16 @@ def test_page_in_a_browser(browser, live_server, rendered_clip, tmp_path) -> Non
     assert error.startswith("list.txt: not a readable audio file") and "\n" not in error
     assert browser.find_element(By.ID, "error").is_displayed()
 
-    # a recording opened with the file picker: progress, then the roll
+    # a recording opened with the file picker: progress (in true words), then the roll
+    browser.execute_script(
+        """window.progressSeen = [];
+        new MutationObserver(() => window.progressSeen.push(document.getElementById('progress-text').textContent))
+          .observe(document.getElementById('progress-text'), {childList: true, characterData: true, subtree: true});"""
+    )
     browser.find_element(By.ID, "file").send_keys(str(rendered_clip.wav))
     wait_for(browser, "window.pianomtl.status === 'ready'")
+    seen = browser.execute_script("return window.progressSeen")
+    assert seen and not [text for text in seen if "Waiting" in text], seen  # nothing else was being transcribed
     assert browser.execute_script("return window.pianomtl.error") == ""
     session = browser.execute_script("return window.pianomtl.session")
     api_notes = store.get(session).payload()["notes"]
@@ -618,10 +696,12 @@ def test_page_in_a_browser(browser, live_server, rendered_clip, tmp_path) -> Non
     time.sleep(0.3)
     assert browser.execute_script("return [window.pianomtl.playing, window.pianomtl.position]") == [False, position]
 
-    # the sensitivity slider: lower the onset threshold with the keyboard; the roll follows the server
-    slider = browser.find_element(By.ID, "threshold")
+    # the sensitivity slider runs the musical way: right = more notes (a lower onset threshold)
+    slider = browser.find_element(By.ID, "sensitivity")
     start = float(slider.get_attribute("value"))
-    slider.send_keys(*[Keys.ARROW_LEFT] * round((start - 0.1) * 100))
+    assert start == pytest.approx(1 - store.transcriber.decoder.onset_threshold)
+    assert browser.find_element(By.ID, "sensitivity-value").text.endswith("(default)")
+    slider.send_keys(*[Keys.ARROW_RIGHT] * round((0.9 - start) * 100))
     wait_for(browser, "Math.abs(window.pianomtl.threshold - 0.1) < 1e-6", timeout=30)
     lowered = store.get(session).payload()["notes"]
     assert len(lowered) > len(api_notes)
@@ -641,7 +721,7 @@ def test_page_in_a_browser(browser, live_server, rendered_clip, tmp_path) -> Non
     resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert resources and all(r.startswith(origin) for r in resources), resources
     logged = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
-    assert [m for m in logged if "status of 415" not in m] == []  # only the refused upload, nothing broken
+    assert [m for m in logged if "status of 415" not in m] == []  # only the refused uploads, nothing broken
 
 
 def test_live_mode_in_a_browser(browser, live_server, rendered_clip) -> None:
@@ -662,3 +742,240 @@ def test_live_mode_in_a_browser(browser, live_server, rendered_clip) -> None:
     take = app.state.store.get(session)
     assert take.live and take.result is not None
     assert browser.execute_script("return window.pianomtl.notes.length") == len(take.current.notes) >= 8
+
+
+# ---------------------------------------------------------------- the workbench (issue 27): inspect, correct, practise
+
+FIGURES = Path(__file__).resolve().parent.parent / "docs" / "figures"
+
+
+def figure(browser, tmp_path: Path, name: str) -> Path:
+    """A screenshot of the page in one mode: in the test's folder, and in docs/figures with PIANOMTL_FIGURES=1."""
+    import os
+
+    path = tmp_path / f"{name}.png"
+    browser.save_screenshot(str(path))
+    assert path.stat().st_size > 10_000
+    if os.environ.get("PIANOMTL_FIGURES"):
+        shutil.copyfile(path, FIGURES / f"{name}.png")
+    return path
+
+
+def open_clip(browser, url: str, clip: Path) -> None:
+    """A fresh page (no edits kept from another test) with ``clip`` transcribed on it."""
+    browser.get(url)
+    browser.execute_script("localStorage.clear()")
+    browser.get(url)
+    wait_for(browser, "window.pianomtl && window.pianomtl.config")
+    browser.find_element("id", "file").send_keys(str(clip))
+    wait_for(browser, "window.pianomtl.status === 'ready'")
+
+
+def page_notes(browser) -> list[tuple[int, float, float, int]]:
+    return [
+        tuple(n)
+        for n in browser.execute_script("return window.pianomtl.notes.map(n => [n.key, n.onset, n.offset, n.velocity])")
+    ]
+
+
+def offset_of(browser, x: float, y: float) -> tuple[int, int]:
+    """Canvas pixel (x, y) as Selenium's offset from the canvas's centre."""
+    size = browser.execute_script("const c = document.getElementById('roll'); return [c.clientWidth, c.clientHeight]")
+    return round(x - size[0] / 2), round(y - size[1] / 2)
+
+
+def note_centre(browser, key: int) -> tuple[int, int]:
+    box = browser.execute_script(
+        f"const p = window.pianomtl; return p.api.noteBox(p.notes.find(n => n.key === {key}).id)"
+    )
+    return offset_of(browser, box["x"] + min(box["w"] / 3, 20), box["y"] + box["h"] / 2)
+
+
+def point(browser, t: float, key: int) -> tuple[int, int]:
+    x, y, h = browser.execute_script(
+        f"const a = window.pianomtl.api; return [a.xOf({t}), a.yOf({key}), a.layout().keyH]"
+    )
+    return offset_of(browser, x, y + h / 2)
+
+
+def download(browser, name: str) -> Path:
+    path = browser.downloads / name
+    path.unlink(missing_ok=True)
+    browser.find_element("id", f"dl-{name.rsplit('.', 1)[1]}").click()
+    deadline = time.monotonic() + 30
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.2)  # (Chromium renames the finished file into place)
+    return path
+
+
+def test_inspect_and_correct_in_a_browser(browser, live_server, rendered_clip, tmp_path) -> None:
+    """Hover, fit-to-range, select/delete/move/draw/velocity, undo/redo, the download holds the edits,
+    a reload keeps them, re-decoding asks first."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, app = live_server
+    open_clip(browser, url, rendered_clip.wav)
+    canvas = browser.find_element(By.ID, "roll")
+    notes = page_notes(browser)
+    keys = [n[0] for n in notes]
+    assert sorted(keys) == sorted(n.key for n in rendered_clip.performance.notes)
+
+    # fit-to-range by default: the piece's keys (36–76) and two more each side, not all 88
+    view = browser.execute_script("return window.pianomtl.view")
+    assert (view["low"], view["high"]) == (min(keys) - 2, max(keys) + 2)
+    ActionChains(browser).send_keys("k").perform()
+    assert browser.execute_script("return [window.pianomtl.view.low, window.pianomtl.view.high]") == [21, 108]
+    ActionChains(browser).send_keys("f").perform()
+    assert browser.execute_script("return window.pianomtl.view.high") == max(keys) + 2
+
+    # hover a note: its name, onset, length, velocity; the pedal band: its CC value
+    c3 = next(n for n in notes if n[0] == 48)
+    ActionChains(browser).move_to_element_with_offset(canvas, *note_centre(browser, 48)).perform()
+    hover = wait_for(browser, "window.pianomtl.hover")
+    assert hover == f"C3 · onset {c3[1]:.3f} s · {c3[2] - c3[1]:.3f} s long · velocity {c3[3]}"
+    assert browser.find_element(By.ID, "tip").is_displayed()
+    figure(browser, tmp_path, "web-inspect")
+    layout = browser.execute_script("return window.pianomtl.api.layout()")
+    x = browser.execute_script("return window.pianomtl.api.xOf(1.6)")  # (the pedal is decoded down 1.53–1.71 s)
+    ActionChains(browser).move_to_element_with_offset(canvas, *offset_of(browser, x, layout["pedalTop"] + 15)).perform()
+    assert wait_for(browser, "window.pianomtl.hover").startswith("sustain pedal (CC64) 127 at 1.60 s")
+
+    # select C4 with a click, delete it; undo and redo
+    ActionChains(browser).move_to_element_with_offset(canvas, *note_centre(browser, 60)).click().perform()
+    assert browser.execute_script("return window.pianomtl.selection.size") == 1
+    assert browser.find_element(By.ID, "inspector").is_displayed()
+    ActionChains(browser).send_keys(Keys.DELETE).perform()
+    assert 60 not in [n[0] for n in page_notes(browser)] and len(page_notes(browser)) == len(notes) - 1
+    ActionChains(browser).key_down(Keys.CONTROL).send_keys("z").key_up(Keys.CONTROL).perform()
+    assert page_notes(browser) == notes
+    ActionChains(browser).key_down(Keys.CONTROL).key_down(Keys.SHIFT).send_keys("z").key_up(Keys.SHIFT).key_up(
+        Keys.CONTROL
+    ).perform()
+    assert 60 not in [n[0] for n in page_notes(browser)]
+    assert browser.execute_script("return window.pianomtl.edited") is True
+
+    # drag G4 two keys up (to A4), same time
+    key_h = layout["keyH"]
+    g4 = next(n for n in notes if n[0] == 67)
+    ActionChains(browser).move_to_element_with_offset(
+        canvas, *note_centre(browser, 67)
+    ).click_and_hold().move_by_offset(0, -round(2 * key_h)).release().perform()
+    moved = next(n for n in page_notes(browser) if n[0] == 69)
+    assert moved[1:] == g4[1:]
+
+    # draw a note on A#4 from 0.1 s to 0.5 s, then type its velocity
+    ActionChains(browser).send_keys("d").perform()
+    ActionChains(browser).move_to_element_with_offset(
+        canvas, *point(browser, 0.1, 70)
+    ).click_and_hold().move_to_element_with_offset(canvas, *point(browser, 0.5, 70)).release().perform()
+    ActionChains(browser).send_keys("v").perform()
+    drawn = next(n for n in page_notes(browser) if n[0] == 70)
+    assert drawn[1] == pytest.approx(0.1, abs=0.01) and drawn[2] == pytest.approx(0.5, abs=0.01)
+    velocity = browser.find_element(By.ID, "velocity-value")
+    velocity.send_keys(Keys.CONTROL, "a")
+    velocity.send_keys("30", Keys.ENTER)
+    wait_for(browser, "window.pianomtl.notes.some(n => n.key === 70 && n.velocity === 30)")
+    edited = page_notes(browser)
+    figure(browser, tmp_path, "web-correct")
+
+    # every download is the page's transcription, edits included
+    midi = read_midi(download(browser, "clip.mid"))
+    assert [(n.key, n.velocity) for n in midi.notes] == [(n[0], n[3]) for n in edited]
+    assert [n.onset for n in midi.notes] == pytest.approx([n[1] for n in edited], abs=2e-3)
+    assert (70, 30) in [(n.key, n.velocity) for n in midi.notes] and 60 not in [n.key for n in midi.notes]
+    rows = list(csv.reader(io.StringIO(download(browser, "clip.csv").read_text())))
+    assert [int(r[2]) for r in rows[1:]] == [n[0] for n in edited]
+    assert [n["key"] for n in json.loads(download(browser, "clip.json").read_text())["notes"]] == [n[0] for n in edited]
+    session = browser.execute_script("return window.pianomtl.session")
+    assert len(app.state.store.get(session).current.notes) == len(notes)  # the server's copy is not edited
+
+    # a reload keeps the edits (in this browser's storage): same recording, same notes
+    browser.refresh()
+    wait_for(browser, "window.pianomtl.status === 'ready' && window.pianomtl.edited")
+    assert browser.execute_script("return window.pianomtl.session") == session
+    assert page_notes(browser) == edited
+    assert "are back" in browser.find_element(By.ID, "notice").text
+
+    # re-decoding with the slider asks before it replaces the edits; undo brings them back
+    slider = browser.find_element(By.ID, "sensitivity")
+    slider.send_keys(Keys.ARROW_RIGHT)
+    alert = WebDriverWait(browser, 10).until(expected_conditions.alert_is_present())
+    assert "replaces the notes" in alert.text
+    alert.dismiss()
+    time.sleep(0.5)
+    assert page_notes(browser) == edited
+    slider.send_keys(Keys.ARROW_RIGHT)
+    WebDriverWait(browser, 10).until(expected_conditions.alert_is_present()).accept()
+    wait_for(browser, "!window.pianomtl.edited")
+    decoded = app.state.store.get(session).payload()["notes"]
+    assert [n[0] for n in page_notes(browser)] == [n["key"] for n in decoded]
+    browser.find_element(By.ID, "undo").click()
+    assert page_notes(browser) == edited
+    logged = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert logged == []
+
+
+def test_practise_in_a_browser(browser, live_server, rendered_clip, tmp_path) -> None:
+    """A–B loop from the ruler, half speed with the recording's pitch kept, hands coloured and muted,
+    the shortcuts' help overlay."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    url, _ = live_server
+    open_clip(browser, url, rendered_clip.wav)
+    canvas = browser.find_element(By.ID, "roll")
+    x0, x1 = browser.execute_script("const a = window.pianomtl.api; return [a.xOf(0.5), a.xOf(1.5)]")
+    ActionChains(browser).move_to_element_with_offset(
+        canvas, *offset_of(browser, x0, 10)
+    ).click_and_hold().move_to_element_with_offset(canvas, *offset_of(browser, x1, 10)).release().perform()
+    loop = browser.execute_script("return window.pianomtl.loop")
+    assert loop["on"] and loop["a"] == pytest.approx(0.5, abs=0.01) and loop["b"] == pytest.approx(1.5, abs=0.01)
+
+    ActionChains(browser).send_keys("h").perform()
+    Select(browser.find_element(By.ID, "speed")).select_by_value("0.5")
+    browser.find_element(By.ID, "mute-left").click()
+    assert browser.execute_script("return [window.pianomtl.hands.colour, window.pianomtl.hands.mute.L]") == [True, True]
+    browser.find_element(By.ID, "play").click()
+    wait_for(browser, "window.pianomtl.playing && window.pianomtl.position > 0.55", timeout=30)
+    audio = browser.execute_script(
+        "const a = document.getElementById('original'); return [a.playbackRate, a.preservesPitch]"
+    )
+    assert audio == [0.5, True]
+    rate = browser.execute_script(
+        """const p = window.pianomtl, t0 = performance.now(), x0 = p.position;
+        return new Promise(done => setTimeout(
+          () => done((p.position - x0) / ((performance.now() - t0) / 1000)), 600));"""
+    )
+    assert 0.3 < rate < 0.7, rate  # recording seconds per second: half speed
+    wait_for(browser, "window.pianomtl.loops >= 1", timeout=20)
+    positions = []
+    for _ in range(10):
+        positions.append(browser.execute_script("return window.pianomtl.position"))
+        time.sleep(0.1)
+    assert all(0.45 <= p <= 1.6 for p in positions), positions  # inside the loop
+    played = browser.execute_script("return window.pianomtl.played")
+    assert played["L"] == 0 and played["R"] >= 2  # (G4, C5 in the loop; G3 below the split is muted)
+    figure(browser, tmp_path, "web-practise")
+    browser.find_element(By.ID, "play").click()
+    assert browser.execute_script("return window.pianomtl.playing") is False
+
+    ActionChains(browser).send_keys("?").perform()
+    assert browser.find_element(By.ID, "help").is_displayed()
+    assert "undo" in browser.find_element(By.ID, "help-table").text
+    ActionChains(browser).send_keys(Keys.ESCAPE).perform()
+    assert not browser.find_element(By.ID, "help").is_displayed()
+    logged = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert logged == []
+
+
+def test_script_budget() -> None:
+    """The page is one local bundle without a build step: at most 150 KB of script, uncompressed."""
+    scripts = list(STATIC.glob("*.js"))
+    assert scripts and sum(p.stat().st_size for p in scripts) <= 150_000

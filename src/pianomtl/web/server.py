@@ -12,6 +12,7 @@ Routes (JSON errors are ``{"error": "<one line>"}`` with a 4xx/5xx status):
 ``POST /api/sessions/{id}/decode``          ``{"onset_threshold": x}`` → the notes re-decoded from the kept activations
 ``GET  /api/sessions/{id}/audio``           the recording for the page's player (range requests work)
 ``GET  /api/sessions/{id}/download/{fmt}``  ``mid``, ``csv`` or ``json`` of the current notes, as an attachment
+``POST /api/sessions/{id}/download/{fmt}``  the same of the page's notes (its edits): ``{"notes": [...], "pedal"}``
 ``POST /api/sessions/{id}/close``           drop the session now (the page sends it when the tab goes)
 ``GET  /api/piano``                         the piano samples' manifest (rendered on first use, :mod:`.piano`)
 ``GET  /api/piano/{key}.wav``               one sample
@@ -48,8 +49,8 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from pianomtl.web.piano import PianoCache
 from pianomtl.transcription.decoders import DecoderParams
+from pianomtl.web.piano import PianoCache
 from pianomtl.web.sessions import DOWNLOADS, SessionError, SessionStore
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ FORM_OVERHEAD = 64 * 1024
 """Bytes a multipart body may carry beyond the file itself (boundaries, headers, the file name)."""
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".w64", ".caf", ".au")
 """What the page's file picker offers (the CLI's folder search; any file soundfile reads is accepted)."""
+MAX_EDITED_BYTES = 64 << 20
+"""The largest body of a download with the page's edited notes (JSON, about 80 bytes a note)."""
 LIVE_MAX_BLOCK = 1 << 20
 """A live block larger than this (bytes) is refused: the page sends about 0.1 s at a time."""
 
@@ -123,10 +126,12 @@ def create_app(
                 "max_upload": _megabytes(max_upload_bytes),
                 "formats": list(AUDIO_EXTENSIONS),
                 "downloads": [{"name": f.name, "description": f.description} for f in DOWNLOADS.values()],
+                "decoder": {name: limit.to_dict() for name, limit in DecoderParams.limits().items()},
                 "live": hasattr(store.transcriber, "stream"),
+                "default_onset_threshold": getattr(getattr(store.transcriber, "decoder", None), "onset_threshold", 0)
+                or None,
             }
         )
-                "decoder": {name: limit.to_dict() for name, limit in DecoderParams.limits().items()},
 
     # -- sessions ------------------------------------------------------------------------
 
@@ -172,7 +177,7 @@ def create_app(
 
     async def status(request: Request) -> Response:
         session = store.get(request.path_params["id"])
-        return JSONResponse(session.status())
+        return JSONResponse(store.status(session))
 
     async def notes(request: Request) -> Response:
         session = store.get(request.path_params["id"])
@@ -196,7 +201,16 @@ def create_app(
     async def download(request: Request) -> Response:
         session = store.get(request.path_params["id"])
         kind = request.path_params["kind"]
-        path = await run_in_threadpool(store.download, session, kind)
+        edited = None
+        if request.method == "POST":  # the page's notes, its edits included (they live in the browser)
+            declared = request.headers.get("content-length", "0")
+            if not declared.isdigit() or int(declared) > MAX_EDITED_BYTES:
+                return error_response("the edited notes are too large to download", 413)
+            try:
+                edited = await request.json()
+            except (ValueError, UnicodeDecodeError):
+                return error_response('send JSON: {"notes": [{"key", "onset", "offset", "velocity"}, …]}', 400)
+        path = await run_in_threadpool(store.download, session, kind, edited)
         return FileResponse(
             path,
             media_type=DOWNLOADS[kind].media_type,
@@ -316,7 +330,7 @@ def create_app(
         Route("/api/sessions/{id}/notes", guarded(notes)),
         Route("/api/sessions/{id}/decode", guarded(redecode), methods=["POST"]),
         Route("/api/sessions/{id}/audio", guarded(audio)),
-        Route("/api/sessions/{id}/download/{kind}", guarded(download)),
+        Route("/api/sessions/{id}/download/{kind}", guarded(download), methods=["GET", "POST"]),
         Route("/api/sessions/{id}/close", guarded(close), methods=["POST"]),
         Route("/api/piano", piano_manifest),
         Route("/api/piano/{key:int}.wav", piano_sample),

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from pianomtl.core.audio import AudioError, open_audio, source_name
+from pianomtl.core.midi import Note, PedalEvent
 from pianomtl.transcription.decoders import DecoderParams, decode
 from pianomtl.transcription.formats import FORMATS
 from pianomtl.transcription.result import Transcription
@@ -82,13 +83,72 @@ def safe_suffix(name: str) -> str:
     return suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ""
 
 
+MISLEADING_DECODER_TEXT = re.compile(r"\s*\(File does not exist or is not a regular file \(possibly a pipe\?\)\.?\)")
+"""What libsndfile says of bytes it cannot decode (random data named ``.mp3``): the file exists and is regular."""
+
+
 def audio_error_text(error: Exception, path: Path, name: str) -> str:
-    """An :class:`AudioError` about the session's copy, reworded to name the user's file."""
-    text = str(error)
+    """An :class:`AudioError` about the session's copy, reworded to name the user's file (one line).
+
+    libsndfile's "File does not exist or is not a regular file (possibly a pipe?)" for an
+    upload that is there but is not audio it can decode is replaced by what is true.
+    """
+    text = " ".join(str(error).split())
     prefix = f"{source_name(path)}: "
     if text.startswith(prefix):
         text = text[len(prefix) :]
+    text = MISLEADING_DECODER_TEXT.sub(" (its data is not audio in any format this server decodes)", text)
     return f"{name}: {text}"
+
+
+MAX_EDITED_NOTES = 200_000
+"""An edited transcription sent for a download may hold at most this many notes (hours of dense piano)."""
+
+
+def edited_transcription(current: Transcription, edited: Any, name: str) -> Transcription:
+    """``current`` with the notes (and pedal) the page sends in place of its own: its edits.
+
+    ``edited`` is ``{"notes": [{"key", "onset", "offset", "velocity"}, …], "pedal": [{"time", "value"}, …]}``
+    (pedal optional). Anything else is a :class:`SessionError` naming the first bad note, in one line.
+    """
+    if not isinstance(edited, dict) or not isinstance(edited.get("notes"), list):
+        raise SessionError('send JSON: {"notes": [{"key": 60, "onset": 0.5, "offset": 1.0, "velocity": 80}, …]}')
+    raw_notes = edited["notes"]
+    if len(raw_notes) > MAX_EDITED_NOTES:
+        raise SessionError(f"{name}: {len(raw_notes)} notes is more than the {MAX_EDITED_NOTES} a download may hold")
+    notes = []
+    for index, raw in enumerate(raw_notes):
+        try:
+            key, velocity = raw["key"], raw["velocity"]
+            onset, offset = float(raw["onset"]), float(raw["offset"])
+            ok = (
+                type(key) is int
+                and type(velocity) is int
+                and 21 <= key <= 108
+                and 1 <= velocity <= 127
+                and math.isfinite(onset)
+                and math.isfinite(offset)
+                and 0.0 <= onset < offset
+            )
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise SessionError(
+                f"{name}: note {index + 1} is not a piano note (key 21–108, velocity 1–127, 0 ≤ onset < offset): "
+                f"{str(raw)[:80]}"
+            )
+        notes.append(Note(key, onset, offset, velocity))
+    pedal = current.pedal
+    if edited.get("pedal") is not None:
+        try:
+            pedal = [PedalEvent(float(p["time"]), int(p["value"])) for p in edited["pedal"]]
+        except (KeyError, TypeError, ValueError):
+            raise SessionError(f"{name}: the pedal must be a list of {{time, value}}") from None
+        if not all(math.isfinite(p.time) and p.time >= 0 and 0 <= p.value <= 127 for p in pedal):
+            raise SessionError(f"{name}: a pedal event is out of range (time ≥ 0, value 0–127)")
+    notes.sort(key=lambda n: (n.onset, n.key))
+    duration = max([current.duration, *(n.offset for n in notes)])
+    return dataclasses.replace(current, notes=notes, pedal=sorted(pedal, key=lambda p: p.time), duration=duration)
 
 
 @dataclasses.dataclass
@@ -338,14 +398,36 @@ class SessionStore:
             )
             return session.payload()
 
-    def download(self, session: Session, kind: str) -> Path:
-        """The current transcription written as ``kind`` (a name in :data:`DOWNLOADS`) in the session's folder."""
+    def download(self, session: Session, kind: str, edited: Any = None) -> Path:
+        """The current transcription written as ``kind`` (a name in :data:`DOWNLOADS`) in the session's folder.
+
+        ``edited``: the page's notes (:func:`edited_transcription`), so that a download is what the
+        user sees, edits included; the session itself keeps the notes as decoded (the edits live
+        in the browser)."""
         if kind not in DOWNLOADS:
             raise SessionError(f"unknown format {kind!r}; choose from {', '.join(DOWNLOADS)}", 404)
         with session.lock:
             current = session.current
             if current is None:
                 raise SessionError(f"{session.name} is not transcribed yet ({session.state})", 409)
+            if edited is not None:
+                current = edited_transcription(current, edited, session.name)
             path = session.folder / f"transcription.{kind}"
             current.write(path, kind)
             return path
+
+    def status(self, session: Session) -> dict[str, Any]:
+        """:meth:`Session.status` with ``ahead``: how many recordings are transcribed before this one
+        (so that the page says it waits only when it does)."""
+        status = session.status()
+        if session.state == "queued":
+            with self.lock:
+                status["ahead"] = sum(
+                    1
+                    for other in self.sessions.values()
+                    if other is not session
+                    and other.state in ("queued", "running")
+                    and not other.cancelled
+                    and (other.state == "running" or other.created < session.created)
+                )
+        return status

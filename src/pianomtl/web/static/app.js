@@ -1,35 +1,62 @@
-// pianomtl's page: open a recording, watch it being transcribed, see the piano roll,
-// listen to the recording and the transcription (a sampled piano in WebAudio), change the
-// onset threshold, download, or transcribe the microphone live. Plain JS, no libraries;
-// everything comes from the local server (see pianomtl/web/server.py for the API).
+// pianomtl's page, a musician's workbench: open a recording, watch it being transcribed, then
+// inspect the piano roll (hover a note, zoom in time and keys), correct it (select, move, resize,
+// draw, delete, velocity, undo/redo; edits kept in this browser), practise with it (A–B loop,
+// 50–100 % speed with the recording's pitch kept, hands coloured and muted, metronome on the
+// beats), and download what is on the page. Live mode transcribes the microphone.
+// Plain JS, no libraries, no build step; everything comes from the local server (see
+// pianomtl/web/server.py for the API). Beats, hands and a score come from the server when it
+// has them (payload fields "beats", "downbeats", a note's "hand", "score"); the page works
+// without them (a split point for the hands, no metronome or snapping).
 "use strict";
 
 (() => {
-  const MIN_KEY = 21, MAX_KEY = 108, N_KEYS = 88;
+  const MIN_KEY = 21, MAX_KEY = 108;
   const BLACK = new Set([1, 3, 6, 8, 10]);
+  const NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
   const KEYBOARD_W = 58, RULER_H = 22, PEDAL_H = 30, GAP = 6;
+  const MIN_FIT_KEYS = 25;      // fit-to-range shows at least two octaves
+  const FIT_MARGIN = 2;         // keys above and below the piece's range
+  const EDGE_PX = 6;            // the grip at a note's end that resizes it
+  const MIN_NOTE = 0.03;        // seconds: the shortest note an edit makes
+  const DRAW_LENGTH = 0.25;     // seconds: a note drawn with a click, not a drag
+  const SNAP_DIVISIONS = 4;     // the snapping grid: quarters of a beat
+  const NUDGE = 0.01;           // seconds an arrow key moves a note without beats (shift: ×10)
+  const HISTORY = 200;          // undo steps kept
+  const STORE_KEY = "pianomtl.edits.v1", STORE_KEPT = 5;
+  const SPEEDS = [0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1];
+  const HAND_HUE = { L: 212, R: 8 };
   const $ = (id) => document.getElementById(id);
+  const round4 = (t) => Math.round(t * 1e4) / 1e4;
+  const keyName = (key) => `${NAMES[key % 12]}${Math.floor(key / 12) - 1}`;
 
   // Everything the page knows; exposed as window.pianomtl for tests and curious users.
   const state = {
     config: null,
-    session: null, name: "", notes: [], pedal: [], duration: 0, redecode: false,
-    status: "idle", error: "",
-    view: { start: 0, pxPerSec: 100 },
+    session: null, name: "", fileKey: "", notes: [], pedal: [], duration: 0, redecode: false,
+    status: "idle", error: "", notice: "",
+    view: { start: 0, pxPerSec: 100, low: MIN_KEY, high: MAX_KEY },
     position: 0, playing: false,
     drawnNotes: 0, draws: 0,
     live: null,               // {socket, notes, pedal, open: Map key → note, seconds}
     piano: { state: "none", engine: "", buffers: new Map(), keys: [] },
-    threshold: 0.5,
+    threshold: null, defaultThreshold: null,
+    selection: new Set(), tool: "select", hover: "",
+    undo: [], redo: [], version: 0, baseVersion: 0,
+    loop: { a: null, b: null, on: false }, loops: 0, speed: 1,
+    hands: { colour: false, split: 60, mute: { L: false, R: false }, known: false },
+    beats: [], downbeats: [], metronome: false, snap: true, clicks: 0, played: { L: 0, R: 0 },
+    score: null,
+    get edited() { return this.version !== this.baseVersion; },
   };
   window.pianomtl = state;
 
   const canvas = $("roll");
   const ctx2d = canvas.getContext("2d");
   const audioEl = $("original");
-  let audio = null;           // {ctx, original, piano, source}
-  let playback = null;        // {startPos, ctxStart, next, timer, voices}
+  let audio = null;           // {ctx, original, piano, click, source}
+  let playback = null;        // {startPos, ctxStart, speed, next, nextBeat, timer, voices}
   let pollTimer = null, decodeTimer = null, decodePending = null, decodeBusy = false;
+  let nextId = 1, versions = 0;
 
   // ------------------------------------------------------------------ messages and progress
 
@@ -41,6 +68,12 @@
     box.hidden = !state.error;
   }
 
+  function showNotice(text) {
+    state.notice = text || "";
+    $("notice").textContent = state.notice;
+    $("notice").hidden = !state.notice;
+  }
+
   function showProgress(fraction, text) {
     $("progress").hidden = fraction === null;
     if (fraction !== null) {
@@ -49,12 +82,22 @@
     }
   }
 
-  const STAGES = {
-    uploading: "Uploading", queued: "Waiting for another transcription to finish", reading: "Reading the audio",
-    network: "Running the network", decoding: "Decoding notes and pedal", recording: "Listening",
-  };
+  // what the server says it is doing, in words that are true (a queue only when there is one)
+  function stageText(status) {
+    if (status.stage === "queued") {
+      const ahead = status.ahead || 0;
+      if (ahead > 0) return `Waiting for ${ahead} other recording${ahead > 1 ? "s" : ""} to be transcribed first`;
+      return "Starting the transcription";
+    }
+    return {
+      reading: "Reading the audio", network: "Listening with the network", decoding: "Finding notes and pedal",
+      recording: "Listening",
+    }[status.stage] || status.stage;
+  }
 
   // ------------------------------------------------------------------ opening a recording
+
+  const DOWNLOAD_LABELS = { mid: "MIDI", csv: "CSV", json: "JSON", musicxml: "MusicXML", pdf: "PDF", svg: "SVG" };
 
   async function loadConfig() {
     try {
@@ -64,13 +107,31 @@
       const accept = ["audio/*", ...state.config.formats].join(",");
       $("file").setAttribute("accept", accept);
       if (!state.config.live) $("live").hidden = true;
+      for (const format of state.config.downloads || []) {  // every format the server writes (MusicXML …)
+        if ($(`dl-${format.name}`)) continue;
+        const link = document.createElement("a");
+        link.id = `dl-${format.name}`;
+        link.className = "button small";
+        link.dataset.kind = format.name;
+        link.href = "#";
+        link.title = format.description || "";
+        link.textContent = DOWNLOAD_LABELS[format.name] || format.name.toUpperCase();
+        link.setAttribute("aria-disabled", "true");
+        link.addEventListener("click", downloadClicked);
+        $("downloads").append(link);
+      }
+      if (state.config.default_onset_threshold) {  // the real default, before anything is opened
+        state.defaultThreshold = state.config.default_onset_threshold;
+        if (state.threshold === null) showThreshold(state.defaultThreshold);
+      }
     } catch (error) {
       showError("cannot reach the pianomtl server; is `pianomtl serve` still running?");
     }
   }
 
   function closeSession() {
-    if (state.session) navigator.sendBeacon(`/api/sessions/${state.session}/close`);
+    // a session with edits stays on the server (it expires there when idle): a reload finds it again
+    if (state.session && !state.edited) navigator.sendBeacon(`/api/sessions/${state.session}/close`);
     state.session = null;
   }
 
@@ -79,6 +140,7 @@
     stop();
     stopLive(false);
     showError("");
+    showNotice("");
     const limit = state.config ? state.config.max_upload_bytes : Infinity;
     if (file.size > limit) {
       showError(`${file.name}: the file is larger than this server's upload limit of ${state.config.max_upload}`);
@@ -86,17 +148,19 @@
     }
     closeSession();
     setNotes([], [], 0, false);
+    resetHistory();
     state.name = file.name;
+    state.fileKey = `${file.name}|${file.size}`;
     $("name").textContent = file.name;
     state.status = "uploading";
-    showProgress(0, `${STAGES.uploading} ${file.name}…`);
+    showProgress(0, `Uploading ${file.name}…`);
     const form = new FormData();
     form.append("audio", file, file.name);
     const request = new XMLHttpRequest();
     request.open("POST", "/api/sessions");
     request.responseType = "json";
     request.upload.onprogress = (event) => {
-      if (event.lengthComputable) showProgress(0.1 * event.loaded / event.total, `${STAGES.uploading} ${file.name}…`);
+      if (event.lengthComputable) showProgress(0.1 * event.loaded / event.total, `Uploading ${file.name}…`);
     };
     request.onerror = () => failed("the upload failed: the server did not answer");
     request.onload = () => {
@@ -141,8 +205,7 @@
       return loadNotes();
     }
     if (status.state === "error") return failed(status.error);
-    const stage = STAGES[status.stage] || status.stage;
-    showProgress(0.1 + 0.9 * status.progress, `${stage}… ${Math.round(status.progress * 100)}%`);
+    showProgress(0.1 + 0.9 * status.progress, `${stageText(status)}… ${Math.round(status.progress * 100)}%`);
     pollTimer = setTimeout(poll, 250);
   }
 
@@ -154,47 +217,103 @@
     if (id !== state.session) return;
     audioEl.src = `/api/sessions/${id}/audio`;
     audioEl.dataset.fallback = "";
+    if (!state.fileKey) state.fileKey = `session|${id}`;
     setNotes(data.notes, data.pedal, data.duration, data.redecode);
-    const threshold = data.decoder.onset_threshold;
-    $("threshold").value = threshold;
-    $("threshold-value").textContent = Number(threshold).toFixed(2);
-    state.threshold = threshold;
+    takeMusic(data);
+    if (data.default_onset_threshold) state.defaultThreshold = data.default_onset_threshold;
+    showThreshold(data.decoder.onset_threshold);
+    resetHistory();
     fitView();
-    for (const kind of ["mid", "csv", "json"]) {
-      const link = $(`dl-${kind}`);
-      link.href = `/api/sessions/${id}/download/${kind}`;
-      link.setAttribute("aria-disabled", "false");
-    }
+    fitKeys();
+    for (const link of document.querySelectorAll("#downloads a")) link.setAttribute("aria-disabled", "false");
     $("play").disabled = false;
+    restoreEdits();
     state.status = "ready";
     loadPiano();  // in the background: ready by the time someone presses play
   }
 
+  // beats, downbeats, hands and the score: from the server when it has them (the score module)
+  function takeMusic(data) {
+    state.beats = Array.isArray(data.beats) ? data.beats.slice().sort((a, b) => a - b) : [];
+    state.downbeats = Array.isArray(data.downbeats) ? data.downbeats : [];
+    state.hands.known = state.notes.some((n) => n.hand === "L" || n.hand === "R");
+    $("split").disabled = state.hands.known;
+    $("split").title = state.hands.known ? "the hands come from the score" : $("split").dataset.title;
+    $("metronome").disabled = state.beats.length < 2;
+    if (state.beats.length < 2) state.metronome = false;
+    updateToggles();
+    loadScore(data.score || null);
+  }
+
+  function asNote(n) {
+    const note = { id: nextId++, key: n.key, onset: n.onset, offset: n.offset, velocity: n.velocity };
+    if (n.hand === "L" || n.hand === "R") note.hand = n.hand;
+    return note;
+  }
+
   function setNotes(notes, pedal, duration, redecode) {
-    state.notes = notes.slice().sort((a, b) => a.onset - b.onset || a.key - b.key);
+    state.notes = notes.map(asNote);
+    sortNotes();
     state.pedal = pedal;
     state.duration = duration;
     state.redecode = redecode;
-    $("threshold").disabled = !redecode;
-    $("count").textContent = duration ? `${state.notes.length} notes` : "";
+    state.selection.clear();
+    $("sensitivity").disabled = !redecode;
     $("drop-hint").hidden = duration > 0 || state.live !== null;
     if (!duration) {
-      for (const kind of ["mid", "csv", "json"]) $(`dl-${kind}`).setAttribute("aria-disabled", "true");
+      for (const link of document.querySelectorAll("#downloads a")) link.setAttribute("aria-disabled", "true");
       $("play").disabled = true;
       state.position = 0;
+      state.loop = { a: null, b: null, on: false };
     }
-    if (playback) playback.next = firstNoteAfter(position());
+    notesChanged(false);
     updateScroll();
-    draw();
   }
 
-  // ------------------------------------------------------------------ the onset threshold
+  function sortNotes() {
+    state.notes.sort((a, b) => a.onset - b.onset || a.key - b.key || a.id - b.id);
+  }
 
-  function thresholdChanged() {
-    const value = Number($("threshold").value);
-    $("threshold-value").textContent = value.toFixed(2);
+  // ------------------------------------------------------------------ the sensitivity (the onset threshold, turned round)
+
+  // Right means more notes: the slider's value is 1 − the decoder's onset threshold.
+  function showThreshold(threshold) {
+    state.threshold = threshold;
+    $("sensitivity").value = (1 - threshold).toFixed(2);
+    sensitivityLabel(threshold);
+    if (state.defaultThreshold && !$("sensitivity-default").children.length) {
+      const option = document.createElement("option");
+      option.value = (1 - state.defaultThreshold).toFixed(2);
+      $("sensitivity-default").append(option);
+    }
+  }
+
+  function sensitivityLabel(threshold) {
+    const atDefault = state.defaultThreshold !== null && Math.abs(threshold - state.defaultThreshold) < 1e-6;
+    $("sensitivity-value").textContent = `${Math.round((1 - threshold) * 100)}${atDefault ? " (default)" : ""}`;
+    $("sensitivity-group").title = "how readily a note is heard: right finds more notes (and more false ones), " +
+      `left fewer (the decoder's onset threshold, now ${threshold.toFixed(2)}` +
+      `${state.defaultThreshold ? `; default ${state.defaultThreshold.toFixed(2)}` : ""})`;
+  }
+
+  const sliderThreshold = () => Math.round((1 - Number($("sensitivity").value)) * 100) / 100;
+
+  function sensitivityInput() {
+    const value = sliderThreshold();
+    sensitivityLabel(value);
+    if (state.edited) return;  // asked on release ("change"), not on every step of a drag
     clearTimeout(decodeTimer);
     decodeTimer = setTimeout(() => redecode(value), 120);
+  }
+
+  function sensitivityChange() {
+    if (!state.edited) return;
+    const value = sliderThreshold();
+    const ok = window.confirm(
+      "Decoding again at this sensitivity replaces the notes on the page, your edits included " +
+      "(Undo brings them back). Decode again?");
+    if (!ok) { showThreshold(state.threshold); return; }
+    redecode(value);
   }
 
   async function redecode(value) {
@@ -210,8 +329,15 @@
       const data = await response.json();
       if (!response.ok) showError(data.error);
       else if (id === state.session) {
+        const before = snapshot();
         state.threshold = data.decoder.onset_threshold;
-        setNotes(data.notes, data.pedal, data.duration, data.redecode);
+        sensitivityLabel(state.threshold);
+        state.notes = data.notes.map(asNote);
+        sortNotes();
+        state.pedal = data.pedal;
+        pushUndo(before);          // undo brings the notes (and the edits) from before back
+        state.baseVersion = state.version;
+        notesChanged();
       }
     } finally {
       decodeBusy = false;
@@ -219,27 +345,242 @@
     }
   }
 
-  // ------------------------------------------------------------------ geometry and drawing
+  // ------------------------------------------------------------------ editing: history, storage
+
+  function snapshot() { return state.notes.map((n) => ({ ...n })); }
+
+  function pushUndo(before) {
+    state.undo.push({ notes: before, version: state.version });
+    if (state.undo.length > HISTORY) state.undo.shift();
+    state.redo = [];
+    state.version = ++versions;
+  }
+
+  function resetHistory() {
+    state.undo = [];
+    state.redo = [];
+    state.version = state.baseVersion = ++versions;
+    updateHistoryButtons();
+  }
+
+  // one undoable step: ``change`` mutates state.notes
+  function edit(change) {
+    const before = snapshot();
+    change();
+    pushUndo(before);
+    notesChanged();
+  }
+
+  function undo() { travel(state.undo, state.redo); }
+  function redo() { travel(state.redo, state.undo); }
+
+  function travel(from, to) {
+    if (!from.length || state.live) return;
+    to.push({ notes: snapshot(), version: state.version });
+    const step = from.pop();
+    state.notes = step.notes;
+    state.version = step.version;
+    notesChanged();
+  }
+
+  function updateHistoryButtons() {
+    $("undo").disabled = !state.undo.length;
+    $("redo").disabled = !state.redo.length;
+  }
+
+  // after any change of the notes: order, selection, the count, storage, playback, the picture
+  function notesChanged(store = true) {
+    sortNotes();
+    const ids = new Set(state.notes.map((n) => n.id));
+    for (const id of state.selection) if (!ids.has(id)) state.selection.delete(id);
+    $("count").textContent = state.duration ? `${state.notes.length} notes${state.edited ? " (edited)" : ""}` : "";
+    updateHistoryButtons();
+    updateInspector();
+    if (store) saveEdits();
+    if (playback) playback.next = firstNoteAfter(position());
+    requestDraw();
+  }
+
+  function readStore() {
+    try { return JSON.parse(localStorage.getItem(STORE_KEY) || "{}") || {}; } catch (error) { return {}; }
+  }
+
+  // The edits live in this browser's local storage, by recording (name and size), and nowhere else.
+  function saveEdits() {
+    if (!state.fileKey || !state.duration || state.live) return;
+    const all = readStore();
+    if (!state.edited) delete all[state.fileKey];
+    else {
+      all[state.fileKey] = {
+        name: state.name, session: state.session, threshold: state.threshold, saved: Date.now(),
+        notes: state.notes.map((n) => [n.key, +n.onset.toFixed(4), +n.offset.toFixed(4), n.velocity, n.hand || ""]),
+      };
+      const keys = Object.keys(all).sort((a, b) => all[b].saved - all[a].saved);
+      for (const key of keys.slice(STORE_KEPT)) delete all[key];
+    }
+    try {
+      localStorage.setItem(STORE_KEY, JSON.stringify(all));
+      localStorage.setItem(`${STORE_KEY}.last`, state.fileKey);
+    } catch (error) {
+      showError("this browser would not keep the edits (its local storage is full or turned off)");
+    }
+  }
+
+  // the same recording opened again (or the page reloaded): its kept edits come back, undoably
+  function restoreEdits() {
+    const work = readStore()[state.fileKey];
+    if (!work || !Array.isArray(work.notes)) return;
+    const before = snapshot();
+    state.notes = work.notes.map(([key, onset, offset, velocity, hand]) =>
+      asNote({ key, onset, offset, velocity, hand }));
+    pushUndo(before);
+    if (typeof work.threshold === "number") showThreshold(work.threshold);
+    notesChanged();
+    const when = new Date(work.saved).toLocaleString();
+    showNotice(`Your edits to ${work.name} (kept in this browser since ${when}) are back. Undo discards them.`);
+  }
+
+  async function resume() {
+    const last = localStorage.getItem(`${STORE_KEY}.last`);
+    const work = last && readStore()[last];
+    if (!work) return;
+    try {  // a reload: the server still has the recording
+      const response = await fetch(`/api/sessions/${work.session}`);
+      if (response.ok && (await response.json()).state === "done" && !state.session) {
+        state.fileKey = last;
+        follow(work.session, work.name);
+        return;
+      }
+    } catch (error) { /* the server is gone: say where the edits are */ }
+    showNotice(`Your edits to ${work.name} are kept in this browser: open ${work.name} again to go on with them.`);
+  }
+
+  // ------------------------------------------------------------------ downloads: what is on the page
+
+  async function downloadClicked(event) {
+    event.preventDefault();
+    const link = event.currentTarget;
+    if (link.getAttribute("aria-disabled") === "true" || !state.session) return;
+    const kind = link.dataset.kind;
+    const body = {
+      notes: state.notes.map((n) => {
+        const note = { key: n.key, onset: n.onset, offset: n.offset, velocity: n.velocity };
+        if (n.hand) note.hand = n.hand;
+        return note;
+      }),
+      pedal: state.pedal,
+    };
+    let response;
+    try {
+      response = await fetch(`/api/sessions/${state.session}/download/${kind}`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+      });
+    } catch (error) {
+      return showError("the download failed: the pianomtl server did not answer");
+    }
+    if (!response.ok) {
+      const data = await response.json().catch(() => ({}));
+      return showError(data.error || `the download failed (HTTP ${response.status})`);
+    }
+    const match = /filename="([^"]+)"/.exec(response.headers.get("content-disposition") || "");
+    const name = match ? match[1] : `${state.name.replace(/\.[^.]*$/, "") || "recording"}.${kind}`;
+    const url = URL.createObjectURL(await response.blob());
+    const anchor = document.createElement("a");
+    anchor.href = url;
+    anchor.download = name;
+    document.body.append(anchor);
+    anchor.click();
+    anchor.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 30000);
+    state.downloads = (state.downloads || 0) + 1;
+  }
+
+  // ------------------------------------------------------------------ geometry
 
   function layout() {
     const width = canvas.clientWidth, height = canvas.clientHeight;
-    const rollTop = RULER_H, rollH = Math.max(88, height - RULER_H - PEDAL_H - GAP);
+    const rollTop = RULER_H, rollH = Math.max(60, height - RULER_H - PEDAL_H - GAP);
+    const rows = state.view.high - state.view.low + 1;
     return {
       width, height, rollLeft: KEYBOARD_W, rollW: Math.max(10, width - KEYBOARD_W), rollTop, rollH,
-      keyH: rollH / N_KEYS, pedalTop: rollTop + rollH + GAP,
+      rows, keyH: rollH / rows, pedalTop: rollTop + rollH + GAP,
     };
   }
 
   const xOf = (g, t) => g.rollLeft + (t - state.view.start) * state.view.pxPerSec;
   const tOf = (g, x) => state.view.start + (x - g.rollLeft) / state.view.pxPerSec;
-  const yOf = (g, key) => g.rollTop + (MAX_KEY - key) * g.keyH;
+  const yOf = (g, key) => g.rollTop + (state.view.high - key) * g.keyH;
+  const keyAt = (g, y) => state.view.high - Math.floor((y - g.rollTop) / g.keyH);
+  const clampKey = (key) => Math.max(MIN_KEY, Math.min(MAX_KEY, key));
 
   function visibleSeconds() { return layout().rollW / state.view.pxPerSec; }
+
+  function regionAt(g, x, y) {
+    if (y < RULER_H) return x >= g.rollLeft ? "ruler" : null;
+    if (y < g.rollTop + g.rollH) return x >= g.rollLeft ? "roll" : "keys";
+    if (y >= g.pedalTop && y <= g.pedalTop + PEDAL_H && x >= g.rollLeft) return "pedal";
+    return null;
+  }
+
+  // the topmost note under (x, y), drawn last = latest onset first
+  function noteAt(g, x, y) {
+    const key = keyAt(g, y), t = tOf(g, x), slack = 2 / state.view.pxPerSec;
+    for (let i = state.notes.length - 1; i >= 0; i--) {
+      const n = state.notes[i];
+      if (n.key === key && n.onset - slack <= t && t <= Math.max(n.offset, n.onset + 2 / state.view.pxPerSec) + slack) {
+        return n;
+      }
+    }
+    return null;
+  }
+
+  // where a note is drawn, in CSS pixels of the canvas (for tests and the tooltip)
+  function noteBox(id) {
+    const n = state.notes.find((note) => note.id === id);
+    if (!n) return null;
+    const g = layout();
+    const x = xOf(g, n.onset);
+    return { x, y: yOf(g, n.key), w: Math.max(xOf(g, n.offset), x + 2) - x, h: g.keyH };
+  }
+
+  function handOf(note) {
+    return note.hand || (note.key < state.hands.split ? "L" : "R");
+  }
+
+  // ------------------------------------------------------------------ the beat grid
+
+  // the nearest point of the grid (quarters of a beat) when snapping and the beats are known
+  // (times an edit makes are kept to 0.1 ms, as the server writes them and this browser stores them)
+  function snapTime(t, free) {
+    const beats = state.beats;
+    if (free || !state.snap || beats.length < 2) return round4(Math.max(0, t));
+    let low = 0, high = beats.length - 1;
+    while (high - low > 1) { const mid = (low + high) >> 1; if (beats[mid] <= t) low = mid; else high = mid; }
+    const period = beats[high] - beats[low];
+    const origin = t < beats[0] ? beats[0] : beats[low];
+    const step = period / SNAP_DIVISIONS;
+    return round4(Math.max(0, origin + Math.round((t - origin) / step) * step));
+  }
+
+  function gridStep(t) {
+    const beats = state.beats;
+    if (beats.length < 2) return NUDGE;
+    const i = Math.max(0, Math.min(beats.length - 2, beats.findIndex((b) => b > t) - 1));
+    return (beats[i + 1] - beats[i]) / SNAP_DIVISIONS;
+  }
+
+  // ------------------------------------------------------------------ drawing
 
   function velocityColour(velocity, alpha) {
     const v = Math.max(1, Math.min(127, velocity)) / 127;   // soft: pale amber, loud: deep crimson
     const hue = (45 - 57 * v + 360) % 360, light = 70 - 34 * v;
     return `hsla(${hue.toFixed(0)}, 85%, ${light.toFixed(0)}%, ${alpha})`;
+  }
+
+  function noteColour(note, alpha) {
+    if (!state.hands.colour) return velocityColour(note.velocity, alpha);
+    const v = Math.max(1, Math.min(127, note.velocity)) / 127;
+    return `hsla(${HAND_HUE[handOf(note)]}, 75%, ${(68 - 30 * v).toFixed(0)}%, ${alpha})`;
   }
 
   function tickStep(pxPerSec) {
@@ -264,29 +605,41 @@
     const c = ctx2d;
     c.setTransform(ratio, 0, 0, ratio, 0, 0);
     c.clearRect(0, 0, g.width, g.height);
-    const sounding = new Map();  // key → velocity under the playhead
+    const sounding = new Map();  // key → note under the playhead
+    const low = state.view.low, high = state.view.high;
 
-    // lanes: black keys' rows shaded, a line under every C
+    // lanes: black keys' rows shaded, a line between white keys, a darker one under every C
     c.fillStyle = "#ffffff";
     c.fillRect(g.rollLeft, g.rollTop, g.rollW, g.rollH);
-    for (let key = MIN_KEY; key <= MAX_KEY; key++) {
-      const y = yOf(g, key);
-      if (BLACK.has(key % 12)) { c.fillStyle = "#f1f2f5"; c.fillRect(g.rollLeft, y, g.rollW, g.keyH); }
-      if (key % 12 === 0) { c.fillStyle = "#d5d9e0"; c.fillRect(g.rollLeft, y + g.keyH - 0.5, g.rollW, 1); }
+    for (let key = low; key <= high; key++) {
+      const y = yOf(g, key), pc = key % 12;
+      if (BLACK.has(pc)) { c.fillStyle = "#f1f2f5"; c.fillRect(g.rollLeft, y, g.rollW, g.keyH); }
+      if (pc === 0) { c.fillStyle = "#c4cad3"; c.fillRect(g.rollLeft, y + g.keyH - 0.5, g.rollW, 1); }
+      else if (pc === 5 && g.keyH >= 3) {  // E|F: white keys side by side (B|C is the C line)
+        c.fillStyle = "#e4e7ec"; c.fillRect(g.rollLeft, y + g.keyH - 0.5, g.rollW, 1);
+      }
     }
 
-    // time grid and ruler
-    const step = tickStep(state.view.pxPerSec);
-    const first = Math.floor(state.view.start / step) * step, last = tOf(g, g.width);
+    // time grid (the beats when known, else seconds) and ruler
     c.font = "11px system-ui, sans-serif";
     c.textBaseline = "middle";
     c.fillStyle = "#fafafa";
     c.fillRect(g.rollLeft, 0, g.rollW, RULER_H);
-    for (let t = first; t <= last; t += step) {
+    const t0 = state.view.start, t1 = tOf(g, g.width);
+    if (state.beats.length > 1) {
+      const downbeats = new Set(state.downbeats.map((t) => t.toFixed(3)));
+      for (const beat of state.beats) {
+        if (beat < t0 || beat > t1) continue;
+        const x = Math.round(xOf(g, beat)) + 0.5, down = downbeats.has(beat.toFixed(3));
+        c.fillStyle = down ? "#c9ced6" : "#eceef2";
+        c.fillRect(x, g.rollTop, 1, g.rollH);
+      }
+    }
+    const step = tickStep(state.view.pxPerSec);
+    for (let t = Math.floor(t0 / step) * step; t <= t1; t += step) {
       const x = Math.round(xOf(g, t)) + 0.5;
       if (x < g.rollLeft) continue;
-      c.fillStyle = "#e6e8ec";
-      c.fillRect(x, g.rollTop, 1, g.rollH);
+      if (state.beats.length < 2) { c.fillStyle = "#e6e8ec"; c.fillRect(x, g.rollTop, 1, g.rollH); }
       c.fillStyle = "#98a2b3";
       c.fillRect(x, RULER_H - 6, 1, 6);
       c.fillStyle = "#475467";
@@ -296,11 +649,21 @@
       const end = xOf(g, state.duration);
       if (end < g.width) { c.fillStyle = "rgba(0,0,0,0.04)"; c.fillRect(end, g.rollTop, g.width - end, g.rollH); }
     }
+    const loop = state.loop;
+    if (loop.a !== null && loop.b !== null) {  // the A–B loop on the ruler and over the roll
+      const xa = Math.max(g.rollLeft, xOf(g, loop.a)), xb = Math.min(g.width, xOf(g, loop.b));
+      if (xb > xa) {
+        c.fillStyle = loop.on ? "rgba(46, 144, 250, 0.35)" : "rgba(152, 162, 179, 0.3)";
+        c.fillRect(xa, 0, xb - xa, RULER_H);
+        c.fillStyle = loop.on ? "rgba(46, 144, 250, 0.07)" : "rgba(152, 162, 179, 0.06)";
+        c.fillRect(xa, g.rollTop, xb - xa, g.rollH);
+      }
+    }
 
     // notes
-    const t0 = state.view.start, t1 = tOf(g, g.width);
     const liveNow = state.live ? state.live.seconds : 0;
     const notes = state.live ? state.live.notes : state.notes;
+    const playing = state.live ? liveNow : state.position;
     let drawn = 0;
     c.save();
     c.beginPath();
@@ -309,59 +672,85 @@
     for (const note of notes) {
       const offset = note.offset === null ? Math.max(liveNow, note.onset + 0.02) : note.offset;
       if (offset < t0 || note.onset > t1) continue;
+      if (note.onset <= playing && playing < offset) sounding.set(note.key, note);
+      if (note.key < low || note.key > high) continue;
       const x0 = xOf(g, note.onset), x1 = Math.max(xOf(g, offset), x0 + 2);
       const y = yOf(g, note.key);
-      c.fillStyle = velocityColour(note.velocity, 0.45 + 0.55 * note.velocity / 127);
+      const muted = !state.live && state.hands.mute[handOf(note)];
+      c.fillStyle = noteColour(note, (muted ? 0.25 : 0.45) + (muted ? 0.15 : 0.55) * note.velocity / 127);
       c.fillRect(x0, y + 0.5, x1 - x0, Math.max(1, g.keyH - 1));
-      c.strokeStyle = velocityColour(note.velocity, 1);
       c.lineWidth = 1;
+      c.strokeStyle = noteColour(note, muted ? 0.5 : 1);
       if (g.keyH >= 4) c.strokeRect(x0 + 0.5, y + 1, x1 - x0 - 1, g.keyH - 2);
+      if (state.selection.has(note.id)) {
+        c.lineWidth = 2;
+        c.strokeStyle = "#101828";
+        c.strokeRect(x0 + 1, y + 1, Math.max(1, x1 - x0 - 2), Math.max(1, g.keyH - 2));
+      }
       drawn++;
-      if (note.onset <= state.position && state.position < offset) sounding.set(note.key, note.velocity);
+    }
+    if (gesture && gesture.kind === "box" && gesture.moved) {
+      c.setLineDash([4, 3]);
+      c.lineWidth = 1;
+      c.strokeStyle = "#344054";
+      c.fillStyle = "rgba(52, 64, 84, 0.06)";
+      const bx = Math.min(gesture.x0, gesture.x1), by = Math.min(gesture.y0, gesture.y1);
+      c.fillRect(bx, by, Math.abs(gesture.x1 - gesture.x0), Math.abs(gesture.y1 - gesture.y0));
+      c.strokeRect(bx + 0.5, by + 0.5, Math.abs(gesture.x1 - gesture.x0), Math.abs(gesture.y1 - gesture.y0));
+      c.setLineDash([]);
     }
     c.restore();
     state.drawnNotes = drawn;
     state.draws++;
     canvas.dataset.notesDrawn = String(drawn);
 
-    // keyboard: white keys full width, black keys shorter; C's named; sounding keys lit
+    // keyboard: white keys full width, black keys shorter; every C named; sounding keys lit
+    c.save();
+    c.beginPath();
+    c.rect(0, g.rollTop, KEYBOARD_W, g.rollH);
+    c.clip();
     c.fillStyle = "#ffffff";
     c.fillRect(0, g.rollTop, KEYBOARD_W, g.rollH);
-    for (let key = MIN_KEY; key <= MAX_KEY; key++) {
-      const y = yOf(g, key);
-      const lit = sounding.get(key);
-      if (!BLACK.has(key % 12)) {
-        c.fillStyle = lit ? velocityColour(lit, 0.8) : "#ffffff";
-        c.fillRect(0, y, KEYBOARD_W, g.keyH);
-        const below = key - 1;
-        if (!BLACK.has(((below % 12) + 12) % 12) || key % 12 === 0 || key % 12 === 5) {
-          c.fillStyle = "#c9ced6";
-          c.fillRect(0, y + g.keyH - 0.5, KEYBOARD_W, 0.8);
-        }
-      }
+    for (let key = low; key <= high; key++) {
+      if (BLACK.has(key % 12)) continue;
+      const y = yOf(g, key), lit = sounding.get(key);
+      if (lit) { c.fillStyle = noteColour(lit, 0.8); c.fillRect(0, y, KEYBOARD_W, g.keyH); }
+      // the white key's lower edge: half a black row further down when a black key sits below it
+      const below = BLACK.has((key + 11) % 12) ? g.keyH / 2 : 0;
+      c.fillStyle = "#c9ced6";
+      c.fillRect(0, y + g.keyH + below - 0.5, KEYBOARD_W, 0.8);
     }
-    for (let key = MIN_KEY; key <= MAX_KEY; key++) {
+    for (let key = low; key <= high; key++) {
       if (!BLACK.has(key % 12)) continue;
       const y = yOf(g, key), lit = sounding.get(key);
-      c.fillStyle = lit ? velocityColour(lit, 1) : "#1f242c";
+      c.fillStyle = lit ? noteColour(lit, 1) : "#1f242c";
       c.fillRect(0, y, KEYBOARD_W * 0.6, g.keyH);
     }
-    c.fillStyle = "#667085";
-    c.font = `${Math.min(10, Math.max(8, g.keyH * 1.5)).toFixed(0)}px system-ui, sans-serif`;
-    for (let key = 24; key <= MAX_KEY; key += 12) {
-      c.fillText(`C${key / 12 - 1}`, KEYBOARD_W - 22, yOf(g, key) + g.keyH / 2);
+    c.fillStyle = "#475467";
+    c.font = `${Math.min(11, Math.max(8, g.keyH * 1.2)).toFixed(0)}px system-ui, sans-serif`;
+    for (let key = Math.ceil(low / 12) * 12; key <= high; key += 12) {
+      c.fillText(keyName(key), KEYBOARD_W - 24, yOf(g, key) + g.keyH / 2);
     }
+    c.restore();
     c.fillStyle = "#98a2b3";
     c.fillRect(KEYBOARD_W - 1, g.rollTop, 1, g.rollH);
 
-    // velocity legend above the keyboard: soft → loud
-    for (let i = 0; i < 40; i++) {
-      c.fillStyle = velocityColour(1 + 126 * i / 39, 1);
-      c.fillRect(6 + i, 3, 1, 6);
+    // legend above the keyboard: soft → loud (or the hands)
+    if (state.hands.colour) {
+      c.font = "9px system-ui, sans-serif";
+      c.fillStyle = noteColour({ key: MIN_KEY, hand: "L", velocity: 90 }, 1);
+      c.fillText("left", 4, 8);
+      c.fillStyle = noteColour({ key: MAX_KEY, hand: "R", velocity: 90 }, 1);
+      c.fillText("right", 26, 8);
+    } else {
+      for (let i = 0; i < 40; i++) {
+        c.fillStyle = velocityColour(1 + 126 * i / 39, 1);
+        c.fillRect(6 + i, 3, 1, 6);
+      }
+      c.fillStyle = "#667085";
+      c.font = "9px system-ui, sans-serif";
+      c.fillText("velocity", 6, 15);
     }
-    c.fillStyle = "#667085";
-    c.font = "9px system-ui, sans-serif";
-    c.fillText("velocity", 6, 15);
 
     // the sustain pedal band
     const pedal = state.live ? state.live.pedal : state.pedal;
@@ -386,15 +775,17 @@
     }
     c.restore();
     c.strokeStyle = "#d0d5dd";
+    c.lineWidth = 1;
     c.strokeRect(g.rollLeft + 0.5, g.pedalTop + 0.5, g.rollW - 1, PEDAL_H - 1);
 
     // playhead
-    const x = xOf(g, state.live ? liveNow : state.position);
+    const x = xOf(g, playing);
     if (x >= g.rollLeft && x <= g.width) {
       c.fillStyle = "#d92d20";
       c.fillRect(Math.round(x) - 1, 0, 2, g.pedalTop + PEDAL_H);
     }
-    $("time").textContent = `${clock(state.live ? liveNow : state.position)} / ${clock(state.live ? liveNow : state.duration)}`;
+    $("time").textContent = `${clock(playing)} / ${clock(state.live ? liveNow : state.duration)}`;
+    scorePlayhead(playing);
   }
 
   let drawQueued = false;
@@ -404,7 +795,7 @@
     requestAnimationFrame(() => { drawQueued = false; draw(); });
   }
 
-  // ------------------------------------------------------------------ zoom and scroll
+  // ------------------------------------------------------------------ zoom and scroll, in time and in keys
 
   function clampView() {
     const span = visibleSeconds();
@@ -432,6 +823,38 @@
     requestDraw();
   }
 
+  function setKeys(low, high) {
+    const rows = Math.max(12, Math.min(88, high - low + 1));
+    low = Math.max(MIN_KEY, Math.min(MAX_KEY - rows + 1, low));
+    state.view.low = low;
+    state.view.high = low + rows - 1;
+    requestDraw();
+  }
+
+  // the piece's range of keys (at least two octaves), the way a musician reads it
+  function fitKeys() {
+    if (!state.notes.length) return setKeys(MIN_KEY, MAX_KEY);
+    let low = MAX_KEY, high = MIN_KEY;
+    for (const n of state.notes) { low = Math.min(low, n.key); high = Math.max(high, n.key); }
+    low -= FIT_MARGIN; high += FIT_MARGIN;
+    const missing = MIN_FIT_KEYS - (high - low + 1);
+    if (missing > 0) { low -= Math.floor(missing / 2); high += Math.ceil(missing / 2); }
+    setKeys(low, high);
+  }
+
+  function zoomKeys(factor, atKey) {
+    const rows = state.view.high - state.view.low + 1;
+    const wanted = Math.round(Math.max(12, Math.min(88, rows / factor)));
+    const centre = atKey === undefined ? (state.view.low + state.view.high) / 2 : atKey;
+    const share = (centre - state.view.low) / rows;
+    setKeys(Math.round(centre - share * wanted), Math.round(centre - share * wanted) + wanted - 1);
+  }
+
+  function scrollKeys(keys) {
+    const rows = state.view.high - state.view.low + 1;
+    setKeys(state.view.low + keys, state.view.low + keys + rows - 1);
+  }
+
   function updateScroll() {
     const scroll = $("scroll");
     const max = Math.max(0, state.duration - visibleSeconds() * 0.9);
@@ -442,8 +865,13 @@
 
   canvas.addEventListener("wheel", (event) => {
     event.preventDefault();
+    const g = layout();
     if (event.ctrlKey || event.metaKey) {
       zoom(Math.exp(-event.deltaY * 0.002), event.offsetX);
+    } else if (event.altKey) {
+      zoomKeys(Math.exp(-event.deltaY * 0.002), keyAt(g, event.offsetY));
+    } else if (event.shiftKey) {
+      scrollKeys(-Math.sign(event.deltaY || event.deltaX) * 2);
     } else {
       const delta = Math.abs(event.deltaX) > Math.abs(event.deltaY) ? event.deltaX : event.deltaY;
       state.view.start += delta / state.view.pxPerSec;
@@ -453,46 +881,356 @@
     }
   }, { passive: false });
 
-  let drag = null;
+  // ------------------------------------------------------------------ the pointer: inspect, select, edit, loop
+
+  let gesture = null;
+
+  function pointerAt(event) { return { x: event.offsetX, y: event.offsetY }; }
+
   canvas.addEventListener("pointerdown", (event) => {
-    drag = { x: event.offsetX, start: state.view.start, moved: false };
+    if (state.live || !state.duration) { gesture = null; return; }
+    const g = layout(), { x, y } = pointerAt(event);
+    const region = regionAt(g, x, y);
     canvas.setPointerCapture(event.pointerId);
+    canvas.focus({ preventScroll: true });
+    if (event.button === 1) { gesture = { kind: "pan", x0: x, start: state.view.start }; return; }
+    if (region === "ruler") { gesture = { kind: "ruler", x0: x, t0: tOf(g, x), moved: false }; return; }
+    if (region !== "roll") { gesture = null; return; }
+    const hit = noteAt(g, x, y);
+    if (hit) {
+      if (event.shiftKey) {  // shift: add to or take from the selection
+        if (state.selection.has(hit.id)) state.selection.delete(hit.id); else state.selection.add(hit.id);
+        gesture = null;
+        updateInspector();
+        requestDraw();
+        return;
+      }
+      if (!state.selection.has(hit.id)) { state.selection.clear(); state.selection.add(hit.id); }
+      const grip = xOf(g, hit.offset) - x <= EDGE_PX && xOf(g, hit.offset) - xOf(g, hit.onset) > 2 * EDGE_PX;
+      gesture = {
+        kind: event.altKey ? "velocity" : grip ? "resize" : "move", x0: x, y0: y, hit, moved: false,
+        before: snapshot(), originals: new Map(state.notes.filter((n) => state.selection.has(n.id)).map((n) => [n.id, { ...n }])),
+      };
+      showTip(hit, x, y);
+      updateInspector();
+      requestDraw();
+      return;
+    }
+    if (state.tool === "draw") {  // a new note from here to where the pointer is let go
+      const onset = snapTime(tOf(g, x), event.altKey);
+      const note = asNote({ key: clampKey(keyAt(g, y)), onset, offset: round4(onset + DRAW_LENGTH), velocity: drawVelocity() });
+      gesture = { kind: "draw", x0: x, y0: y, note, before: snapshot(), moved: false };
+      state.notes.push(note);
+      state.selection.clear();
+      state.selection.add(note.id);
+      requestDraw();
+      return;
+    }
+    gesture = { kind: "box", x0: x, y0: y, x1: x, y1: y, add: event.shiftKey, base: new Set(state.selection), moved: false };
   });
+
   canvas.addEventListener("pointermove", (event) => {
-    if (!drag) return;
-    const dx = event.offsetX - drag.x;
-    if (Math.abs(dx) > 3) drag.moved = true;
-    if (drag.moved) {
-      state.view.start = drag.start - dx / state.view.pxPerSec;
+    const g = layout(), { x, y } = pointerAt(event);
+    if (!gesture) return hover(g, x, y);
+    const dx = x - gesture.x0, dy = y - (gesture.y0 || 0);
+    if (Math.abs(dx) > 3 || Math.abs(dy) > 3) gesture.moved = true;
+    if (!gesture.moved) return;
+    const free = event.altKey;
+    if (gesture.kind === "pan") {
+      state.view.start = gesture.start - dx / state.view.pxPerSec;
       clampView();
       updateScroll();
-      requestDraw();
+    } else if (gesture.kind === "ruler") {
+      const t = Math.max(0, Math.min(state.duration, tOf(g, x)));
+      state.loop = { a: Math.min(gesture.t0, t), b: Math.max(gesture.t0, t), on: true };
+      updateToggles();
+    } else if (gesture.kind === "box") {
+      gesture.x1 = x; gesture.y1 = y;
+      const ta = tOf(g, Math.min(gesture.x0, x)), tb = tOf(g, Math.max(gesture.x0, x));
+      const ka = keyAt(g, Math.max(gesture.y0, y)), kb = keyAt(g, Math.min(gesture.y0, y));
+      state.selection = new Set(gesture.add ? gesture.base : []);
+      for (const n of state.notes) if (n.key >= ka && n.key <= kb && n.offset >= ta && n.onset <= tb) state.selection.add(n.id);
+      updateInspector();
+    } else if (gesture.kind === "draw") {
+      gesture.note.offset = round4(Math.max(gesture.note.onset + MIN_NOTE, snapTime(tOf(g, x), free)));
+      showTip(gesture.note, x, y);
+    } else {
+      dragNotes(g, gesture, dx, dy, free);
+      showTip(gesture.hit, x, y);
     }
+    requestDraw();
   });
+
+  function dragNotes(g, drag, dx, dy, free) {
+    const originals = drag.originals, first = originals.get(drag.hit.id);
+    const byId = new Map(state.notes.map((n) => [n.id, n]));
+    if (drag.kind === "move") {
+      let shift = snapTime(first.onset + dx / state.view.pxPerSec, free) - first.onset;
+      let keys = -Math.round(dy / g.keyH);
+      let lowest = Infinity, lowKey = MAX_KEY, highKey = MIN_KEY;
+      for (const o of originals.values()) {
+        lowest = Math.min(lowest, o.onset); lowKey = Math.min(lowKey, o.key); highKey = Math.max(highKey, o.key);
+      }
+      shift = Math.max(shift, -lowest);
+      keys = Math.max(MIN_KEY - lowKey, Math.min(MAX_KEY - highKey, keys));
+      for (const [id, o] of originals) {
+        const n = byId.get(id);
+        if (!n) continue;
+        n.onset = round4(o.onset + shift); n.offset = round4(o.offset + shift); n.key = o.key + keys;
+      }
+    } else if (drag.kind === "resize") {
+      const stretch = snapTime(first.offset + dx / state.view.pxPerSec, free) - first.offset;
+      for (const [id, o] of originals) {
+        const n = byId.get(id);
+        if (n) n.offset = round4(Math.max(o.onset + MIN_NOTE, o.offset + stretch));
+      }
+    } else if (drag.kind === "velocity") {
+      const change = -Math.round(dy / 2);
+      for (const [id, o] of originals) {
+        const n = byId.get(id);
+        if (n) n.velocity = Math.max(1, Math.min(127, o.velocity + change));
+      }
+      updateInspector();
+    }
+  }
+
   canvas.addEventListener("pointerup", (event) => {
-    if (drag && !drag.moved && event.offsetX > KEYBOARD_W && state.duration > 0 && !state.live) {
-      seek(Math.max(0, Math.min(state.duration, tOf(layout(), event.offsetX))));
+    const drag = gesture;
+    gesture = null;
+    if (!drag) return;
+    const g = layout(), { x } = pointerAt(event);
+    if (drag.kind === "draw") {
+      pushUndo(drag.before);
+      notesChanged();
+    } else if (drag.kind === "move" || drag.kind === "resize" || drag.kind === "velocity") {
+      const changed = drag.moved && state.notes.some((n) => {
+        const o = drag.originals.get(n.id);
+        return o && (o.onset !== n.onset || o.offset !== n.offset || o.key !== n.key || o.velocity !== n.velocity);
+      });
+      if (changed) { pushUndo(drag.before); notesChanged(); }
+    } else if ((drag.kind === "box" || drag.kind === "ruler") && !drag.moved) {  // a click: the playhead goes there
+      if (drag.kind === "box" && !drag.add) state.selection.clear();
+      updateInspector();
+      seek(Math.max(0, Math.min(state.duration, tOf(g, x))));
     }
-    drag = null;
+    requestDraw();
   });
-  $("scroll").addEventListener("input", () => { state.view.start = Number($("scroll").value); requestDraw(); });
-  $("zoom-in").addEventListener("click", () => zoom(1.6));
-  $("zoom-out").addEventListener("click", () => zoom(1 / 1.6));
-  $("zoom-fit").addEventListener("click", fitView);
-  window.addEventListener("resize", () => { clampView(); updateScroll(); requestDraw(); });
+
+  canvas.addEventListener("pointercancel", () => {
+    if (gesture && gesture.before) { state.notes = gesture.before; notesChanged(false); }
+    gesture = null;
+  });
+
+  canvas.addEventListener("pointerleave", () => { if (!gesture) hideTip(); });
+
+  function noteInfo(n) {
+    const hand = state.hands.colour || state.hands.known ? ` · ${handOf(n) === "L" ? "left" : "right"} hand` : "";
+    return `${keyName(n.key)} · onset ${n.onset.toFixed(3)} s · ${(n.offset - n.onset).toFixed(3)} s long · ` +
+      `velocity ${n.velocity}${hand}`;
+  }
+
+  function pedalAt(t) {
+    let value = 0, since = 0;
+    for (const p of state.pedal) { if (p.time > t) break; value = p.value; since = p.time; }
+    return { value, since };
+  }
+
+  function hover(g, x, y) {
+    const region = regionAt(g, x, y);
+    let cursor = "default";
+    if (region === "roll" && state.duration) {
+      const n = noteAt(g, x, y);
+      if (n) {
+        const grip = xOf(g, n.offset) - x <= EDGE_PX && xOf(g, n.offset) - xOf(g, n.onset) > 2 * EDGE_PX;
+        cursor = grip ? "ew-resize" : "move";
+        showTip(n, x, y);
+      } else {
+        cursor = state.tool === "draw" ? "copy" : "crosshair";
+        hideTip();
+      }
+    } else if (region === "pedal" && state.duration) {
+      const t = tOf(g, x), p = pedalAt(t);
+      setTip(`sustain pedal (CC64) ${p.value} at ${t.toFixed(2)} s${p.value ? ` · down since ${p.since.toFixed(2)} s` : ""}`, x, y);
+    } else if (region === "keys") {
+      setTip(keyName(clampKey(keyAt(g, y))), x, y);
+    } else if (region === "ruler" && state.duration) {
+      cursor = "col-resize";
+      setTip(`${tOf(g, x).toFixed(2)} s · click: play from here · drag: A–B loop`, x, y);
+    } else hideTip();
+    canvas.style.cursor = cursor;
+  }
+
+  function showTip(n, x, y) { setTip(noteInfo(n), x, y); }
+
+  function setTip(text, x, y) {
+    const tip = $("tip");
+    state.hover = text;
+    tip.textContent = text;
+    tip.hidden = false;
+    const box = $("roll-box");
+    const left = Math.min(x + 14, box.clientWidth - tip.offsetWidth - 4);
+    tip.style.left = `${Math.max(0, left)}px`;
+    tip.style.top = `${Math.max(0, y + (y > box.clientHeight - 40 ? -30 : 16))}px`;
+  }
+
+  function hideTip() { state.hover = ""; $("tip").hidden = true; }
+
+  // ------------------------------------------------------------------ editing commands
+
+  const selected = () => state.notes.filter((n) => state.selection.has(n.id));
+
+  function drawVelocity() {
+    const chosen = selected();
+    if (chosen.length) return chosen[0].velocity;
+    if (!state.notes.length) return 80;
+    const velocities = state.notes.map((n) => n.velocity).sort((a, b) => a - b);
+    return velocities[velocities.length >> 1];
+  }
+
+  function deleteSelected() {
+    if (!state.selection.size) return;
+    edit(() => { state.notes = state.notes.filter((n) => !state.selection.has(n.id)); });
+    state.selection.clear();
+    hideTip();
+    updateInspector();
+  }
+
+  function selectAll() {
+    state.selection = new Set(state.notes.map((n) => n.id));
+    updateInspector();
+    requestDraw();
+  }
+
+  function nudge(seconds, keys) {
+    const chosen = selected();
+    if (!chosen.length) return;
+    const lowest = Math.min(...chosen.map((n) => n.onset));
+    const lowKey = Math.min(...chosen.map((n) => n.key)), highKey = Math.max(...chosen.map((n) => n.key));
+    const shift = Math.max(seconds, -lowest), k = Math.max(MIN_KEY - lowKey, Math.min(MAX_KEY - highKey, keys));
+    if (!shift && !k) return;
+    edit(() => {
+      for (const n of selected()) { n.onset = round4(n.onset + shift); n.offset = round4(n.offset + shift); n.key += k; }
+    });
+  }
+
+  function setVelocity(value, step) {  // step: one history entry per gesture, not per input event
+    const v = Math.max(1, Math.min(127, Math.round(value)));
+    if (!state.selection.size || !Number.isFinite(v)) return;
+    if (!velocityEdit) velocityEdit = snapshot();
+    for (const n of selected()) n.velocity = v;
+    if (step) { pushUndo(velocityEdit); velocityEdit = null; notesChanged(); } else requestDraw();
+    $("velocity").value = v;
+    $("velocity-value").value = v;
+  }
+  let velocityEdit = null;
+
+  function updateInspector() {
+    const chosen = selected();
+    $("inspector").hidden = !chosen.length;
+    if (!chosen.length) return;
+    $("selection-text").textContent = chosen.length === 1 ? keyName(chosen[0].key) : `${chosen.length} notes`;
+    const mean = Math.round(chosen.reduce((sum, n) => sum + n.velocity, 0) / chosen.length);
+    if (document.activeElement !== $("velocity-value")) $("velocity-value").value = mean;
+    $("velocity").value = mean;
+  }
+
+  function setTool(tool) {
+    state.tool = tool;
+    for (const button of document.querySelectorAll(".tool")) button.classList.toggle("active", button.dataset.tool === tool);
+  }
+
+  // ------------------------------------------------------------------ practise: loop, speed, hands, metronome
+
+  function setLoopPoint(which) {
+    const t = position();
+    const loop = state.loop;
+    if (which === "a") loop.a = t; else loop.b = t;
+    if (loop.a !== null && loop.b !== null && loop.b < loop.a) [loop.a, loop.b] = [loop.b, loop.a];
+    if (loop.a !== null && loop.b !== null && loop.b - loop.a > 0.05) loop.on = true;
+    updateToggles();
+    requestDraw();
+  }
+
+  function toggleLoop() {
+    const loop = state.loop;
+    if (loop.a === null || loop.b === null || loop.b - loop.a < 0.05) {  // no loop yet: the visible passage or the selection
+      const chosen = selected();
+      if (chosen.length) {
+        loop.a = Math.min(...chosen.map((n) => n.onset));
+        loop.b = Math.max(...chosen.map((n) => n.offset));
+      } else {
+        const span = visibleSeconds();
+        loop.a = state.view.start;
+        loop.b = Math.min(state.duration, state.view.start + span);
+      }
+      loop.on = true;
+    } else loop.on = !loop.on;
+    updateToggles();
+    requestDraw();
+  }
+
+  function setSpeed(speed) {
+    const value = Math.max(0.5, Math.min(1, Number(speed)));
+    if (!Number.isFinite(value)) return;
+    state.speed = value;
+    $("speed").value = String(SPEEDS.reduce((a, b) => (Math.abs(b - value) < Math.abs(a - value) ? b : a)));
+    applySpeed();
+    if (playback) seek(position());  // the transcription re-timed from here
+  }
+
+  function applySpeed() {
+    audioEl.preservesPitch = true;  // the recording slowed, at its own pitch
+    audioEl.mozPreservesPitch = true;
+    audioEl.webkitPreservesPitch = true;
+    audioEl.defaultPlaybackRate = state.speed;
+    audioEl.playbackRate = state.speed;
+  }
+
+  function stepSpeed(direction) {
+    const index = SPEEDS.findIndex((s) => Math.abs(s - Number($("speed").value)) < 1e-6);
+    setSpeed(SPEEDS[Math.max(0, Math.min(SPEEDS.length - 1, index + direction))]);
+  }
+
+  function updateToggles() {
+    const loop = state.loop;
+    $("loop").classList.toggle("active", loop.on);
+    $("loop-text").textContent = loop.a !== null && loop.b !== null ? `${clock(loop.a)}–${clock(loop.b)}` : "";
+    $("hands").classList.toggle("active", state.hands.colour);
+    $("mute-left").classList.toggle("active", state.hands.mute.L);
+    $("mute-right").classList.toggle("active", state.hands.mute.R);
+    $("metronome").classList.toggle("active", state.metronome);
+    $("snap").classList.toggle("active", state.snap);
+    $("snap").title = state.beats.length > 1 ? "snap to the beat grid (quarters of a beat)"
+      : "snap to the beat grid (off until the recording's beats are known)";
+    $("split").hidden = state.hands.known;
+  }
+
+  function fillSplit() {
+    const split = $("split");
+    split.dataset.title = split.title;
+    for (let key = 36; key <= 84; key++) {
+      const option = document.createElement("option");
+      option.value = String(key);
+      option.textContent = `split ${keyName(key)}`;
+      split.append(option);
+    }
+    split.value = String(state.hands.split);
+  }
 
   // ------------------------------------------------------------------ sound: the recording and a sampled piano
 
   function ensureAudio() {
     if (audio) return audio;
     const ctx = new (window.AudioContext || window.webkitAudioContext)();
-    const original = ctx.createGain(), piano = ctx.createGain();
+    const original = ctx.createGain(), piano = ctx.createGain(), click = ctx.createGain();
     const compressor = ctx.createDynamicsCompressor();  // dense chords must not clip
     piano.connect(compressor).connect(ctx.destination);
     original.connect(ctx.destination);
+    click.gain.value = 0.35;
+    click.connect(ctx.destination);
     const source = ctx.createMediaElementSource(audioEl);
     source.connect(original);
-    audio = { ctx, original, piano, source };
+    audio = { ctx, original, piano, click, source };
     applyMix();
     return audio;
   }
@@ -535,7 +1273,9 @@
 
   function playNote(note, when, until) {
     const piano = state.piano;
-    if (piano.state !== "ready") return;
+    const hand = handOf(note);
+    if (piano.state !== "ready" || state.hands.mute[hand]) return;
+    state.played[hand]++;
     const keys = piano.keys;
     const index = Math.max(0, Math.min(keys.length - 1, Math.round((note.key - keys[0]) / (keys[1] - keys[0]))));
     const sampleKey = keys[index];
@@ -553,30 +1293,54 @@
     source.onended = () => { if (playback) playback.voices.delete(source); };
   }
 
-  function firstNoteAfter(t) {
-    let low = 0, high = state.notes.length;
+  function playClick(when, down) {
+    const osc = audio.ctx.createOscillator(), gain = audio.ctx.createGain();
+    osc.frequency.value = down ? 1760 : 1320;
+    gain.gain.setValueAtTime(0.0001, when);
+    gain.gain.exponentialRampToValueAtTime(down ? 1 : 0.6, when + 0.002);
+    gain.gain.exponentialRampToValueAtTime(0.0001, when + 0.05);
+    osc.connect(gain).connect(audio.click);
+    osc.start(when);
+    osc.stop(when + 0.06);
+    playback.voices.add(osc);
+    osc.onended = () => { if (playback) playback.voices.delete(osc); };
+    state.clicks++;
+  }
+
+  function firstAfter(list, t, get) {
+    let low = 0, high = list.length;
     while (low < high) {
       const mid = (low + high) >> 1;
-      if (state.notes[mid].onset < t) low = mid + 1; else high = mid;
+      if (get(list[mid]) < t) low = mid + 1; else high = mid;
     }
     return low;
   }
+  const firstNoteAfter = (t) => firstAfter(state.notes, t, (n) => n.onset);
 
+  // the playing position in the recording's seconds (the clock runs at the chosen speed)
   function position() {
     if (!playback) return state.position;
-    return Math.max(playback.startPos, playback.startPos + audio.ctx.currentTime - playback.ctxStart);
+    return Math.max(playback.startPos, playback.startPos + (audio.ctx.currentTime - playback.ctxStart) * playback.speed);
   }
+
+  const contextTime = (t) => playback.ctxStart + (t - playback.startPos) / playback.speed;
 
   function schedule() {
     if (!playback) return;
-    const now = position(), horizon = now + 0.35;
+    const now = position(), horizon = now + 0.35 * playback.speed;
+    const limit = state.loop.on && state.loop.b !== null ? state.loop.b : Infinity;
     const notes = state.notes;
-    while (playback.next < notes.length && notes[playback.next].onset < horizon) {
+    while (playback.next < notes.length && notes[playback.next].onset < Math.min(horizon, limit)) {
       const note = notes[playback.next++];
       if (note.onset < now - 0.05) continue;
-      const when = playback.ctxStart + note.onset - playback.startPos;
-      const until = playback.ctxStart + note.offset - playback.startPos;
-      playNote(note, Math.max(when, audio.ctx.currentTime), until);
+      playNote(note, Math.max(contextTime(note.onset), audio.ctx.currentTime), contextTime(Math.min(note.offset, limit)));
+    }
+    if (state.metronome) {
+      const beats = state.beats, downbeats = new Set(state.downbeats.map((t) => t.toFixed(3)));
+      while (playback.nextBeat < beats.length && beats[playback.nextBeat] < Math.min(horizon, limit)) {
+        const beat = beats[playback.nextBeat++];
+        if (beat >= now - 0.02) playClick(Math.max(contextTime(beat), audio.ctx.currentTime), downbeats.has(beat.toFixed(3)));
+      }
     }
   }
 
@@ -596,11 +1360,17 @@
       starting = false;
     }
     if (playback || !state.duration) return;
+    const loop = state.loop;
+    if (loop.on && loop.a !== null && (state.position < loop.a || state.position >= loop.b - 0.02)) state.position = loop.a;
     if (state.position >= state.duration - 0.05) state.position = 0;
     const startPos = state.position;
-    playback = { startPos, ctxStart: ctx.currentTime + 0.08, next: firstNoteAfter(startPos), voices: new Set(), timer: 0 };
+    playback = {
+      startPos, ctxStart: ctx.currentTime + 0.08, speed: state.speed, next: firstNoteAfter(startPos),
+      nextBeat: firstAfter(state.beats, startPos, (t) => t), voices: new Set(), timer: 0,
+    };
     state.playing = true;
     $("play").textContent = "❚❚ Pause";
+    applySpeed();
     audioEl.currentTime = startPos;
     audioEl.play().catch(() => {});  // a recording the browser cannot play: the transcription still does
     playback.timer = setInterval(schedule, 40);
@@ -630,7 +1400,7 @@
 
   audioEl.addEventListener("playing", () => {  // the recording's own start latency: follow it
     if (playback && !audioEl.paused) {
-      playback.ctxStart = audio.ctx.currentTime - (audioEl.currentTime - playback.startPos);
+      playback.ctxStart = audio.ctx.currentTime - (audioEl.currentTime - playback.startPos) / playback.speed;
     }
   });
   audioEl.addEventListener("error", () => {  // a format this browser cannot play: ask for a WAV copy
@@ -643,8 +1413,14 @@
   function tick() {
     if (!playback) return;
     const now = position();
-    if (!audioEl.paused && Math.abs(audioEl.currentTime - now) > 0.12) {  // drifted: the recording leads
-      playback.ctxStart = audio.ctx.currentTime - (audioEl.currentTime - playback.startPos);
+    if (!audioEl.paused && Math.abs(audioEl.currentTime - now) > 0.12 * playback.speed) {  // drifted: the recording leads
+      playback.ctxStart = audio.ctx.currentTime - (audioEl.currentTime - playback.startPos) / playback.speed;
+    }
+    const loop = state.loop;
+    if (loop.on && loop.a !== null && loop.b !== null && now >= loop.b) {  // round again
+      state.loops++;
+      seek(loop.a);
+      return;
     }
     state.position = Math.min(now, state.duration);
     const span = visibleSeconds();  // keep the playhead in view
@@ -658,19 +1434,164 @@
     requestAnimationFrame(tick);
   }
 
+  // ------------------------------------------------------------------ the score (issue 26), when the server has one
+
+  let scoreMap = null;  // [{time, element}] sorted by time: what to light under the playhead
+
+  async function loadScore(score) {
+    state.score = score;
+    scoreMap = null;
+    $("score-panel").hidden = !score;
+    $("score").innerHTML = "";
+    if (!score || !score.svg) return requestDraw();
+    try {
+      const response = await fetch(score.svg);
+      if (!response.ok) throw new Error((await response.json().catch(() => ({}))).error || `HTTP ${response.status}`);
+      $("score").innerHTML = await response.text();  // our own server's SVG (verovio), nothing from elsewhere
+      scoreMap = [];
+      for (const [id, time] of Object.entries(score.times || {})) {
+        const element = $("score").querySelector(`[id="${CSS.escape(id)}"]`);
+        if (element) scoreMap.push({ time, element });
+      }
+      scoreMap.sort((a, b) => a.time - b.time);
+      state.scoreNotes = scoreMap.length;
+    } catch (error) {
+      $("score-panel").hidden = true;
+      showError(`the score could not be shown (${error.message}); the piano roll and downloads still work`);
+    }
+    requestDraw();
+  }
+
+  let lit = [];
+  function scorePlayhead(t) {
+    if (!scoreMap || !scoreMap.length) return;
+    const index = firstAfter(scoreMap, t + 1e-3, (e) => e.time) - 1;
+    if (index < 0) { for (const e of lit) e.classList.remove("playing"); lit = []; return; }
+    const time = scoreMap[index].time;
+    const now = scoreMap.filter((e) => Math.abs(e.time - time) < 1e-3).map((e) => e.element);
+    if (now.length === lit.length && now.every((e, i) => e === lit[i])) return;
+    for (const e of lit) e.classList.remove("playing");
+    for (const e of now) e.classList.add("playing");
+    lit = now;
+    if (state.playing && now[0]) {
+      const panel = $("score-panel"), box = now[0].getBoundingClientRect(), view = panel.getBoundingClientRect();
+      if (box.top < view.top || box.bottom > view.bottom) panel.scrollTop += box.top - view.top - view.height / 3;
+    }
+    state.scoreTime = time;
+  }
+
+  // ------------------------------------------------------------------ keyboard shortcuts (and the help overlay)
+
+  const typing = (target) => ["INPUT", "SELECT", "TEXTAREA"].includes(target.tagName) && target.type !== "range"
+    || target.isContentEditable;
+  const ready = () => state.duration > 0 && !state.live;
+
+  // [keys shown, what it does, test(event), action]
+  const SHORTCUTS = [
+    ["Space", "play / pause", (e) => e.code === "Space", () => $("play").click()],
+    ["Home", "back to the start", (e) => e.key === "Home", () => seek(state.loop.on ? state.loop.a : 0)],
+    ["[ / ]", "set the loop's A / B at the playhead", (e) => e.key === "[" || e.key === "]",
+      (e) => setLoopPoint(e.key === "[" ? "a" : "b")],
+    ["L", "A–B loop on / off (no loop yet: the selection or the visible passage)", (e) => e.key === "l", toggleLoop],
+    [", / .", "slower / faster (50–100 %)", (e) => e.key === "," || e.key === ".", (e) => stepSpeed(e.key === "," ? -1 : 1)],
+    ["H", "colour the hands", (e) => e.key === "h", () => $("hands").click()],
+    ["M", "metronome click on the beats", (e) => e.key === "m", () => $("metronome").click()],
+    ["V / D", "select tool / draw tool", (e) => e.key === "v" || e.key === "d", (e) => setTool(e.key === "v" ? "select" : "draw")],
+    ["Delete", "delete the selected notes", (e) => e.key === "Delete" || e.key === "Backspace", deleteSelected],
+    ["← → / ↑ ↓", "move the selected notes in time (a grid step; shift: ×10) / by a semitone (shift: an octave)",
+      (e) => ["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown"].includes(e.key) && state.selection.size > 0,
+      (e) => {
+        const sign = e.key === "ArrowLeft" || e.key === "ArrowDown" ? -1 : 1;
+        const anchor = selected()[0];
+        if (e.key === "ArrowLeft" || e.key === "ArrowRight") nudge(sign * gridStep(anchor.onset) * (e.shiftKey ? 10 : 1), 0);
+        else nudge(0, sign * (e.shiftKey ? 12 : 1));
+      }],
+    ["Ctrl + Z", "undo", (e) => (e.ctrlKey || e.metaKey) && !e.shiftKey && e.key.toLowerCase() === "z", undo],
+    ["Ctrl + Shift + Z, Ctrl + Y", "redo",
+      (e) => (e.ctrlKey || e.metaKey) && ((e.shiftKey && e.key.toLowerCase() === "z") || e.key === "y"), redo],
+    ["Ctrl + A", "select every note", (e) => (e.ctrlKey || e.metaKey) && e.key === "a", selectAll],
+    ["Esc", "clear the selection / close this help", (e) => e.key === "Escape",
+      () => { if (!$("help").hidden) showHelp(false); else { state.selection.clear(); updateInspector(); requestDraw(); } }],
+    ["+ / −", "zoom in / out in time", (e) => ["+", "=", "-"].includes(e.key), (e) => zoom(e.key === "-" ? 1 / 1.6 : 1.6)],
+    ["0", "the whole recording", (e) => e.key === "0", fitView],
+    ["F / K", "the piece's keys / all 88 keys", (e) => e.key === "f" || e.key === "k",
+      (e) => (e.key === "f" ? fitKeys() : setKeys(MIN_KEY, MAX_KEY))],
+    ["?", "this help", (e) => e.key === "?", () => showHelp($("help").hidden)],
+  ];
+
+  function showHelp(open) {
+    $("help").hidden = !open;
+    state.help = open;
+  }
+
+  function fillHelp() {
+    const table = $("help-table");
+    for (const [keys, what] of SHORTCUTS) {
+      const row = table.insertRow(), left = row.insertCell(), right = row.insertCell();
+      for (const [i, key] of keys.split(/ (\/|\+|,) /).entries()) {
+        if (i % 2) left.append(` ${key} `);
+        else { const kbd = document.createElement("kbd"); kbd.textContent = key; left.append(kbd); }
+      }
+      right.textContent = what;
+    }
+  }
+
+  document.addEventListener("keydown", (event) => {
+    if (typing(event.target) || event.altKey) return;
+    if (event.target.tagName === "INPUT" && event.target.type === "range" && event.key.startsWith("Arrow")) return;
+    const plain = !event.ctrlKey && !event.metaKey;
+    for (const [keys, , test, action] of SHORTCUTS) {
+      if (!test(event) || (!plain && !keys.includes("Ctrl"))) continue;
+      const editing = !["?", "Esc"].includes(event.key) && event.key !== "Escape";
+      if (editing && !ready() && event.code !== "Space") return;
+      if (event.code === "Space" && ($("play").disabled || event.target.tagName === "BUTTON")) return;
+      event.preventDefault();
+      action(event);
+      return;
+    }
+  });
+
+  // ------------------------------------------------------------------ the controls
+
+  $("scroll").addEventListener("input", () => { state.view.start = Number($("scroll").value); requestDraw(); });
+  $("zoom-in").addEventListener("click", () => zoom(1.6));
+  $("zoom-out").addEventListener("click", () => zoom(1 / 1.6));
+  $("zoom-fit").addEventListener("click", fitView);
+  $("keys-fit").addEventListener("click", fitKeys);
+  $("keys-all").addEventListener("click", () => setKeys(MIN_KEY, MAX_KEY));
+  window.addEventListener("resize", () => { clampView(); updateScroll(); requestDraw(); });
   $("play").addEventListener("click", () => (playback ? stop() : play()));
   $("mix").addEventListener("input", applyMix);
   for (const button of document.querySelectorAll(".mix")) {
     button.addEventListener("click", () => { $("mix").value = button.dataset.mix; applyMix(); });
   }
-  $("threshold").addEventListener("input", thresholdChanged);
-  document.addEventListener("keydown", (event) => {
-    const tag = event.target.tagName;
-    if (event.code === "Space" && tag !== "INPUT" && tag !== "BUTTON" && !$("play").disabled) {
-      event.preventDefault();
-      $("play").click();
-    }
+  $("sensitivity").addEventListener("input", sensitivityInput);
+  $("sensitivity").addEventListener("change", sensitivityChange);
+  for (const link of document.querySelectorAll("#downloads a")) link.addEventListener("click", downloadClicked);
+  for (const button of document.querySelectorAll(".tool")) button.addEventListener("click", () => setTool(button.dataset.tool));
+  $("undo").addEventListener("click", undo);
+  $("redo").addEventListener("click", redo);
+  $("snap").addEventListener("click", () => { state.snap = !state.snap; updateToggles(); });
+  $("delete").addEventListener("click", deleteSelected);
+  $("velocity").addEventListener("input", () => setVelocity(Number($("velocity").value), false));
+  $("velocity").addEventListener("change", () => setVelocity(Number($("velocity").value), true));
+  $("velocity-value").addEventListener("change", () => setVelocity(Number($("velocity-value").value), true));
+  $("loop").addEventListener("click", toggleLoop);
+  $("speed").addEventListener("change", () => setSpeed($("speed").value));
+  $("hands").addEventListener("click", () => { state.hands.colour = !state.hands.colour; updateToggles(); requestDraw(); });
+  $("split").addEventListener("change", () => { state.hands.split = Number($("split").value); requestDraw(); });
+  $("mute-left").addEventListener("click", () => { state.hands.mute.L = !state.hands.mute.L; updateToggles(); requestDraw(); });
+  $("mute-right").addEventListener("click", () => { state.hands.mute.R = !state.hands.mute.R; updateToggles(); requestDraw(); });
+  $("metronome").addEventListener("click", () => {
+    if (state.beats.length < 2) return;
+    state.metronome = !state.metronome;
+    if (playback) playback.nextBeat = firstAfter(state.beats, position(), (t) => t);
+    updateToggles();
   });
+  $("help-open").addEventListener("click", () => showHelp(true));
+  $("help-close").addEventListener("click", () => showHelp(false));
+  $("help").addEventListener("click", (event) => { if (event.target === $("help")) showHelp(false); });
+  canvas.tabIndex = 0;
 
   // ------------------------------------------------------------------ live: the microphone into pianomtl.Stream
 
@@ -690,6 +1611,7 @@
     }
     stop();
     showError("");
+    showNotice("");
     let media;
     try {
       media = await navigator.mediaDevices.getUserMedia({
@@ -702,6 +1624,8 @@
     await ctx.resume();
     closeSession();
     setNotes([], [], 0, false);
+    resetHistory();
+    state.fileKey = "";
     const live = { socket: null, notes: [], pedal: [], open: new Map(), seconds: 0, media, nodes: [], buffer: [], fill: 0 };
     state.live = live;
     state.name = "live take";
@@ -711,6 +1635,7 @@
     $("drop-hint").hidden = true;
     state.view.start = 0;
     state.view.pxPerSec = layout().rollW / 20;  // 20 s across; the view follows
+    setKeys(MIN_KEY, MAX_KEY);
     const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/live`);
     socket.binaryType = "arraybuffer";
     live.socket = socket;
@@ -803,7 +1728,7 @@
     $("live").textContent = "● Listen";
     $("live").classList.remove("recording");
     state.duration = Math.max(state.duration, live.seconds);
-    state.notes = live.notes.filter((n) => n.offset !== null);
+    state.notes = live.notes.filter((n) => n.offset !== null).map(asNote);
     state.pedal = live.pedal;
     requestDraw();
   }
@@ -831,9 +1756,18 @@
   });
   window.addEventListener("pagehide", closeSession);
 
-  state.openFile = openFile;  // for tests and the console
+  // for tests and the console: the page's own functions (the UI calls the same ones)
+  state.api = {
+    openFile, undo, redo, noteBox, fitKeys, setKeys, setSpeed, setLoopPoint, toggleLoop, seek, keyName,
+    layout, xOf: (t) => xOf(layout(), t), yOf: (key) => yOf(layout(), key),
+  };
+  state.openFile = openFile;
+  fillSplit();
+  fillHelp();
+  updateToggles();
   applyMix();
-  loadConfig();
+  applySpeed();
+  loadConfig().then(resume);
   updateScroll();
   draw();
 })();
