@@ -892,9 +892,7 @@ def _petabyte_onnx(path: Path) -> Path:
     from pianomtl.constants import ONNX_INPUT, TASKS
 
     nodes = [
-        helper.make_node(
-            "Constant", [], ["shape"], value=helper.make_tensor("s", TensorProto.INT64, [1], [1 << 50])
-        ),
+        helper.make_node("Constant", [], ["shape"], value=helper.make_tensor("s", TensorProto.INT64, [1], [1 << 50])),
         helper.make_node(
             "ConstantOfShape", ["shape"], ["big"], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.0])
         ),
@@ -1168,3 +1166,130 @@ def test_a_refused_init_from_leaves_no_lock_or_folder(
     (out / "notes.txt").write_text("mine")
     assert _cli(*tiny_train_args(cache, out, "--init-from", source[init])) == 2
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("how", ["device", "stdin"])
+def test_a_stream_input_is_spooled_only_up_to_max_input(how: str, tmp_path: Path) -> None:
+    """``transcribe /dev/zero`` used to copy standard input to disk without end (3.3 GB in 5 s)."""
+    started = time.monotonic()
+    with open("/dev/zero", "rb") as zeros:
+        if how == "device":
+            result = _run(["transcribe", "/dev/zero", "-o", str(tmp_path / "o"), "--max-input", "8M"], timeout=120)
+        else:
+            result = _run(["transcribe", "-", "--output", str(tmp_path / "z.mid"), "--max-input", "8M"], stdin=zeros)
+    assert time.monotonic() - started < 60
+    assert result.returncode != 0
+    line = [x for x in result.stderr.decode().splitlines() if x.startswith("error:")]
+    assert len(line) == 1 and "--max-input" in line[0] and "8 MiB" in line[0], result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
+
+
+def test_max_input_is_a_size(capsys) -> None:
+    from pianomtl.cli.transcribe import byte_size
+
+    assert byte_size("2G") == 2 * 1024**3 and byte_size("500M") == 500 * 1024**2 and byte_size("4096") == 4096
+    capsys.readouterr()
+    assert _cli("transcribe", "-", "--output", "x.mid", "--max-input", "lots") == 2
+    assert "--max-input" in _one_error_line(capsys.readouterr().err)
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed_by_the_next(
+    rendered_clip, tiny_model_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its process id is now free: what a run killed with SIGKILL leaves behind
+
+    def left_over(name: str, pid: int) -> Path:
+        path = temporary_name(out / name)
+        path = path.with_name(path.name.replace(f".{os.getpid()}-", f".{pid}-"))
+        path.write_bytes(b"half a file")
+        return path
+
+    stale = [left_over("clip.png", dead.pid), left_over("clip.mid", dead.pid)]
+    fresh = left_over("other.mid", dead.pid)  # just written: maybe another machine's writer, kept
+    alive = left_over("clip.csv", os.getppid())  # a running process's: kept
+    foreign = out / ".notes.part.txt"  # not of our making: kept
+    foreign.write_text("mine")
+    old = time.time() - 3600
+    for path in (*stale, alive, foreign):
+        os.utime(path, (old, old))
+    assert _cli("transcribe", rendered_clip.wav, "-o", out, "--model", tiny_model_file) == 0
+    assert not any(path.exists() for path in stale)
+    assert fresh.exists() and alive.exists() and foreign.read_text() == "mine"
+    assert (out / "clip.mid").is_file()
+
+
+@pytest.mark.parametrize("locked_part", ["file", "folder"])
+def test_an_unreadable_file_says_permission_denied(locked_part: str, rendered_clip) -> None:
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="pianomtl-locked-"))  # under /tmp: an ordinary user can reach it
+    try:
+        folder.chmod(0o755)
+        locked = folder / "locked.wav"
+        locked.write_bytes(rendered_clip.wav.read_bytes())
+        (locked if locked_part == "file" else folder).chmod(0)
+
+        def read_as_nobody() -> Any:
+            if os.geteuid() == 0:  # root reads anything: be an ordinary user, as in the issue's case
+                os.setgid(65534)
+                os.setuid(65534)
+            return load(locked)
+
+        kind, value = in_child(read_as_nobody)
+    finally:
+        folder.chmod(0o755)
+        shutil.rmtree(folder)
+    assert kind == "raised", value
+    assert issubclass(value[0], AudioError) and "permission denied" in value[1] and str(locked) in value[1], value
+
+
+def test_random_bytes_named_mp3_name_the_real_cause(tmp_path: Path) -> None:
+    fake = tmp_path / "song.mp3"
+    fake.write_bytes(np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8).tobytes())
+    result = _run(["transcribe", str(fake), "--output", str(tmp_path / "song.mid")], timeout=120)
+    assert result.returncode == 1
+    err = result.stderr.decode()
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("transcribed ")]
+    assert len(lines) == 1, err  # no decoder's own line before it
+    assert "not MP3 audio" in lines[0] and "does not exist" not in lines[0] and "pipe" not in lines[0], lines[0]
+
+
+def test_output_on_a_read_only_folder_names_the_users_file(
+    rendered_clip, tiny_model_file: Path, read_only_folder: Path, capsys
+) -> None:
+    from pianomtl.cli.transcribe import _user_path
+
+    capsys.readouterr()
+    assert (
+        _cli("transcribe", rendered_clip.wav, "--output", read_only_folder / "take.mid", "--model", tiny_model_file)
+        == 2
+    )
+    line = _one_error_line(capsys.readouterr().err)
+    assert str(read_only_folder) in line and ".part" not in line, line
+    # a write that fails later (the folder became read-only meanwhile) names the output, not its temporary
+    target = read_only_folder / "take.mid"
+    assert _user_path(str(temporary_name(target)), {"mid": target}) == target
+
+
+def test_a_dangling_wav_symlink_in_a_folder_is_reported(
+    rendered_clip, tiny_model_file: Path, tmp_path: Path, capsys
+) -> None:
+    folder = tmp_path / "takes"
+    folder.mkdir()
+    (folder / "good.wav").write_bytes(rendered_clip.wav.read_bytes())
+    (folder / "gone.wav").symlink_to(tmp_path / "deleted.wav")
+    capsys.readouterr()
+    assert _cli("transcribe", folder, "-o", tmp_path / "out", "--model", tiny_model_file) == 1
+    err = capsys.readouterr().err
+    assert any("gone.wav" in line and "does not exist" in line for line in err.splitlines()), err
+    assert (tmp_path / "out" / "good.mid").is_file()
+
+
+def test_transcribe_none_says_what_is_wrong() -> None:
+    with pytest.raises(TypeError, match="audio is None") as error:
+        transcribe(None)
+    assert "sr" not in str(error.value).split(":")[0]

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from pianomtl.cli import options
-from pianomtl.core.audio import AudioError, display_name
+from pianomtl.core.audio import DEFAULT_MAX_STREAM_BYTES, AudioError, display_name, set_max_stream_bytes
 from pianomtl.core.devices import set_torch_threads
+from pianomtl.core.files import remove_stale_temporaries
 from pianomtl.transcription.formats import FORMATS, lookup
 from pianomtl.transcription.inference import PRECISIONS
 from pianomtl.transcription.onnx_model import ModelRunError
@@ -46,7 +47,12 @@ def find_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
     for item in inputs:
         path = STDIN if item == "-" else Path(item)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+            found_here = [p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS]
+            files = sorted(p for p in found_here if p.is_file())
+            for link in sorted(p for p in found_here if p.is_symlink() and not p.exists()):  # said, not skipped
+                errors.append(
+                    f"{display_name(link)}: a symbolic link to {display_name(os.readlink(link))}, which does not exist"
+                )
             if not files:
                 errors.append(f"{display_name(path)}: no audio files found (looked for {', '.join(AUDIO_EXTENSIONS)})")
             pairs = [(f, path) for f in files]
@@ -177,6 +183,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=options.count, default=0, help="CPU threads of torch / onnxruntime (0: default)"
     )
+    parser.add_argument(
+        "--max-input",
+        type=byte_size,
+        default=DEFAULT_MAX_STREAM_BYTES,
+        metavar="SIZE",
+        help="most that standard input, a pipe or a device may send, e.g. 500M, 4G (default 2G): it is copied "
+        "to a temporary file before decoding",
+    )
+
+
+def byte_size(text: str) -> int:
+    """``2G``, ``500M``, ``64k``, ``1048576``: a positive size in bytes (K/M/G/T are powers of 1024)."""
+    factors = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+    value = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = value[-1:] if value[-1:] in factors else ""
+    try:
+        number = float(value[: len(value) - len(unit)])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 500M, 2G)") from None
+    if not (number > 0 and number * factors[unit] < 2**63):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive size")
+    return max(1, int(number * factors[unit]))
 
 
 def _check_writable(folder: Path) -> str | None:
@@ -229,11 +257,12 @@ def run(args: argparse.Namespace) -> int:
     if output is not None and out_dir is not None:
         error("give either --output (one input) or -o/--out-dir, not both")
         return 2
-    if out_dir is not None:
-        problem = _check_writable(out_dir)
+    for folder in [out_dir] if out_dir is not None else [output.parent] if output is not None else []:
+        problem = _check_writable(folder)  # before any work: never fail after the transcription
         if problem:
             error(problem)
             return 2
+    set_max_stream_bytes(args.max_input)
     files, failures = find_inputs(args.inputs)
     for message in failures:
         error(message)
@@ -252,6 +281,8 @@ def run(args: argparse.Namespace) -> int:
     if clashes:  # before any work: one output must never replace another's
         error(f"inputs would write the same outputs (rename them or run them apart): {'; '.join(clashes)}")
         return 2
+    for folder in sorted({path.parent for outputs in plans for path in outputs.values()}):
+        remove_stale_temporaries(folder)  # left by an earlier run that was killed mid-write
     try:
         transcriber = Transcriber(
             args.model,
@@ -301,7 +332,7 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             continue
         except OSError as problem:
-            target = display_name(problem.filename) if problem.filename else "output"
+            target = display_name(_user_path(problem.filename, todo)) if problem.filename else "output"
             error(f"{name}: cannot write {target}: {problem.strerror or problem}")
             failed += 1
             continue
@@ -317,6 +348,15 @@ def run(args: argparse.Namespace) -> int:
         summary += f", {failed} failed"
     print(summary, file=sys.stderr)
     return 1 if failed else 0
+
+
+def _user_path(filename: Any, outputs: dict[str, Path]) -> Path:
+    """The output a failed write was for: the user's file, never the temporary it was written under."""
+    failed = Path(os.fsdecode(filename))
+    for path in outputs.values():
+        if failed == path or (failed.parent == path.parent and failed.name.startswith(f".{path.name}.")):
+            return path
+    return failed
 
 
 def _write_outputs(transcription: Transcription, outputs: dict[str, Path], overwrite: bool = False) -> None:

@@ -7,11 +7,12 @@ the field's own libraries (soundfile for decoding, soxr for resampling).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import numbers
 import os
-import shutil
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -40,6 +41,17 @@ MAX_CHANNELS = 8
 
 MAX_FILE_CHANNELS = 64
 """Files with more channels are refused (a damaged header; reading blocks of them would exhaust memory)."""
+
+DEFAULT_MAX_STREAM_BYTES = 2 * 1024**3
+"""The most a non-seekable input (standard input, a pipe, a device such as ``/dev/zero``) may
+send: it is copied to a temporary file before decoding (libsndfile seeks), so without a bound
+an endless source fills the disk. 2 GiB is over three hours of 44.1 kHz stereo 16-bit WAV;
+``pianomtl transcribe --max-input`` changes it (:func:`set_max_stream_bytes`)."""
+
+_max_stream_bytes = DEFAULT_MAX_STREAM_BYTES
+
+_UNRECOGNISED = "File does not exist or is not a regular file"
+"""libsndfile's message for a regular file whose contents it does not recognise (misleading there)."""
 
 
 def check_sample_rate(sample_rate: object, name: str = "<array>") -> float:
@@ -206,16 +218,103 @@ class _SpooledSoundFile(sf.SoundFile):
             self._spool.close()
 
 
-def _spool(stream: BinaryIO) -> BinaryIO:
-    """A seekable temporary copy of a stream (a pipe, standard input): libsndfile needs to seek."""
+def set_max_stream_bytes(limit: int) -> None:
+    """Bound what a non-seekable input may send (:data:`DEFAULT_MAX_STREAM_BYTES`), for this process."""
+    global _max_stream_bytes
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+        raise ValueError(f"the input size limit must be a positive number of bytes, got {limit!r}")
+    _max_stream_bytes = limit
+
+
+def _spool(stream: BinaryIO, name: str = "<stream>") -> BinaryIO:
+    """A seekable temporary copy of a stream (a pipe, standard input): libsndfile needs to seek.
+
+    At most the limit of :func:`set_max_stream_bytes` is copied; a stream that sends more is
+    an :class:`AudioError` (the copy is dropped at once)."""
+    limit = _max_stream_bytes
     spool = tempfile.TemporaryFile()  # no name on disk: gone when closed, or when the process dies
     try:
-        shutil.copyfileobj(stream, spool, 1 << 20)
+        copied = 0
+        while chunk := stream.read(min(1 << 20, limit + 1 - copied)):
+            copied += len(chunk)
+            if copied > limit:
+                raise AudioError(
+                    f"{name}: a stream of more than {_size(limit)} (the limit on standard input, pipes and "
+                    "devices; pianomtl transcribe --max-input raises it, or give the file itself)"
+                )
+            spool.write(chunk)
         spool.seek(0)
     except BaseException:
         spool.close()
         raise
     return spool
+
+
+def _size(count: int) -> str:
+    """``2 GiB``, ``10 MiB``, ``512 bytes``: a byte count as people say it."""
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if count >= factor:
+            return f"{count / factor:g} {unit}"
+    return f"{count} bytes"
+
+
+def _open_failure(name: str, path: Path, error: sf.LibsndfileError, noise: str) -> AudioError:
+    """The real cause of a regular file libsndfile cannot open, named plainly.
+
+    libsndfile says "System error." for a file it may not read and "File does not exist or
+    is not a regular file (possibly a pipe?)" for one whose contents it does not recognise;
+    neither is what happened. ``noise``: what a decoder printed meanwhile (libmpg123's notes
+    on a file named ``.mp3`` that is no MP3), kept as the detail.
+    """
+    if not os.access(path, os.R_OK):
+        return AudioError(f"{name}: cannot be read (permission denied)")
+    text = error.error_string
+    if text.startswith(_UNRECOGNISED):
+        kind = path.suffix[1:].upper() or "audio"
+        notes = [line.removeprefix("Note:").strip() for line in noise.splitlines() if line.strip()]
+        detail = f": {notes[0]}" if notes else ""
+        return AudioError(
+            f"{name}: not a readable audio file (its contents are not {kind} audio nor any other format "
+            f"soundfile reads{detail})"
+        )
+    return AudioError(f"{name}: not a readable audio file ({text})")
+
+
+def _open_quietly(path: Path) -> tuple[sf.SoundFile | None, sf.LibsndfileError | None, str]:
+    """``sf.SoundFile(path)`` with what C decoders print on stderr meanwhile caught: ``(handle, error, printed)``.
+
+    libmpg123 writes its notes on a damaged or foreign file to file descriptor 2 itself,
+    a stray line before the one-line error; here they become that error's detail. What was
+    printed while the file opened fine (another thread's line, a decoder's note) is passed on.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:
+        saved = -1
+    if saved < 0:
+        try:
+            return sf.SoundFile(os.fsencode(path)), None, ""
+        except sf.LibsndfileError as error:
+            return None, error, ""
+    with tempfile.TemporaryFile() as caught:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+        os.dup2(caught.fileno(), 2)
+        try:
+            handle, failure = sf.SoundFile(os.fsencode(path)), None
+        except sf.LibsndfileError as error:
+            handle, failure = None, error
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        caught.seek(0)
+        printed = caught.read().decode("utf-8", "replace")
+    if failure is None and printed:
+        with contextlib.suppress(OSError):
+            os.write(2, printed.encode())
+    return handle, failure, printed
 
 
 def _open_stream(source: object, name: str) -> sf.SoundFile:
@@ -231,7 +330,9 @@ def _open_stream(source: object, name: str) -> sf.SoundFile:
         if callable(seekable) and seekable():
             handle = sf.SoundFile(stream)
         else:
-            handle = _SpooledSoundFile(_spool(stream))
+            handle = _SpooledSoundFile(_spool(stream, name))
+    except AudioError:
+        raise
     except sf.LibsndfileError as error:
         raise AudioError(f"{name}: not a readable audio file ({error.error_string})") from None
     except (RuntimeError, TypeError, ValueError, OSError) as error:
@@ -259,6 +360,12 @@ def open_audio(source: str | Path | bytes | BinaryIO) -> sf.SoundFile:
     name = source_name(source)
     if isinstance(source, str | Path):
         path = Path(source)
+        try:
+            path.stat()
+        except PermissionError:  # a folder on the way that may not be entered
+            raise AudioError(f"{name}: cannot be read (permission denied on its folder)") from None
+        except (OSError, ValueError):
+            pass  # missing, a dangling link, a name the system refuses: said just below
         if not path.exists():
             raise AudioError(f"{name}: file not found")
         if path.is_dir():
@@ -266,7 +373,9 @@ def open_audio(source: str | Path | bytes | BinaryIO) -> sf.SoundFile:
         if not path.is_file():  # a pipe, a character device (/dev/stdin), a socket: read it as a stream
             try:
                 with path.open("rb") as stream:
-                    handle = _SpooledSoundFile(_spool(stream))
+                    handle = _SpooledSoundFile(_spool(stream, name))
+            except AudioError:
+                raise
             except sf.LibsndfileError as error:
                 raise AudioError(f"{name}: not a readable audio file ({error.error_string})") from None
             except (RuntimeError, ValueError, OSError) as error:
@@ -274,11 +383,12 @@ def open_audio(source: str | Path | bytes | BinaryIO) -> sf.SoundFile:
             truncated = _truncated_wav_data(handle._spool)
         else:
             try:
-                handle = sf.SoundFile(os.fsencode(path))  # bytes: names that are not UTF-8 open too
-            except sf.LibsndfileError as error:
-                raise AudioError(f"{name}: not a readable audio file ({error.error_string})") from None
+                opened, failure, printed = _open_quietly(path)  # bytes: names that are not UTF-8 open too
             except (RuntimeError, TypeError, ValueError, OSError) as error:
                 raise AudioError(f"{name}: not a readable audio file ({error})") from None
+            if opened is None:
+                raise _open_failure(name, path, failure, printed)  # type: ignore[arg-type]
+            handle = opened
             try:
                 truncated = _truncated_wav_data(path)
             except OSError:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -70,6 +71,56 @@ def temporary_name(path: Path) -> Path:
     """A fresh name beside ``path`` that keeps its suffix (writers that infer the format from it still work)."""
     token = f"{os.getpid()}-{secrets.token_hex(4)}"
     return path.with_name(f".{path.name}.{token}.part{path.suffix}")
+
+
+TEMPORARY_PATTERN = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.part(?P<suffix>\.[^.]*)?$")
+"""What :func:`temporary_name` makes: ``.NAME.PID-TOKEN.partSUFFIX``."""
+
+STALE_AFTER_SECONDS = 60.0
+"""A temporary untouched this long whose process is gone is left over (a SIGKILL, a power cut):
+a live writer touches its file all the time, and the age also spares a writer on another
+machine sharing the folder, whose process id means nothing here."""
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # someone else's process: alive
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporaries :func:`atomic_write` left in ``folder`` when its process was killed.
+
+    Only names of this package's own making (:data:`TEMPORARY_PATTERN`) whose process no
+    longer runs and that are older than :data:`STALE_AFTER_SECONDS`; anything else is never
+    touched. Returns what was removed (errors are ignored: this is housekeeping).
+    """
+    import time
+
+    removed: list[Path] = []
+    try:
+        candidates = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    now = time.time()
+    for path in candidates:
+        match = TEMPORARY_PATTERN.match(path.name)
+        if match is None or match.group("suffix") not in ("", None, Path(match.group("name")).suffix):
+            continue
+        try:
+            if not path.is_file() or path.is_symlink() or now - path.stat().st_mtime < STALE_AFTER_SECONDS:
+                continue
+            if int(match.group("pid")) == os.getpid() or _process_alive(int(match.group("pid"))):
+                continue
+            path.unlink()
+            removed.append(path)
+        except (OSError, ValueError):
+            continue
+    return removed
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], Any], overwrite: bool = True) -> Path:

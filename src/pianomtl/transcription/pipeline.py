@@ -288,6 +288,7 @@ class Transcriber:
                 raise ValueError("sr is only for sample arrays; a file's own sample rate is used")
             features, duration = file_features(audio, device=self.device, progress=progress)
             return features, duration, source_name(audio)
+        _check_given(audio)
         if sr is None:
             raise ValueError("sr (the sample rate in Hz) is required when audio is a sample array")
         torch = sys.modules.get("torch")
@@ -406,6 +407,15 @@ class Transcriber:
         )
 
 
+def _check_given(audio: object) -> None:
+    """``audio=None`` is a :class:`TypeError` saying what to pass (not "sr is required", as for an array)."""
+    if audio is None:
+        raise TypeError(
+            "audio is None: pass a file path, the bytes of an audio file, a binary file object, "
+            "or a sample array with its rate sr"
+        )
+
+
 def transcribe(
     audio: str | Path | bytes | np.ndarray | Any,
     sr: float | None = None,
@@ -451,6 +461,7 @@ def transcribe(
     out of range is a ``ValueError`` before any work. For many files, build one
     :class:`Transcriber` and call it (the model loads once).
     """
+    _check_given(audio)  # before the model loads
     if sr is not None:
         check_sample_rate(sr)  # before the model loads: a bad rate fails at once
     transcriber = Transcriber(
