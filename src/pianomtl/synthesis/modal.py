@@ -168,13 +168,14 @@ def _note(piano: ModalPiano, key: int, velocity: float, rng: np.random.Generator
     rate2 = rate1 / piano.aftersound_ratio
     weight2 = 10 ** (piano.aftersound_db / 20)
     strings = unison_strings(key)
-    detune = rng.normal(0.0, 1.0, strings) * piano.unison_cents
+    key_rng = np.random.default_rng([piano.seed, 8, key])  # the key's strings: the same in every layer
+    detune = key_rng.normal(0.0, 1.0, strings) * piano.unison_cents
     detune -= detune.mean()
     length = _length(key)
     size = fft.next_fast_len(length, real=True)
     t = np.arange(length, dtype=np.float32) / np.float32(RATE)
     audio = np.zeros(length, dtype=np.float32)
-    phases = np.exp(1j * rng.uniform(0, 2 * np.pi, (strings, len(n))))  # one phase per string and partial
+    phases = np.exp(1j * key_rng.uniform(0, 2 * np.pi, (strings, len(n))))  # one phase per string and partial
     stages = ((rate1, 1 - weight2, DECAY_CLASSES[0]), (rate2, weight2, DECAY_CLASSES[1]))
     for stage_rates, stage_weight, count in stages:  # single precision: twice as fast, 1e-7 is plenty here
         edges = np.geomspace(stage_rates.min() * 0.999, stage_rates.max() * 1.001, count + 1)
