@@ -37,6 +37,7 @@ from pianomtl.core.scoring import MEASURES, aggregate_scores, note_scores
 from pianomtl.core.targets import compute_labels, pedal_curve, to_float
 from pianomtl.data.maestro import read_dataset
 
+
 @dataclass
 class _Tally:
     """Sums over the recordings of one group (all, or one piano)."""
