@@ -1293,3 +1293,110 @@ def test_transcribe_none_says_what_is_wrong() -> None:
     with pytest.raises(TypeError, match="audio is None") as error:
         transcribe(None)
     assert "sr" not in str(error.value).split(":")[0]
+
+
+# -- the stream's property: whatever arrives, nothing is left on and the take is written ---------------
+
+
+@pytest.fixture(scope="module")
+def bundled_transcriber():  # type: ignore[no-untyped-def]
+    from pianomtl.transcription.pipeline import Transcriber
+
+    try:
+        return Transcriber(threads=1)
+    except ValueError as error:  # a development checkout without the bundled model
+        pytest.skip(str(error))
+
+
+class _Collected:
+    """The CLI's outputs (:class:`pianomtl.cli.stream._Outputs`), keeping the events instead of printing them."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def write(self, events: list[Any]) -> None:
+        self.events += events
+
+    def check_reader(self) -> None:
+        pass
+
+
+@st.composite
+def stream_takes(draw) -> dict:  # type: ignore[no-untyped-def]
+    """Blocks of any length, NaN/inf/huge samples anywhere, mono or stereo, maybe a real signal mid-take."""
+    cuts = draw(st.lists(st.integers(1, 30_000), min_size=1, max_size=12))
+    bad = draw(
+        st.lists(
+            st.tuples(st.floats(0.0, 1.0), st.sampled_from([np.nan, np.inf, -np.inf, 1e30, -1e30, 2.0])), max_size=6
+        )
+    )
+    signal_at = draw(
+        st.one_of(st.none(), st.tuples(st.integers(0, 40), st.sampled_from(["SIGINT", "SIGTERM", "SIGHUP"])))
+    )
+    return {
+        "cuts": cuts,
+        "bad": bad,
+        "signal": signal_at,
+        "channels": draw(st.sampled_from([1, 2])),
+        "rate": draw(st.sampled_from([44100, 48000])),
+    }
+
+
+@settings(FUZZ, max_examples=10)
+@given(take=stream_takes())
+def test_property_every_note_on_gets_its_note_off_and_the_midi_is_written(
+    bundled_transcriber, rendered_clip, take: dict
+) -> None:
+    import tempfile
+    import warnings
+
+    from pianomtl.cli.stream import STOP_SIGNALS, _run_stream
+    from pianomtl.core.audio import resample
+    from pianomtl.transcription.stream import Stream
+
+    samples = rendered_clip.samples
+    if take["rate"] != SAMPLE_RATE:
+        samples = resample(samples, SAMPLE_RATE, take["rate"])  # soxr: the same take at another rate
+    samples = samples.astype(np.float32)
+    for where, value in take["bad"]:
+        samples[min(int(where * len(samples)), len(samples) - 1)] = value
+    if take["channels"] == 2:
+        samples = np.stack([samples, samples * 0.5], axis=1)
+    signalled = {"sent": False}
+
+    def blocks() -> Any:
+        start, index = 0, 0
+        while start < len(samples):
+            if take["signal"] is not None and index == take["signal"][0]:
+                signalled["sent"] = True
+                os.kill(os.getpid(), getattr(signal, take["signal"][1]))  # a real signal, as from a terminal
+            length = take["cuts"][index % len(take["cuts"])]
+            yield samples[start : start + length]
+            start, index = start + length, index + 1
+
+    handlers = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # NaN and clipping warnings: the point of the bad samples
+        stream = Stream(take["rate"], take["channels"], transcriber=bundled_transcriber)
+        outputs = _Collected()
+        status, interrupted = _run_stream(stream, blocks(), outputs)  # type: ignore[arg-type]
+    assert status == 0 and interrupted == signalled["sent"]
+    assert {number: signal.getsignal(number) for number in STOP_SIGNALS} == handlers  # restored
+    held: dict[int, int] = {}
+    pedal = False
+    for event in outputs.events:
+        if event.type == "note_on":
+            held[event.key] = held.get(event.key, 0) + 1
+        elif event.type == "note_off":
+            held[event.key] = held.get(event.key, 0) - 1
+            assert held[event.key] >= 0, "a note_off without its note_on"
+        else:
+            pedal = event.type == "pedal_on"
+    assert not any(held.values()), f"notes left on: {held}"
+    assert not pedal, "the pedal was left down"
+    with tempfile.TemporaryDirectory() as folder:
+        performance = read_midi(stream.write_midi(Path(folder) / "take.mid"))
+    ons = [e for e in outputs.events if e.type == "note_on"]
+    assert len(performance.notes) <= len(ons) and {n.key for n in performance.notes} <= {e.key for e in ons}
+    if not signalled["sent"] and not take["bad"]:
+        assert len(performance.notes) >= 4  # the clip's notes, whatever the blocks
