@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -51,23 +52,32 @@ def folder_size_mb(folder: Path) -> float:
 
 
 def build_wheel(out: Path) -> Path:
-    """The wheel of this tree (no build isolation: the tree's own setuptools)."""
+    """The wheel of this tree (no build isolation: the tree's own setuptools), built from a copy.
+
+    pip builds in the source folder: from the checkout itself it would leave ``build/`` and
+    an egg-info there, and a stale ``build/lib`` carries deleted modules into later wheels.
+    """
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("pianomtl-*.whl"):
         old.unlink()
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "wheel",
-        "--no-deps",
-        "--no-build-isolation",
-        "-q",
-        "-w",
-        str(out),
-        str(ROOT),
-    ]
-    subprocess.run(command, check=True, capture_output=True, timeout=900)
+    with tempfile.TemporaryDirectory(prefix="pianomtl-wheel-") as scratch:
+        source = Path(scratch)
+        shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(ROOT / name, source / name)
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(source),
+        ]
+        subprocess.run(command, check=True, capture_output=True, timeout=900)
     return next(out.glob("pianomtl-*.whl"))
 
 

