@@ -77,15 +77,13 @@ class BeatGrid:
     def extended(self, start: float = 0.0, stop: float | None = None) -> np.ndarray:
         """The beats continued backwards to ``start`` and forwards past ``stop`` at the edge tempi.
 
-        The first returned beat is exactly ``start`` (the segment before the first real
-        beat gets a beat of its own, 0.5–1.5 periods long); the last is at or after ``stop``.
+        The first returned beat is exactly ``start`` (the time before the first real beat,
+        up to 1.5 periods, gets a beat of its own); the last is at or after ``stop``.
         """
         beats = list(self.beats) if len(self.beats) >= 2 else [start + 0.5, start + 1.0]
         first_period = beats[1] - beats[0]
         while beats[0] - first_period > start + 0.5 * first_period:
             beats.insert(0, beats[0] - first_period)
-        if beats[0] - start < 0.5 * first_period and len(beats) > 2 and beats[0] > start:
-            beats.pop(0)  # a sliver before the first beat joins it
         if beats[0] > start:
             beats.insert(0, start)
         elif beats[0] < start:

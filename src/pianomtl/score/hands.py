@@ -32,6 +32,8 @@ STRETCH = 1.5
 """Cost per semitone beyond :data:`REACH`."""
 EMPTY = 1.0
 """Cost of leaving a hand out of a chord of three or more notes."""
+BALANCE = 0.5
+"""Cost per note of imbalance beyond one between the hands' shares of a chord (four voices: two each)."""
 FOLLOW = 0.35
 """How far a hand's centre moves towards the notes it just took (0–1)."""
 CHORD_GAP = 0.035
@@ -79,6 +81,7 @@ def separate_hands(notes: list[Note]) -> np.ndarray:
                     cost += STRETCH * max(0.0, span.max() - span.min() - REACH)
             if len(pitches) >= 3 and (split == 0 or split == len(pitches)):
                 cost += EMPTY
+            cost += BALANCE * max(0, abs(len(pitches) - 2 * split) - 1)
             if len(left) and len(right) and left.max() > right.min():
                 cost += np.inf  # never crossed within a chord
             if cost < best_cost:

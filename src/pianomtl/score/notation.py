@@ -180,7 +180,7 @@ def _add_pedal(staff: Any, pedal: list[PedalEvent], notes: list[Note], meter: Me
     """Ped. … * marks (music21 ``PedalMark`` spanners) over the notes of the lower staff each press covers."""
     from music21 import expressions, note
 
-    origin = bar_origin(meter)
+    origin = bar_origin(meter, min(n.onset for n in notes))
     elements = [
         e for e in staff.recurse().getElementsByClass((note.Note, "Chord")) if not e.tie or e.tie.type == "start"
     ]

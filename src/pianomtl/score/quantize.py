@@ -34,11 +34,13 @@ class QuantisedNote:
     length: Fraction
 
 
-def bar_origin(meter: MeterMap) -> int:
-    """The beat index of the first bar line: the first downbeat moved back by whole bars to index ≤ 0."""
+def bar_origin(meter: MeterMap, first_onset: float | None = None) -> int:
+    """The beat index of the first bar line: the first downbeat, or one bar before it when the music
+    starts before it (a pickup bar, written with rests before the pickup notes)."""
     first = meter.first_downbeat
-    bars_before = -(-first // meter.beats_per_bar)
-    return first - bars_before * meter.beats_per_bar
+    if first_onset is not None and meter.beat_position(first_onset) >= first - 1 / 8:
+        return first
+    return first - meter.beats_per_bar * max(1, -(-first // meter.beats_per_bar))
 
 
 def _snap(position: float, division: int) -> Fraction:
@@ -49,7 +51,7 @@ def quantise(notes: list[Note], meter: MeterMap) -> list[QuantisedNote]:
     """Notes on the beat grid of ``meter`` (see the module's docstring), in the order given."""
     if not notes:
         return []
-    origin = bar_origin(meter)
+    origin = bar_origin(meter, min(n.onset for n in notes))
     starts = np.array([meter.beat_position(n.onset) for n in notes]) - origin
     ends = np.array([meter.beat_position(n.offset) for n in notes]) - origin
     beat_of = np.floor(starts + 1 / 8).astype(int)  # an onset just before a beat belongs to it
