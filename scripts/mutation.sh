@@ -21,9 +21,9 @@ MODULES="
 files|core/files.py|tests/test_planted.py tests/test_robustness.py::test_exclusive_create_keeps_a_file_that_appears_meanwhile
 midi|core/midi.py|tests/test_midi.py tests/test_targets.py
 decoders|transcription/decoders.py|tests/test_decoders.py tests/test_planted.py tests/test_stream.py::test_peak_tracker_equals_offline_peak_picking
-causal|transcription/causal.py|tests/test_planted.py tests/test_decoders.py::test_causal_decoder_equals_the_offline_decoder tests/test_stream.py::test_peak_tracker_equals_offline_peak_picking
+causal|transcription/causal.py|tests/test_planted.py tests/test_decoders.py tests/test_stream.py::test_peak_tracker_equals_offline_peak_picking
 targets|core/targets.py|tests/test_targets.py tests/test_planted.py
-scoring|core/scoring.py|tests/test_decoders.py tests/test_metrics.py
+scoring|core/scoring.py|tests/test_decoders.py tests/test_planted.py tests/test_metrics.py
 metrics|core/metrics.py|tests/test_metrics.py
 stream|transcription/stream.py|tests/test_stream.py
 "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mir_eval
 import numpy as np
 import pytest
 
@@ -19,6 +20,7 @@ from pianomtl.transcription.decoders import (
     pedal_down_frames,
     pick_onsets,
 )
+from test_planted import causal, offline
 
 
 def perfect_activations(performance: Performance, seconds: float) -> dict[str, np.ndarray]:
@@ -171,7 +173,6 @@ def test_tune_picks_the_pedal_hysteresis_and_the_pedal_frame_threshold() -> None
 
 
 def test_scores_match_mir_eval_directly() -> None:
-    mir_eval = pytest.importorskip("mir_eval")
     reference = Performance([Note(60, 0.0, 1.0, 80), Note(64, 0.5, 1.0, 80), Note(67, 1.0, 2.0, 80)], [])
     estimate = [Note(60, 0.03, 1.0, 80), Note(64, 0.58, 1.0, 80), Note(67, 1.0, 1.5, 80)]
     scores = note_scores(reference, estimate)
@@ -395,3 +396,31 @@ def test_velocity_rank_correlation_judges_order_within_a_recording() -> None:
     assert note_scores(reference, missing_one)["velocity_pairs"] == len(true) - 1
     total = aggregate_scores([scores, note_scores(reference, estimate(reversed_order))])
     assert total["velocity_rho"] == pytest.approx((scores["velocity_rho"] - 1.0) / 2)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        DecoderParams(),
+        DecoderParams(onset_threshold=0.375, frame_threshold=0.625, offset_threshold=0.25, min_frames=3),
+        DecoderParams(onset_merge_frames=4, offset_threshold=2.0, pedal_high=0.5, pedal_low=0.5),
+        DecoderParams(pedal_frame_threshold=0.25, min_frames=1, onset_merge_frames=1, pedal_high=0.75),
+    ],
+    ids=["default", "other-thresholds", "merge4-no-offsets", "pedal-threshold"],
+)
+def test_causal_decoder_equals_the_offline_decoder(params: DecoderParams) -> None:
+    """The live stream's decoder decides frame by frame exactly what the offline decoder decides.
+
+    Noisy activations rounded to eighths: plateaus, ties between peaks, and values exactly on
+    the thresholds everywhere (the edges a causal rewrite gets wrong); fed 1, 7 and all frames
+    at a time."""
+    rng = np.random.default_rng(5)
+    acts = noisy_activations(seconds=4.0, seed=3)
+    acts["vel"] = rng.random(acts["vel"].shape).astype(np.float32)
+    acts["sus"] = np.clip(acts["sus"] + 0.3 * rng.random(acts["sus"].shape), 0, 1)
+    for task in ("on", "int", "off", "sus"):
+        acts[task] = (np.round(acts[task] * 8) / 8).astype(np.float32)
+    expected = offline(acts, params)
+    assert len(expected[0]) >= 8 and expected[1]  # notes and pedal to compare
+    for block in (1, 7, len(acts["on"])):
+        assert causal(acts, params, block) == expected, block
