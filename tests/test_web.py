@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import itertools
 import json
 import shutil
 import subprocess
@@ -190,9 +191,10 @@ def test_downloads_are_valid_midi_csv_and_json(client, rendered_clip, tmp_path) 
     assert [(int(r[2]), int(r[3])) for r in rows[1:]] == [(n["key"], n["velocity"]) for n in notes]
 
     data = json.loads(client.get(f"/api/sessions/{session}/download/json").content)
-    assert data["notes"] == notes and data["source"] == "clip.wav"
+    without_hands = [{k: v for k, v in n.items() if k != "hand"} for n in notes]  # (the page's hands: the score's)
+    assert data["notes"] == without_hands and data["source"] == "clip.wav"
 
-    missing = client.get(f"/api/sessions/{session}/download/pdf")
+    missing = client.get(f"/api/sessions/{session}/download/doc")
     assert missing.status_code == 404 and "choose from mid, csv, json" in missing.json()["error"]
 
 
@@ -265,6 +267,43 @@ def test_download_of_edited_notes(client, transcriber, rendered_clip, tmp_path) 
         assert response.status_code == 400, bad
         assert words in response.json()["error"] and "\n" not in response.json()["error"]
     assert client.post(f"/api/sessions/{session}/download/mid", content=b"{").status_code == 400
+
+
+def test_score_beats_and_hands_for_the_page(client, rendered_clip) -> None:
+    """The payload carries pianomtl.score's hands (and beats where confident); the score endpoint
+    engraves the notes (verovio SVG) and places each note's SVG element at its onset in seconds."""
+    pytest.importorskip("music21", reason="the score extra is not installed")
+    pytest.importorskip("verovio", reason="the score extra is not installed")
+    from pianomtl.score import analyse
+    from pianomtl.score.hands import LEFT
+
+    session = upload(client, rendered_clip.wav).json()["id"]
+    wait_done(client, session)
+    payload = client.get(f"/api/sessions/{session}/notes").json()
+    current = client.app.state.store.get(session).current
+    analysis = analyse(current, warn=False)
+    assert [n["hand"] for n in payload["notes"]] == ["L" if h == LEFT else "R" for h in analysis.hands]
+    assert payload["metered"] == analysis.metered
+    if payload["metered"]:
+        beats = payload["beats"]
+        assert beats[0] == 0.0 and beats == sorted(beats) and beats[-1] >= current.duration
+        assert set(payload["downbeats"]) <= set(beats)
+    assert payload["score"] == {"url": f"/api/sessions/{session}/score"}
+
+    view = client.get(payload["score"]["url"]).json()
+    assert "<svg" in view["svg"][:400] and "http://" not in view["svg"].replace("http://www.w3.org", "")
+    onsets = [n["onset"] for n in payload["notes"]]
+    times = sorted(view["times"].values())
+    assert all(f'id="{element}"' in view["svg"] for element in view["times"])
+    # every note's head lights when it was played (the performance's timing, not the grid's)
+    assert all(min(abs(t - onset) for t in times) < 1e-3 for onset in onsets), (onsets, times)
+
+    svg = client.post(f"/api/sessions/{session}/download/svg", json={"notes": payload["notes"]})
+    assert svg.status_code == 200 and "<svg" in svg.text[:400]  # (verovio on another worker thread)
+    edited = [n for n in payload["notes"] if n["key"] != 60]
+    smaller = client.post(payload["score"]["url"], json={"notes": edited}).json()
+    assert len(smaller["times"]) < len(view["times"])
+    assert client.post(payload["score"]["url"], json={"notes": []}).status_code == 409
 
 
 def test_queue_position_and_undecodable_upload(client, server_root) -> None:
@@ -837,7 +876,7 @@ def test_inspect_and_correct_in_a_browser(browser, live_server, rendered_clip, t
     c3 = next(n for n in notes if n[0] == 48)
     ActionChains(browser).move_to_element_with_offset(canvas, *note_centre(browser, 48)).perform()
     hover = wait_for(browser, "window.pianomtl.hover")
-    assert hover == f"C3 · onset {c3[1]:.3f} s · {c3[2] - c3[1]:.3f} s long · velocity {c3[3]}"
+    assert hover == f"C3 · onset {c3[1]:.3f} s · {c3[2] - c3[1]:.3f} s long · velocity {c3[3]} · left hand"
     assert browser.find_element(By.ID, "tip").is_displayed()
     figure(browser, tmp_path, "web-inspect")
     layout = browser.execute_script("return window.pianomtl.api.layout()")
@@ -875,7 +914,12 @@ def test_inspect_and_correct_in_a_browser(browser, live_server, rendered_clip, t
     ).click_and_hold().move_to_element_with_offset(canvas, *point(browser, 0.5, 70)).release().perform()
     ActionChains(browser).send_keys("v").perform()
     drawn = next(n for n in page_notes(browser) if n[0] == 70)
-    assert drawn[1] == pytest.approx(0.1, abs=0.01) and drawn[2] == pytest.approx(0.5, abs=0.01)
+    beats = browser.execute_script("return window.pianomtl.beats")
+    assert len(beats) > 4  # (pianomtl.score finds this clip's beats: edits snap to quarters of a beat)
+    grid = [a + (b - a) * i / 4 for a, b in itertools.pairwise(beats) for i in range(4)]
+    for time_ in (drawn[1], drawn[2]):
+        assert min(abs(time_ - g) for g in grid) < 1e-3, (time_, grid)
+    assert drawn[1] == pytest.approx(0.1, abs=0.2) and drawn[2] == pytest.approx(0.5, abs=0.2)
     velocity = browser.find_element(By.ID, "velocity-value")
     velocity.send_keys(Keys.CONTROL, "a")
     velocity.send_keys("30", Keys.ENTER)
@@ -961,7 +1005,7 @@ def test_practise_in_a_browser(browser, live_server, rendered_clip, tmp_path) ->
         time.sleep(0.1)
     assert all(0.45 <= p <= 1.6 for p in positions), positions  # inside the loop
     played = browser.execute_script("return window.pianomtl.played")
-    assert played["L"] == 0 and played["R"] >= 2  # (G4, C5 in the loop; G3 below the split is muted)
+    assert played["L"] == 0 and played["R"] >= 2  # (G4, C5 in the loop; the left hand's G3 is muted)
     figure(browser, tmp_path, "web-practise")
     browser.find_element(By.ID, "play").click()
     assert browser.execute_script("return window.pianomtl.playing") is False
@@ -971,6 +1015,45 @@ def test_practise_in_a_browser(browser, live_server, rendered_clip, tmp_path) ->
     assert "undo" in browser.find_element(By.ID, "help-table").text
     ActionChains(browser).send_keys(Keys.ESCAPE).perform()
     assert not browser.find_element(By.ID, "help").is_displayed()
+    logged = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert logged == []
+
+
+def test_score_panel_in_a_browser(browser, live_server, rendered_clip, tmp_path) -> None:
+    """The score beside the roll (verovio, engraved by the server from the page's notes), the playhead
+    on both, the metronome on the beats, a MusicXML download with the edits."""
+    pytest.importorskip("music21", reason="the score extra is not installed")
+    pytest.importorskip("verovio", reason="the score extra is not installed")
+    from music21 import converter
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    url, _ = live_server
+    open_clip(browser, url, rendered_clip.wav)
+    wait_for(browser, "window.pianomtl.scoreState === 'ready'", timeout=90)
+    assert browser.find_element(By.ID, "score-panel").is_displayed()
+    heads = browser.execute_script("return window.pianomtl.scoreNotes")
+    assert heads >= len(page_notes(browser))  # (and tied continuations)
+    assert browser.execute_script("return document.querySelectorAll('#score svg .note').length") >= heads
+
+    # play with the metronome: a note lights on the score as the playhead passes it; the beats click
+    assert not browser.find_element(By.ID, "metronome").get_attribute("disabled")
+    ActionChains(browser).send_keys("m").perform()
+    browser.find_element(By.ID, "play").click()
+    wait_for(browser, "window.pianomtl.scoreTime >= 0.4 && document.querySelector('#score .playing')", timeout=30)
+    wait_for(browser, "window.pianomtl.clicks >= 2", timeout=30)
+    figure(browser, tmp_path, "web-score")
+    browser.find_element(By.ID, "play").click()
+
+    # an edit (C4 deleted) is engraved again, and the MusicXML download is the edited score
+    canvas = browser.find_element(By.ID, "roll")
+    ActionChains(browser).move_to_element_with_offset(canvas, *note_centre(browser, 60)).click().perform()
+    ActionChains(browser).send_keys(Keys.DELETE).perform()
+    wait_for(browser, f"window.pianomtl.scoreState === 'ready' && window.pianomtl.scoreNotes < {heads}", timeout=90)
+    score = converter.parse(str(download(browser, "clip.musicxml")))
+    pitches = {p.midi for p in score.pitches}
+    assert pitches == {n[0] for n in page_notes(browser)} and 60 not in pitches
     logged = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert logged == []
 

@@ -13,6 +13,7 @@ Routes (JSON errors are ``{"error": "<one line>"}`` with a 4xx/5xx status):
 ``GET  /api/sessions/{id}/audio``           the recording for the page's player (range requests work)
 ``GET  /api/sessions/{id}/download/{fmt}``  ``mid``, ``csv`` or ``json`` of the current notes, as an attachment
 ``POST /api/sessions/{id}/download/{fmt}``  the same of the page's notes (its edits): ``{"notes": [...], "pedal"}``
+``GET  /api/sessions/{id}/score``           the score panel: ``{"svg", "times"}`` (verovio; POST: of the page's notes)
 ``POST /api/sessions/{id}/close``           drop the session now (the page sends it when the tab goes)
 ``GET  /api/piano``                         the piano samples' manifest (rendered on first use, :mod:`.piano`)
 ``GET  /api/piano/{key}.wav``               one sample
@@ -201,15 +202,7 @@ def create_app(
     async def download(request: Request) -> Response:
         session = store.get(request.path_params["id"])
         kind = request.path_params["kind"]
-        edited = None
-        if request.method == "POST":  # the page's notes, its edits included (they live in the browser)
-            declared = request.headers.get("content-length", "0")
-            if not declared.isdigit() or int(declared) > MAX_EDITED_BYTES:
-                return error_response("the edited notes are too large to download", 413)
-            try:
-                edited = await request.json()
-            except (ValueError, UnicodeDecodeError):
-                return error_response('send JSON: {"notes": [{"key", "onset", "offset", "velocity"}, …]}', 400)
+        edited = await edited_notes(request)
         path = await run_in_threadpool(store.download, session, kind, edited)
         return FileResponse(
             path,
@@ -217,6 +210,24 @@ def create_app(
             filename=f"{session.stem}.{kind}",
             headers={"Cache-Control": "no-store"},
         )
+
+    async def edited_notes(request: Request) -> Any:
+        """A POST's body: the page's notes, its edits included (they live in the browser); GET: ``None``."""
+        if request.method != "POST":
+            return None
+        declared = request.headers.get("content-length", "0")
+        if not declared.isdigit() or int(declared) > MAX_EDITED_BYTES:
+            raise SessionError("the edited notes are too large to send", 413)
+        try:
+            return await request.json()
+        except (ValueError, UnicodeDecodeError):
+            raise SessionError('send JSON: {"notes": [{"key", "onset", "offset", "velocity"}, …]}', 400) from None
+
+    async def score(request: Request) -> Response:
+        session = store.get(request.path_params["id"])
+        edited = await edited_notes(request)
+        view = await run_in_threadpool(store.score, session, edited)
+        return JSONResponse(view, headers={"Cache-Control": "no-store"})
 
     async def close(request: Request) -> Response:
         store.remove(request.path_params["id"])
@@ -331,6 +342,7 @@ def create_app(
         Route("/api/sessions/{id}/decode", guarded(redecode), methods=["POST"]),
         Route("/api/sessions/{id}/audio", guarded(audio)),
         Route("/api/sessions/{id}/download/{kind}", guarded(download), methods=["GET", "POST"]),
+        Route("/api/sessions/{id}/score", guarded(score), methods=["GET", "POST"]),
         Route("/api/sessions/{id}/close", guarded(close), methods=["POST"]),
         Route("/api/piano", piano_manifest),
         Route("/api/piano/{key:int}.wav", piano_sample),

@@ -22,12 +22,15 @@ This module knows nothing of HTTP: :mod:`pianomtl.web.server` maps requests onto
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import json
 import logging
 import math
 import queue
 import re
 import secrets
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -38,6 +41,11 @@ import numpy as np
 
 from pianomtl.core.audio import AudioError, open_audio, source_name
 from pianomtl.core.midi import Note, PedalEvent
+from pianomtl.extras import require
+from pianomtl.score import analyse, musicxml_text, to_score
+from pianomtl.score import formats as _score_formats  # noqa: F401  (registers musicxml, svg and pdf downloads)
+from pianomtl.score.hands import LEFT
+from pianomtl.score.sheet import NOMINAL_BPM, VEROVIO_OPTIONS
 from pianomtl.transcription.decoders import DecoderParams, decode
 from pianomtl.transcription.formats import FORMATS
 from pianomtl.transcription.result import Transcription
@@ -170,6 +178,7 @@ class Session:
     touched: float = dataclasses.field(default_factory=time.monotonic)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
     playable: Path | None = None
+    _music: tuple[Transcription, dict[str, Any]] | None = dataclasses.field(default=None, repr=False)
     cancelled: bool = False
 
     @property
@@ -208,7 +217,119 @@ class Session:
         data["id"] = self.id
         data["redecode"] = self.result is not None and self.result.activations is not None
         data["default_onset_threshold"] = self.result.decoder.onset_threshold if self.result else None
+        music = self.music()
+        for note, hand in zip(data["notes"], music.pop("hands", ()), strict=False):
+            note["hand"] = hand
+        data.update(music)
+        if SCORE_ENGRAVING:
+            data["score"] = {"url": f"/api/sessions/{self.id}/score"}
         return data
+
+    def music(self) -> dict[str, Any]:
+        """Beats, downbeats and hands of the current notes (:func:`music_of`), computed once per decoding."""
+        current = self.current
+        if current is None:
+            return {}
+        if self._music is None or self._music[0] is not current:
+            self._music = (current, music_of(current))
+        return dict(self._music[1])
+
+
+def music_of(transcription: Transcription) -> dict[str, Any]:
+    """What the page needs of :mod:`pianomtl.score` for practising: ``hands`` ("L"/"R" per note, in order)
+    and, where the beats are confident, ``beats`` and ``downbeats`` (seconds, from 0 past the end),
+    ``tempo`` (bpm) and ``beats_per_bar``. Unmetered music has hands but no beats (no metronome, no snap)."""
+    analysis = analyse(transcription, warn=False)
+    data: dict[str, Any] = {"hands": ["L" if hand == LEFT else "R" for hand in analysis.hands]}
+    data["metered"] = analysis.metered
+    if analysis.metered:
+        meter = analysis.meter
+        beats = [float(b) for b in meter.beats]
+        while beats[-1] < transcription.duration:  # to the recording's end at the last tempo: the metronome
+            beats.append(2 * beats[-1] - beats[-2])
+        beats = [round(b, 4) for b in beats]
+        data["beats"] = beats
+        data["downbeats"] = beats[meter.first_downbeat % meter.beats_per_bar :: meter.beats_per_bar]
+        data["tempo"] = round(float(analysis.grid.tempo), 1)
+        data["beats_per_bar"] = meter.beats_per_bar
+    return data
+
+
+HEAD_SLACK = 0.5
+"""Quarters a note head may sit from its quantised start in verovio's timemap (tuplets round there)."""
+SCORE_ENGRAVING = importlib.util.find_spec("music21") is not None and importlib.util.find_spec("verovio") is not None
+"""Whether the page can show the score (the score extra: music21 builds it, verovio engraves it)."""
+SCORE_PANEL = {
+    **VEROVIO_OPTIONS,
+    "pageWidth": 1300,
+    "scale": 50,
+    "pageHeight": 60000,
+    "adjustPageHeight": True,
+    "header": "none",
+}
+"""verovio options for the page's score panel: one tall page, narrower than A4 (the panel is beside the roll)."""
+
+
+def verovio_fonts_here() -> None:
+    """Tell verovio where its fonts are, for this thread (if it is imported at all).
+
+    verovio sets its fonts' folder when imported, for the importing thread only; the server
+    engraves on worker threads (the score panel, the SVG download), where a toolkit would
+    otherwise find no fonts and read no MusicXML."""
+    verovio = sys.modules.get("verovio")
+    if verovio is not None:
+        verovio.setDefaultResourcePath(str(Path(verovio.__file__).parent / "data"))
+
+
+def score_view(transcription: Transcription, title: str | None = None) -> dict[str, Any]:
+    """The score of ``transcription`` for the page: ``svg`` (verovio, one tall page) and ``times``
+    (each note's SVG id → its time in the recording, seconds), so that a playhead moves on the score too.
+
+    verovio's timemap places every note head in quarter notes (``qstamp``) with its MIDI pitch;
+    the quantised notes say which performed note sits at each score position and pitch, so
+    a note head lights at the time it was played (the performance's rubato, not a fixed
+    tempo), and a tied continuation a beat's length per quarter later."""
+    require("music21", "the score on the page", "score")
+    require("verovio", "the score on the page", "score")
+    import verovio
+
+    analysis = analyse(transcription, warn=False)
+    score = to_score(analysis, title=title)
+    verovio_fonts_here()
+    toolkit = verovio.toolkit()
+    toolkit.setOptions(SCORE_PANEL)
+    if not toolkit.loadData(musicxml_text(score)):
+        raise SessionError("verovio could not read the score's MusicXML", 500)
+    svg = toolkit.renderToSVG(1)
+    timemap = toolkit.renderToTimemap({})
+    if isinstance(timemap, str):
+        timemap = json.loads(timemap)
+    by_key: dict[int, list[Any]] = {}
+    for quantised in analysis.quantised:
+        by_key.setdefault(quantised.key, []).append(quantised)
+    beat = 60.0 / (analysis.grid.tempo if analysis.metered and analysis.grid.tempo > 0 else NOMINAL_BPM)
+    starts = [float(entry["qstamp"]) for entry in timemap if entry.get("on")]
+    first = min((float(q.start) for q in analysis.quantised), default=0.0)
+    shift = (min(starts) - first) if starts else 0.0  # the score's first note is the first played
+    heads: dict[int, float] = {}  # a quantised note's index → the score position of its head
+    times: dict[str, float] = {}
+    for entry in sorted(timemap, key=lambda e: float(e.get("qstamp", 0.0))):
+        position = float(entry.get("qstamp", 0.0)) - shift
+        for element in entry.get("on", ()):
+            candidates = by_key.get(int(toolkit.getMIDIValuesForElement(element).get("pitch", -1)), [])
+            if not candidates:  # (not a note of the transcription)
+                continue
+            fresh = [c for c in candidates if c.index not in heads and abs(float(c.start) - position) < HEAD_SLACK]
+            if fresh:
+                note = min(fresh, key=lambda c: abs(float(c.start) - position))
+                heads[note.index] = position
+                at = analysis.notes[note.index].onset
+            else:  # a tied continuation of a note already placed
+                note = min(candidates, key=lambda c: abs(heads.get(c.index, float(c.start)) - position))
+                head = heads.setdefault(note.index, position)
+                at = analysis.notes[note.index].onset + (position - head) * beat
+            times[element] = round(float(at), 4)
+    return {"svg": svg, "times": times, "metered": analysis.metered}
 
 
 class SessionStore:
@@ -413,8 +534,22 @@ class SessionStore:
             if edited is not None:
                 current = edited_transcription(current, edited, session.name)
             path = session.folder / f"transcription.{kind}"
+            verovio_fonts_here()  # (the svg format engraves with verovio, here on a worker thread)
             current.write(path, kind)
             return path
+
+    def score(self, session: Session, edited: Any = None) -> dict[str, Any]:
+        """The score panel's SVG and note times (:func:`score_view`) of the current notes, or of the
+        page's notes when it sends them (``edited``, as for a download)."""
+        with session.lock:
+            current = session.current
+            if current is None:
+                raise SessionError(f"{session.name} is not transcribed yet ({session.state})", 409)
+            if edited is not None:
+                current = edited_transcription(current, edited, session.name)
+        if not current.notes:
+            raise SessionError(f"{session.name}: no notes, so no score", 409)
+        return score_view(current, title=session.stem)
 
     def status(self, session: Session) -> dict[str, Any]:
         """:meth:`Session.status` with ``ahead``: how many recordings are transcribed before this one

@@ -45,7 +45,7 @@
     loop: { a: null, b: null, on: false }, loops: 0, speed: 1,
     hands: { colour: false, split: 60, mute: { L: false, R: false }, known: false },
     beats: [], downbeats: [], metronome: false, snap: true, clicks: 0, played: { L: 0, R: 0 },
-    score: null,
+    score: null, showScore: true, scoreState: "none",
     get edited() { return this.version !== this.baseVersion; },
   };
   window.pianomtl = state;
@@ -396,7 +396,7 @@
     $("count").textContent = state.duration ? `${state.notes.length} notes${state.edited ? " (edited)" : ""}` : "";
     updateHistoryButtons();
     updateInspector();
-    if (store) saveEdits();
+    if (store) { saveEdits(); scoreLater(); }
     if (playback) playback.next = firstNoteAfter(position());
     requestDraw();
   }
@@ -457,26 +457,29 @@
 
   // ------------------------------------------------------------------ downloads: what is on the page
 
+  // what the page sends to build a download or the score (only then: the edits live in this browser)
+  function pageNotes() {
+    return {
+      notes: state.notes.map((n) => ({ key: n.key, onset: n.onset, offset: n.offset, velocity: n.velocity })),
+      pedal: state.pedal,
+    };
+  }
+
   async function downloadClicked(event) {
     event.preventDefault();
     const link = event.currentTarget;
     if (link.getAttribute("aria-disabled") === "true" || !state.session) return;
     const kind = link.dataset.kind;
-    const body = {
-      notes: state.notes.map((n) => {
-        const note = { key: n.key, onset: n.onset, offset: n.offset, velocity: n.velocity };
-        if (n.hand) note.hand = n.hand;
-        return note;
-      }),
-      pedal: state.pedal,
-    };
     let response;
+    link.classList.add("busy");
     try {
       response = await fetch(`/api/sessions/${state.session}/download/${kind}`, {
-        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(pageNotes()),
       });
     } catch (error) {
       return showError("the download failed: the pianomtl server did not answer");
+    } finally {
+      link.classList.remove("busy");
     }
     if (!response.ok) {
       const data = await response.json().catch(() => ({}));
@@ -965,7 +968,8 @@
     const originals = drag.originals, first = originals.get(drag.hit.id);
     const byId = new Map(state.notes.map((n) => [n.id, n]));
     if (drag.kind === "move") {
-      let shift = snapTime(first.onset + dx / state.view.pxPerSec, free) - first.onset;
+      // a drag straight up or down keeps the time (no snapping of a note only moved in pitch)
+      let shift = Math.abs(dx) < 4 ? 0 : snapTime(first.onset + dx / state.view.pxPerSec, free) - first.onset;
       let keys = -Math.round(dy / g.keyH);
       let lowest = Infinity, lowKey = MAX_KEY, highKey = MIN_KEY;
       for (const o of originals.values()) {
@@ -1436,28 +1440,56 @@
 
   // ------------------------------------------------------------------ the score (issue 26), when the server has one
 
-  let scoreMap = null;  // [{time, element}] sorted by time: what to light under the playhead
+  let scoreMap = null;   // [{time, element}] sorted by time: what to light under the playhead
+  let scoreTimer = null, scoreRun = 0;
+  const SCORE_DELAY = 1200;  // ms after the last edit before the score is engraved again
 
-  async function loadScore(score) {
+  // The score of the notes on the page (edits included), engraved by the server (verovio).
+  function loadScore(score) {
     state.score = score;
-    scoreMap = null;
-    $("score-panel").hidden = !score;
-    $("score").innerHTML = "";
-    if (!score || !score.svg) return requestDraw();
+    $("score-toggle").hidden = !score;
+    $("score-toggle").classList.toggle("active", !!score && state.showScore);
+    $("score-panel").hidden = !score || !state.showScore;
+    if (!score) { scoreMap = null; $("score").innerHTML = ""; state.scoreState = "none"; return; }
+    engraveScore();
+  }
+
+  function scoreLater() {
+    if (!state.score || !state.showScore) return;
+    clearTimeout(scoreTimer);
+    state.scoreState = "waiting";
+    scoreTimer = setTimeout(engraveScore, SCORE_DELAY);
+  }
+
+  async function engraveScore() {
+    if (!state.score || !state.session || !state.showScore) return;
+    const run = ++scoreRun, id = state.session;
+    state.scoreState = "engraving";
+    $("score-panel").classList.add("busy");
     try {
-      const response = await fetch(score.svg);
-      if (!response.ok) throw new Error((await response.json().catch(() => ({}))).error || `HTTP ${response.status}`);
-      $("score").innerHTML = await response.text();  // our own server's SVG (verovio), nothing from elsewhere
+      const response = await fetch(state.score.url, state.edited ? {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(pageNotes()),
+      } : {});
+      const data = await response.json();
+      if (run !== scoreRun || id !== state.session) return;
+      if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
+      $("score").innerHTML = data.svg;  // our own server's SVG (verovio), nothing from elsewhere
       scoreMap = [];
-      for (const [id, time] of Object.entries(score.times || {})) {
-        const element = $("score").querySelector(`[id="${CSS.escape(id)}"]`);
-        if (element) scoreMap.push({ time, element });
+      for (const [element, time] of Object.entries(data.times || {})) {
+        const node = document.getElementById(element);
+        if (node) scoreMap.push({ time, element: node });
       }
       scoreMap.sort((a, b) => a.time - b.time);
+      lit = [];
       state.scoreNotes = scoreMap.length;
+      state.scoreState = "ready";
     } catch (error) {
-      $("score-panel").hidden = true;
-      showError(`the score could not be shown (${error.message}); the piano roll and downloads still work`);
+      if (run !== scoreRun) return;
+      state.scoreState = "error";
+      $("score").textContent = `The score could not be engraved (${error.message}); the piano roll and the ` +
+        "other downloads still work.";
+    } finally {
+      if (run === scoreRun) $("score-panel").classList.remove("busy");
     }
     requestDraw();
   }
@@ -1516,6 +1548,8 @@
     ["0", "the whole recording", (e) => e.key === "0", fitView],
     ["F / K", "the piece's keys / all 88 keys", (e) => e.key === "f" || e.key === "k",
       (e) => (e.key === "f" ? fitKeys() : setKeys(MIN_KEY, MAX_KEY))],
+    ["S", "the score beside the roll (when the server engraves one)", (e) => e.key === "s",
+      () => { if (state.score) $("score-toggle").click(); }],
     ["?", "this help", (e) => e.key === "?", () => showHelp($("help").hidden)],
   ];
 
@@ -1587,6 +1621,11 @@
     state.metronome = !state.metronome;
     if (playback) playback.nextBeat = firstAfter(state.beats, position(), (t) => t);
     updateToggles();
+  });
+  $("score-toggle").addEventListener("click", () => {
+    state.showScore = !state.showScore;
+    loadScore(state.score);
+    requestDraw();
   });
   $("help-open").addEventListener("click", () => showHelp(true));
   $("help-close").addEventListener("click", () => showHelp(false));
