@@ -34,8 +34,21 @@ MAY_IMPORT: dict[str, set[str]] = {
     "synthesis": {"constants", "extras", "core"},
     "transcription": {"constants", "extras", "core", "models"},
     "train": {"constants", "extras", "core", "models", "data", "transcription"},
+    "batch": {"constants", "extras", "core", "transcription"},
     "web": {"constants", "extras", "core", "synthesis", "transcription"},
-    "cli": {"constants", "extras", "core", "models", "data", "synthesis", "transcription", "train", "web", "pianomtl"},
+    "cli": {
+        "constants",
+        "extras",
+        "core",
+        "models",
+        "data",
+        "synthesis",
+        "transcription",
+        "train",
+        "web",
+        "batch",
+        "pianomtl",
+    },
     "pianomtl": {"transcription"},  # the package's __init__: the public entry points
 }
 """The rule of docs/architecture.md: ``cli → web → train | transcription → models | data → core``."""

@@ -6,6 +6,7 @@ onnxruntime (the bundled model runs as ONNX). The extras add the rest:
 * ``[torch]`` — the torch backend (any device, bf16), ``.pt`` model files, ``pianomtl export``;
 * ``[plot]`` — ``transcribe --plot`` (matplotlib);
 * ``[web]`` — ``pianomtl serve``, the page for musicians (Starlette, uvicorn, python-multipart, websockets);
+* ``[cluster]`` — ``pianomtl batch``, archives on Ray Data (ray[data], pyarrow);
 * ``[train]`` — corpus rendering, feature caches, training, sweeps, evaluation, the demo
   (torch, scipy, pyfluidsynth, mir_eval, TensorBoard, tqdm, onnx, matplotlib);
 * ``[dev]`` — ``[train]`` plus the test and lint tools.
@@ -22,6 +23,7 @@ EXTRA_NAMES: dict[str, str] = {
     "train": "training",
     "plot": "plot",
     "web": "web",
+    "cluster": "cluster",
     "dev": "development",
 }
 """Extra → how messages name it ("needs the training extra")."""
@@ -40,6 +42,8 @@ PACKAGE_EXTRA: dict[str, str] = {
     "python_multipart": "web",
     "multipart": "web",
     "websockets": "web",
+    "ray": "cluster",
+    "pyarrow": "cluster",
     "pytest": "dev",
     "hypothesis": "dev",
 }
@@ -49,6 +53,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "torch": ("torch", "onnx"),
     "plot": ("matplotlib",),
     "web": ("starlette", "uvicorn", "python_multipart"),
+    "cluster": ("ray", "pyarrow"),
     "train": ("torch", "scipy", "mir_eval", "fluidsynth", "tqdm"),
 }
 """What a command that needs an extra checks for before it starts (the extra's essentials)."""
