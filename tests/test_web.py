@@ -16,6 +16,12 @@ returns, coloured pixels on the canvas); play moves the playhead; the sensitivit
 slider re-decodes and the roll follows; the MIDI download holds the notes shown;
 nothing is loaded from anywhere but the local server; a screenshot is saved under the
 test's folder. Live mode in the browser: Chromium's fake microphone plays the clip.
+
+The workbench (issue #27): hover info, fit-to-range, every editing gesture with real mouse
+and keyboard events, undo/redo, the downloads (MIDI, CSV, JSON, MusicXML) holding the edits,
+a reload keeping them, re-decoding asking first; the A–B loop, half speed with the pitch
+kept, muted hands, the metronome; the score panel (issue #26 part 4). With
+``PIANOMTL_FIGURES=1`` the screenshot of each mode is also written to ``docs/figures/web-*.png``.
 """
 
 from __future__ import annotations
@@ -878,6 +884,7 @@ def test_inspect_and_correct_in_a_browser(browser, live_server, rendered_clip, t
     hover = wait_for(browser, "window.pianomtl.hover")
     assert hover == f"C3 · onset {c3[1]:.3f} s · {c3[2] - c3[1]:.3f} s long · velocity {c3[3]} · left hand"
     assert browser.find_element(By.ID, "tip").is_displayed()
+    wait_for(browser, "['ready', 'none'].includes(window.pianomtl.scoreState)", timeout=90)
     figure(browser, tmp_path, "web-inspect")
     layout = browser.execute_script("return window.pianomtl.api.layout()")
     x = browser.execute_script("return window.pianomtl.api.xOf(1.6)")  # (the pedal is decoded down 1.53–1.71 s)
@@ -924,6 +931,28 @@ def test_inspect_and_correct_in_a_browser(browser, live_server, rendered_clip, t
     velocity.send_keys(Keys.CONTROL, "a")
     velocity.send_keys("30", Keys.ENTER)
     wait_for(browser, "window.pianomtl.notes.some(n => n.key === 70 && n.velocity === 30)")
+
+    # a box selects what it touches, shift + click adds; drag a note's right end: longer (on the grid)
+    ActionChains(browser).send_keys(Keys.ESCAPE).perform()
+    ActionChains(browser).move_to_element_with_offset(
+        canvas, *point(browser, 1.95, max(keys) + 1)
+    ).click_and_hold().move_to_element_with_offset(canvas, *point(browser, 2.7, min(keys) - 1)).release().perform()
+    boxed = browser.execute_script(
+        "const p = window.pianomtl; return p.notes.filter(n => p.selection.has(n.id)).map(n => n.key)"
+    )
+    assert sorted(boxed) == [36, 76]  # (the notes sounding between 1.95 s and 2.7 s)
+    ActionChains(browser).key_down(Keys.SHIFT).move_to_element_with_offset(
+        canvas, *note_centre(browser, 48)
+    ).click().key_up(Keys.SHIFT).perform()
+    assert browser.execute_script("return window.pianomtl.selection.size") == 3
+    ActionChains(browser).send_keys(Keys.ESCAPE).perform()
+    box = browser.execute_script("const p = window.pianomtl; return p.api.noteBox(p.notes.find(n => n.key === 48).id)")
+    grip = offset_of(browser, box["x"] + box["w"] - 2, box["y"] + box["h"] / 2)
+    ActionChains(browser).move_to_element_with_offset(canvas, *grip).click_and_hold().move_by_offset(
+        80, 0
+    ).release().perform()
+    longer = next(n for n in page_notes(browser) if n[0] == 48)
+    assert longer[1] == c3[1] and longer[2] > c3[2] + 0.1 and min(abs(longer[2] - g) for g in grid) < 1e-3
     edited = page_notes(browser)
     figure(browser, tmp_path, "web-correct")
 

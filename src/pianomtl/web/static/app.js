@@ -1466,6 +1466,7 @@
     const run = ++scoreRun, id = state.session;
     state.scoreState = "engraving";
     $("score-panel").classList.add("busy");
+    if (!$("score").firstElementChild) $("score").textContent = "Engraving the score…";
     try {
       const response = await fetch(state.score.url, state.edited ? {
         method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(pageNotes()),
