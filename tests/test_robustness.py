@@ -809,6 +809,59 @@ def test_fuzz_python_api_with_odd_inputs(tiny_module, audio: Any) -> None:
     assert_defined(in_child(lambda: transcribe(audio, sr=None, model=tiny_module)), _check_transcription)
 
 
+# -- fuzz: valid input must succeed (issue #29) -------------------------------------------------------
+# The fuzz tests above accept a one-line error for any input, so a reader or an API that refused
+# everything would pass them; here every input is valid, and only a correct result passes.
+
+VALID_DTYPES = [d for d in DTYPES if d is not np.bool_]
+
+
+@settings(FUZZ, max_examples=30)
+@given(
+    rate=st.sampled_from([8000, 22050, 44100, 48000, 96000]),
+    channels=st.integers(1, 4),
+    frames=st.integers(100, 3000),  # (a few samples at 96 kHz resample to none at 44.1 kHz)
+    subtype=st.sampled_from(["PCM_16", "PCM_24", "PCM_32", "PCM_U8", "FLOAT", "DOUBLE", "ULAW"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_fuzz_reader_reads_every_valid_wav(rate: int, channels: int, frames: int, subtype: str, seed: int) -> None:
+    buffer = io.BytesIO()
+    signal = (0.3 * np.random.default_rng(seed).standard_normal((frames, channels))).clip(-1, 1)
+    sf.write(buffer, signal, rate, subtype=subtype, format="WAV")
+    kind, value = in_child(lambda: _read_both(buffer.getvalue()))
+    assert kind == "ok", value
+    _check_read(value)
+    assert abs(len(value[0]) - frames * SAMPLE_RATE / rate) <= 2  # resampled to 44.1 kHz, nothing lost
+
+
+@st.composite
+def valid_sample_arrays(draw) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Mono ``[n]``, channels-last ``[n, c]`` or channels-first ``[c, n]`` (c ≤ 8 < n), finite, any number type."""
+    shape = draw(
+        st.one_of(
+            st.tuples(st.integers(1, 6000)),
+            st.tuples(st.integers(9, 3000), st.integers(1, 8)),
+            st.tuples(st.integers(1, 8), st.integers(9, 3000)),
+        )
+    )
+    dtype = draw(st.sampled_from(VALID_DTYPES))
+    values = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).standard_normal(shape)
+    values *= draw(st.sampled_from([0.0, 0.1, 0.5]))
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return (values.clip(-1, 1) * (info.max // 2)).astype(dtype)
+    return values.astype(dtype)
+
+
+@settings(FUZZ, max_examples=30)
+@given(samples=valid_sample_arrays(), rate=st.one_of(st.sampled_from([8000, 44100, 96000]), st.floats(1000.0, 2e5)))
+def test_fuzz_python_api_transcribes_every_valid_array(tiny_module, samples: np.ndarray, rate: float) -> None:
+    kind, value = in_child(lambda: transcribe(samples, sr=rate, model=tiny_module))
+    assert kind == "ok", value
+    _check_transcription(value)
+    assert value.duration == pytest.approx(max(samples.shape) / rate, rel=1e-3, abs=2 / SAMPLE_RATE)
+
+
 # -- issue #30: the second robustness round ------------------------------------------------------
 # Each test below failed before its fix (the issue's sixteen cases, plus the stream property test).
 
