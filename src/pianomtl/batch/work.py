@@ -150,6 +150,7 @@ class Worker:
             host=self.host,
             pid=os.getpid(),
             duration=round(result.duration, 4) if result is not None else None,
+            finished=round(time.time(), 3),
         )
         row.setdefault("input_hash", "")
         if row["stem"]:
@@ -178,6 +179,7 @@ MANIFEST_COLUMNS: dict[str, str] = {
     "host": "string",
     "pid": "int64",
     "duration": "float64",  # seconds of audio
+    "finished": "float64",  # when the file's record was written, UNIX time (throughput from the manifest alone)
 }
 """What a worker returns per file, and the run manifest's columns (Arrow type names)."""
 
