@@ -1075,11 +1075,15 @@ def test_score_panel_in_a_browser(browser, live_server, rendered_clip, tmp_path)
     figure(browser, tmp_path, "web-score")
     browser.find_element(By.ID, "play").click()
 
-    # an edit (C4 deleted) is engraved again, and the MusicXML download is the edited score
+    # an edit (C4 deleted) goes into the score when asked (as into a download), and into the MusicXML
     canvas = browser.find_element(By.ID, "roll")
     ActionChains(browser).move_to_element_with_offset(canvas, *note_centre(browser, 60)).click().perform()
     ActionChains(browser).send_keys(Keys.DELETE).perform()
+    assert browser.find_element(By.ID, "score-bar").is_displayed()
+    assert browser.execute_script("return window.pianomtl.scoreNotes") == heads
+    browser.find_element(By.ID, "score-update").click()
     wait_for(browser, f"window.pianomtl.scoreState === 'ready' && window.pianomtl.scoreNotes < {heads}", timeout=90)
+    assert not browser.find_element(By.ID, "score-bar").is_displayed()
     score = converter.parse(str(download(browser, "clip.musicxml")))
     pitches = {p.midi for p in score.pitches}
     assert pitches == {n[0] for n in page_notes(browser)} and 60 not in pitches

@@ -219,10 +219,10 @@
     audioEl.dataset.fallback = "";
     if (!state.fileKey) state.fileKey = `session|${id}`;
     setNotes(data.notes, data.pedal, data.duration, data.redecode);
+    resetHistory();
     takeMusic(data);
     if (data.default_onset_threshold) state.defaultThreshold = data.default_onset_threshold;
     showThreshold(data.decoder.onset_threshold);
-    resetHistory();
     fitView();
     fitKeys();
     for (const link of document.querySelectorAll("#downloads a")) link.setAttribute("aria-disabled", "false");
@@ -1442,33 +1442,44 @@
 
   let scoreMap = null;   // [{time, element}] sorted by time: what to light under the playhead
   let scoreTimer = null, scoreRun = 0;
-  const SCORE_DELAY = 1200;  // ms after the last edit before the score is engraved again
+  const SCORE_DELAY = 600;  // ms after the notes change (the slider) before the score is engraved again
 
-  // The score of the notes on the page (edits included), engraved by the server (verovio).
+  // The score, engraved by the local server (verovio). It is of the server's notes (as decoded);
+  // the page's edits go into it only when asked (the button), as they go into a download.
   function loadScore(score) {
     state.score = score;
+    state.scoreVersion = null;
     $("score-toggle").hidden = !score;
     $("score-toggle").classList.toggle("active", !!score && state.showScore);
     $("score-panel").hidden = !score || !state.showScore;
     if (!score) { scoreMap = null; $("score").innerHTML = ""; state.scoreState = "none"; return; }
-    engraveScore();
+    engraveScore(false);
   }
 
+  // after the notes change: the decoded notes are engraved again; edits offer the button
   function scoreLater() {
     if (!state.score || !state.showScore) return;
+    scoreBar();
+    if (state.edited || state.scoreVersion === state.version) return;
     clearTimeout(scoreTimer);
     state.scoreState = "waiting";
-    scoreTimer = setTimeout(engraveScore, SCORE_DELAY);
+    scoreTimer = setTimeout(() => engraveScore(false), SCORE_DELAY);
   }
 
-  async function engraveScore() {
+  function scoreBar() {
+    const stale = state.edited && state.scoreVersion !== state.version;
+    $("score-bar").hidden = !stale;
+    state.scoreStale = stale;
+  }
+
+  async function engraveScore(withEdits) {
     if (!state.score || !state.session || !state.showScore) return;
-    const run = ++scoreRun, id = state.session;
+    const run = ++scoreRun, id = state.session, version = withEdits ? state.version : state.baseVersion;
     state.scoreState = "engraving";
     $("score-panel").classList.add("busy");
     if (!$("score").firstElementChild) $("score").textContent = "Engraving the score…";
     try {
-      const response = await fetch(state.score.url, state.edited ? {
+      const response = await fetch(state.score.url, withEdits ? {
         method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(pageNotes()),
       } : {});
       const data = await response.json();
@@ -1483,6 +1494,7 @@
       scoreMap.sort((a, b) => a.time - b.time);
       lit = [];
       state.scoreNotes = scoreMap.length;
+      state.scoreVersion = version;
       state.scoreState = "ready";
     } catch (error) {
       if (run !== scoreRun) return;
@@ -1491,6 +1503,7 @@
         "other downloads still work.";
     } finally {
       if (run === scoreRun) $("score-panel").classList.remove("busy");
+      scoreBar();
     }
     requestDraw();
   }
@@ -1623,6 +1636,7 @@
     if (playback) playback.nextBeat = firstAfter(state.beats, position(), (t) => t);
     updateToggles();
   });
+  $("score-update").addEventListener("click", () => engraveScore(true));
   $("score-toggle").addEventListener("click", () => {
     state.showScore = !state.showScore;
     loadScore(state.score);
