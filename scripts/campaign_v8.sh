@@ -30,7 +30,7 @@ resume=""; init="--init-from src/pianomtl/assets/default.pt"
 if [ -e "$RUN/checkpoint.pt" ]; then resume="--resume"; init=""; fi
 # v7's architecture (hard+keyrnn on the compact front end); all five tasks, the velocity ranking loss of v7,
 # the random equaliser; a long cosine schedule that every sitting continues
-timeout --signal=TERM "$((MINUTES * 60))" nice -n 5 $PIANOMTL train --cache "$WORK/cache_v8" --out "$RUN" $resume $init \
+timeout --signal=TERM "$((MINUTES * 60))" $PIANOMTL train --cache "$WORK/cache_v8" --out "$RUN" $resume $init \
     --model hard+keyrnn --small 16 --large 48 --head 10 \
     --lambda-on 1 --lambda-int 1 --lambda-off 1 --lambda-vel 1 --lambda-sus 0.5 --vel-rank 1 \
     --optimizer adam --lr 0.0003 --lr-schedule cosine --equaliser 0.8 \
