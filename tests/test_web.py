@@ -304,6 +304,8 @@ def test_score_beats_and_hands_for_the_page(client, rendered_clip) -> None:
     # every note's head lights when it was played (the performance's timing, not the grid's)
     assert all(min(abs(t - onset) for t in times) < 1e-3 for onset in onsets), (onsets, times)
 
+    assert client.get(payload["score"]["url"]).json() == view  # (kept until the notes change)
+    assert client.app.state.store.get(session)._score[0] is current
     svg = client.post(f"/api/sessions/{session}/download/svg", json={"notes": payload["notes"]})
     assert svg.status_code == 200 and "<svg" in svg.text[:400]  # (verovio on another worker thread)
     edited = [n for n in payload["notes"] if n["key"] != 60]

@@ -179,6 +179,8 @@ class Session:
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
     playable: Path | None = None
     _music: tuple[Transcription, dict[str, Any]] | None = dataclasses.field(default=None, repr=False)
+    _score: tuple[Transcription, dict[str, Any]] | None = dataclasses.field(default=None, repr=False)
+    score_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
     cancelled: bool = False
 
     @property
@@ -231,7 +233,12 @@ class Session:
         if current is None:
             return {}
         if self._music is None or self._music[0] is not current:
-            self._music = (current, music_of(current))
+            try:
+                music = music_of(current)
+            except Exception:  # the page works without beats and hands (a split key, no metronome)
+                log.exception("beats and hands of %s failed", self.name)
+                music = {}
+            self._music = (current, music)
         return dict(self._music[1])
 
 
@@ -451,6 +458,7 @@ class SessionStore:
             result.source = session.name
             with session.lock:
                 session.result = session.current = result
+            session.music()  # beats and hands now, not when the page first asks for the notes
             session.report("decoding", 1.0)
             session.state = "done"
         except Cancelled:
@@ -549,7 +557,15 @@ class SessionStore:
                 current = edited_transcription(current, edited, session.name)
         if not current.notes:
             raise SessionError(f"{session.name}: no notes, so no score", 409)
-        return score_view(current, title=session.stem)
+        # one engraving at a time per session (a long piece takes seconds of CPU); the decoded
+        # notes' score is kept until they change, so a repeated request costs nothing
+        with session.score_lock:
+            if edited is None and session._score is not None and session._score[0] is current:
+                return session._score[1]
+            view = score_view(current, title=session.stem)
+            if edited is None:
+                session._score = (current, view)
+            return view
 
     def status(self, session: Session) -> dict[str, Any]:
         """:meth:`Session.status` with ``ahead``: how many recordings are transcribed before this one
