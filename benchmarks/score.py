@@ -1,6 +1,6 @@
 """Sheet music from a performance, measured against known scores (issue 26).
 
-    python benchmarks/score.py [--bars 16] [--seeds 1] [--audio 2] [--json PATH]
+    python benchmarks/score.py [--bars 16] [--seeds 1] [--first-seed 0] [--audio 2] [--json PATH]
 
 Pieces with a known score come from music21's bundled corpus (Bach chorales — soprano
 and alto are the right hand, tenor and bass the left —, Mozart's K. 545, Joplin's Maple
@@ -176,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=16, help="bars of each piece (default 16)")
     parser.add_argument("--seeds", type=int, default=1, help="performances per piece (default 1)")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seed of the first performance (0 tuned the constants; 1+ held out)"
+    )
     parser.add_argument("--audio", type=int, default=2, help="pieces also rendered and transcribed (default 2)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = parser.parse_args(argv)
@@ -185,15 +188,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     for number, (name, right_parts) in enumerate(PIECES):
         score = corpus.parse(name)
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             truth = perform(score, seed=seed, right_parts=right_parts, max_bars=args.bars)
             notes = truth.performance.notes
-            label = name.split("/")[-1] + (f" s{seed}" if args.seeds > 1 else "")
+            label = name.split("/")[-1] + f" s{seed}"
             grid, meter, hands, fifths = baseline_analysis(notes)
             rows.append({"piece": label, "input": "120 bpm", **measure(truth, notes, grid, meter, hands, fifths)})
             analysis = analyse(truth.performance, warn=False)
             rows.append({"piece": label, "input": "MIDI", **from_analysis(truth, analysis)})
-            if number < args.audio and seed == 0:
+            if number < args.audio and seed == args.first_seed:
                 transcribed = transcribe_audio(truth)
                 from pianomtl.core.midi import Performance
 

@@ -10,9 +10,14 @@ that costs least:
   pitch quartiles and move towards each chord's notes);
 * a hand spanning more than :data:`REACH` semitones pays per extra semitone;
 * a hand left empty while the other takes several notes pays :data:`EMPTY`
-  (two hands usually share a thick chord);
-* the notes still sounding in each hand (a held bass under a moving melody) pull its
-  centre too.
+  (two hands usually share a thick chord), and each note of imbalance beyond one
+  between the hands — counting the notes each still holds — pays :data:`BALANCE`;
+* the notes still sounding in each hand (a held bass under a moving melody) count in
+  its span.
+
+The constants were chosen on the benchmark's first performance of each piece (seed 0);
+seeds 1 and 2 are the held-out check (docs/score.md). Tried and dropped: a voice-leading
+term (each note near its hand's previous chord) changed nothing.
 
 Measured in ``benchmarks/score.py`` (hand accuracy per note; docs/score.md).
 """
@@ -24,7 +29,7 @@ import numpy as np
 from pianomtl.core.midi import Note
 
 RIGHT, LEFT = 0, 1
-SPREAD = 7.0
+SPREAD = 9.0
 """Semitones: the width of a hand's comfortable region around its centre."""
 REACH = 12
 """Semitones one hand spans without penalty (an octave)."""
@@ -32,9 +37,10 @@ STRETCH = 1.5
 """Cost per semitone beyond :data:`REACH`."""
 EMPTY = 1.0
 """Cost of leaving a hand out of a chord of three or more notes."""
-BALANCE = 0.5
-"""Cost per note of imbalance beyond one between the hands' shares of a chord (four voices: two each)."""
-FOLLOW = 0.35
+BALANCE = 1.0
+"""Cost per note of imbalance beyond one between the hands' shares of a chord and the notes each still
+holds (four voices: two each)."""
+FOLLOW = 0.2
 """How far a hand's centre moves towards the notes it just took (0–1)."""
 CHORD_GAP = 0.035
 """Seconds: onsets closer than this are one chord (spread chords included)."""
@@ -81,7 +87,10 @@ def separate_hands(notes: list[Note]) -> np.ndarray:
                     cost += STRETCH * max(0.0, span.max() - span.min() - REACH)
             if len(pitches) >= 3 and (split == 0 or split == len(pitches)):
                 cost += EMPTY
-            cost += BALANCE * max(0, abs(len(pitches) - 2 * split) - 1)
+            held_left = sum(1 for i in sounding if hands[i] == LEFT)
+            held_right = len(sounding) - held_left
+            imbalance = abs((split + held_left) - (len(pitches) - split + held_right))
+            cost += BALANCE * max(0, imbalance - 1)
             if len(left) and len(right) and left.max() > right.min():
                 cost += np.inf  # never crossed within a chord
             if cost < best_cost:
