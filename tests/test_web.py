@@ -936,6 +936,18 @@ def test_inspect_and_correct_in_a_browser(browser, live_server, rendered_clip, t
     velocity.send_keys(Keys.CONTROL, "a")
     velocity.send_keys("30", Keys.ENTER)
     wait_for(browser, "window.pianomtl.notes.some(n => n.key === 70 && n.velocity === 30)")
+    # alt + drag up: louder (a step per 2 px), in one undo step
+    c7 = next(n for n in page_notes(browser) if n[0] == 72)
+    ActionChains(browser).key_down(Keys.ALT).move_to_element_with_offset(
+        canvas, *note_centre(browser, 72)
+    ).click_and_hold().move_by_offset(0, -20).release().key_up(Keys.ALT).perform()
+    louder = next(n for n in page_notes(browser) if n[0] == 72)
+    assert louder[:3] == c7[:3] and louder[3] == c7[3] + 10
+    steps = browser.execute_script("return window.pianomtl.undo.length")
+    browser.find_element(By.ID, "undo").click()
+    assert next(n for n in page_notes(browser) if n[0] == 72) == c7
+    browser.find_element(By.ID, "redo").click()
+    assert browser.execute_script("return window.pianomtl.undo.length") == steps
 
     # a box selects what it touches, shift + click adds; drag a note's right end: longer (on the grid)
     ActionChains(browser).send_keys(Keys.ESCAPE).perform()
