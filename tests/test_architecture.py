@@ -6,7 +6,10 @@ names. Then:
 
 * each room imports only the rooms below it (:data:`MAY_IMPORT`);
 * nothing but ``cli`` imports ``cli``;
-* the module-level imports have no cycle (lazy imports inside functions may close one);
+* the imports have no cycle, at module level or inside functions (a lazy import that
+  closes a cycle only hides it; imports under ``if TYPE_CHECKING:`` never run and are
+  left out of this rule);
+* no module has more than :data:`MAX_LINES` lines outside ``synthesis/`` (split by job);
 * no module or package is named like a standard-library module (run as a script, its
   folder comes first on ``sys.path`` and it would shadow the real one: the old
   ``inspect.py``).
@@ -15,6 +18,7 @@ names. Then:
 from __future__ import annotations
 
 import ast
+import itertools
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,6 +78,8 @@ class Import:
     imported: str
     line: int
     top_level: bool
+    typing_only: bool = False
+    """Under ``if TYPE_CHECKING:``: for annotations only, never executed."""
 
     def __str__(self) -> str:
         where = "" if self.top_level else " (in a function)"
@@ -92,6 +98,13 @@ def imports_of(module: str) -> Iterator[Import]:
     path = MODULES[module]
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     top_level = {id(node) for node in tree.body}
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for statement in node.body
+        for inner in ast.walk(statement)
+    }
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -106,7 +119,7 @@ def imports_of(module: str) -> Iterator[Import]:
             continue
         for name in names:
             if name == "pianomtl" or name.startswith("pianomtl."):
-                yield Import(module, _resolve(name), node.lineno, id(node) in top_level)
+                yield Import(module, _resolve(name), node.lineno, id(node) in top_level, id(node) in typing_only)
 
 
 IMPORTS = [found for module in MODULES for found in imports_of(module)]
@@ -168,3 +181,58 @@ def test_no_module_shadows_the_standard_library() -> None:
     names = {path.stem for path in PACKAGE.rglob("*.py")} | {path.name for path in PACKAGE.rglob("*") if path.is_dir()}
     clashes = sorted(n for n in names if n in sys.stdlib_module_names and not n.startswith("__"))
     assert not clashes, f"named like standard-library modules: {clashes}"
+
+
+def _cycle(edges: list[Import]) -> str | None:
+    """``"a → b → a (where)"`` for the first cycle among ``edges``, else ``None``."""
+    graph: dict[str, dict[str, Import]] = {module: {} for module in MODULES}
+    for found in edges:
+        if found.imported != found.importer:
+            graph[found.importer].setdefault(found.imported, found)
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> str | None:
+        if module in path:
+            loop = [*path[path.index(module) :], module]
+            return " → ".join(loop) + "\n" + "\n".join(str(graph[a][b]) for a, b in itertools.pairwise(loop))
+        if module in done:
+            return None
+        for imported in sorted(graph[module]):
+            found = visit(imported, [*path, module])
+            if found:
+                return found
+        done.add(module)
+        return None
+
+    for module in sorted(graph):
+        found = visit(module, [])
+        if found:
+            return found
+    return None
+
+
+def test_no_cycle_even_through_imports_inside_functions() -> None:
+    """A function-level import that closes a cycle (features ↔ torch_features, pipeline ↔ stream)
+    is still a cycle: each side needs the other. Split out what both need instead."""
+    found = _cycle([i for i in IMPORTS if not i.typing_only])
+    assert found is None, f"import cycle:\n{found}"
+
+
+def test_the_cycle_rule_can_fail() -> None:
+    midi, files = "pianomtl.core.midi", "pianomtl.core.files"
+    made_up = [Import(midi, files, 1, True), Import(files, midi, 1, False)]
+    assert _cycle(made_up) is not None and _cycle(made_up[:1]) is None
+
+
+MAX_LINES = 700
+"""A module longer than this does several jobs; ``synthesis/`` (the renderers) is left to its room's owner."""
+
+
+def test_no_module_is_too_long() -> None:
+    long = {
+        str(path.relative_to(PACKAGE)): n
+        for path in MODULES.values()
+        if "synthesis" not in path.relative_to(PACKAGE).parts
+        and (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert not long, f"modules over {MAX_LINES} lines (split them by job): {long}"

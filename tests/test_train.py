@@ -19,7 +19,7 @@ from pianomtl import cli
 from pianomtl.constants import BINARY_TASKS, REGRESSION_TASKS, TASKS
 from pianomtl.data.store import open_split
 from pianomtl.models.registry import ModelConfig
-from pianomtl.train.evaluate import CheckpointError, evaluate_checkpoint, load_model
+from pianomtl.train.evaluate import CheckpointError, evaluate_checkpoint, load_for_evaluation
 from pianomtl.train.loop import Run, TrainConfig, evaluate_recordings, to_float_tensor, train
 
 FAMILIES = {
@@ -218,7 +218,7 @@ def test_evaluate_checkpoint_matches_training_validation(cache: Path, tmp_path: 
     report = evaluate_checkpoint(checkpoint, cache, split="validation")
     for task in TASKS:  # same numbers as the run's final validation (same model, whole recordings)
         assert report["headline"][task] == pytest.approx(result["validation"][task], abs=1e-6, nan_ok=True)
-    model, info = load_model(checkpoint)
+    model, info = load_for_evaluation(checkpoint)
     assert info["step"] == 2
     lenient = evaluate_recordings(model, open_split(cache, "validation"), "cpu", threshold=0.05)
     assert lenient["on"]["recall"] >= report["framewise"]["on"]["recall"]
@@ -240,8 +240,34 @@ def test_evaluate_rejects_other_files(tmp_path: Path, cache: Path) -> None:
     bogus = tmp_path / "bogus.pt"
     torch.save({"weights": torch.zeros(2)}, bogus)
     with pytest.raises(CheckpointError):
-        load_model(bogus)
+        load_for_evaluation(bogus)
     assert cli.main(["evaluate", str(bogus), "--cache", str(cache)]) == 2
+
+
+def test_the_architecture_option_is_arch_and_model_still_works(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--model`` names a model *file* everywhere else; ``train`` now says ``--arch`` and keeps the old name."""
+    from pianomtl.cli import build_parser
+    from pianomtl.cli.train import config_from_args
+
+    argv = ["train", "--cache", "c", "--out", "o", "--arch", "cross-stitch"]
+    assert config_from_args(build_parser(argv).parse_args(argv)).model["name"] == "cross-stitch"
+    assert capsys.readouterr().err == ""
+    argv = ["train", "--cache", "c", "--out", "o", "--model", "cross-stitch"]
+    assert config_from_args(build_parser(argv).parse_args(argv)).model["name"] == "cross-stitch"
+    assert "--model is now --arch" in capsys.readouterr().err
+
+
+def test_train_and_its_tables_need_no_torch_to_read_the_options() -> None:
+    """``train/config.py`` holds TrainConfig without torch; the tables import no torch for one constant."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import pianomtl.train.config, pianomtl.train.tables; "
+        "print([m for m in ('torch', 'tqdm') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_train_options_are_generated_from_the_config() -> None:

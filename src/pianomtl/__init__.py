@@ -28,11 +28,10 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports on first use
-    from pianomtl.core.midi import Note, PedalEvent
     from pianomtl.transcription.decoders import DecoderParams
     from pianomtl.transcription.formats import FORMATS
     from pianomtl.transcription.pipeline import Transcriber, transcribe
-    from pianomtl.transcription.result import Transcription
+    from pianomtl.transcription.result import Note, PedalEvent, Transcription
     from pianomtl.transcription.stream import Stream, StreamEvent
 
 _PUBLIC = {
@@ -41,8 +40,8 @@ _PUBLIC = {
     "Stream": "pianomtl.transcription.stream",
     "StreamEvent": "pianomtl.transcription.stream",
     "Transcription": "pianomtl.transcription.result",
-    "Note": "pianomtl.core.midi",
-    "PedalEvent": "pianomtl.core.midi",
+    "Note": "pianomtl.transcription.result",  # defined in core.midi, re-exported with the result
+    "PedalEvent": "pianomtl.transcription.result",
     "DecoderParams": "pianomtl.transcription.decoders",
     "FORMATS": "pianomtl.transcription.formats",
 }

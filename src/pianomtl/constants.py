@@ -7,6 +7,8 @@ input is madmom's ``LogarithmicFilteredSpectrogram`` at 50 frames per second.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 SAMPLE_RATE = 44100
 """Audio is resampled to this rate before feature extraction (Hz)."""
 
@@ -61,3 +63,10 @@ ONNX_STATE_BATCH = "batch_x"
 """Name of a state tensor's dynamic axis 1 in a recurrent graph, followed by the number of
 state rows per sequence: ``batch_x1`` for one row per sequence (``hard+rnn``),
 ``batch_x88`` for a layer run on every key (``hard+keyrnn``'s key layer, ``[dirs, B·88, h]``)."""
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+"""The bundled model's folder in the installed package (``default.onnx``, and ``default.pt`` in a checkout)."""
+
+HOME_VARIABLE = "PIANOMTL_HOME"
+"""The environment variable naming the folder of material fetched or rendered once
+(default ``~/.cache/pianomtl``): :func:`pianomtl.core.files.pianomtl_home` reads it."""

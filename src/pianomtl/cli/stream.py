@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from pianomtl.cli import options
+from pianomtl.constants import SAMPLE_RATE
 from pianomtl.core.devices import set_torch_threads
 
 SAMPLE_FORMATS = {"s16": np.dtype("<i2"), "f32": np.dtype("<f4")}
@@ -52,7 +53,9 @@ class ReaderGone(Exception):
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="SOURCE", help="an audio file, or - for raw PCM on standard input")
-    parser.add_argument("--rate", type=float, default=44100.0, help="raw PCM: sample rate in Hz (default 44100)")
+    parser.add_argument(
+        "--rate", type=float, default=float(SAMPLE_RATE), help=f"raw PCM: sample rate in Hz (default {SAMPLE_RATE})"
+    )
     parser.add_argument("--channels", type=int, default=1, help="raw PCM: interleaved channels (default 1)")
     parser.add_argument(
         "--sample-format", choices=tuple(SAMPLE_FORMATS), default="s16", help="raw PCM: little-endian s16 or f32"
@@ -158,9 +161,7 @@ class _Outputs:
 
 def _file_blocks(path: str, block_ms: float, realtime: bool) -> tuple[float, int, Any]:
     """``(rate, channels, iterator of [n, channels] float32 blocks)`` of an audio file."""
-    import soundfile as sf
-
-    from pianomtl.core.audio import AudioError, open_audio
+    from pianomtl.core.audio import open_audio, read_blocks
 
     handle = open_audio(path)
     rate, channels = float(handle.samplerate), handle.channels
@@ -170,11 +171,7 @@ def _file_blocks(path: str, block_ms: float, realtime: bool) -> tuple[float, int
         start = time.monotonic()
         read = 0
         with handle:
-            while True:
-                try:
-                    samples = handle.read(block, dtype="float32", always_2d=True)
-                except (sf.LibsndfileError, RuntimeError) as error:
-                    raise AudioError(f"{path}: not a readable audio file ({error})") from None
+            for samples, _ in read_blocks(handle, block, path):
                 if not len(samples):
                     return
                 read += len(samples)

@@ -1,8 +1,9 @@
-"""``pianomtl train``: the options of :class:`~pianomtl.train.loop.TrainConfig`, generated from its fields.
+"""``pianomtl train``: the options of :class:`~pianomtl.train.config.TrainConfig`, generated from its fields.
 
 Every ``TrainConfig`` field is an option ``--field-name`` with the field's default, type
 and help (``metadata["help"]``), so a new field needs no argparse line; ``model`` becomes
-``--model`` (choices from :func:`pianomtl.models.registry.model_names`) plus one option per
+``--arch`` (``--model``, its old name, still works; choices from
+:func:`pianomtl.models.registry.model_names`) plus one option per
 :class:`~pianomtl.models.config.ModelConfig` field, and ``lambdas`` one ``--lambda-TASK``
 per task. The values are checked by ``TrainConfig`` itself (one-line errors, exit 2).
 """
@@ -46,12 +47,32 @@ def _plain_type(hint: object) -> type:
     return members[0] if members else hint  # type: ignore[return-value]
 
 
+class _DeprecatedModelFlag(argparse.Action):
+    """``--model`` for the architecture: still accepted, with a note that it is now ``--arch``.
+
+    Everywhere else ``--model`` names a model *file* (``transcribe``, ``stream``, ``serve``);
+    ``train`` and ``lr-find`` choose an *architecture*, so their option is ``--arch``.
+    """
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: object, values: object, option: object = None):
+        if option == "--model":
+            print(f"note: --model is now --arch (the architecture); --model {values} still works", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def add_model_options(parser: argparse.ArgumentParser, default_name: str = "hard") -> list[str]:
-    """``--model`` and one option per :class:`ModelConfig` field; returns their ``dest`` names."""
+    """``--arch`` (alias ``--model``, deprecated) and one option per :class:`ModelConfig` field;
+    returns their ``dest`` names (the architecture's is ``model``, :class:`TrainConfig`'s field)."""
     from pianomtl.models.registry import GRADIENTS, INITS, ModelConfig, model_names
 
     parser.add_argument(
-        "--model", default=default_name, choices=model_names(), help="architecture (default: %(default)s)"
+        "--arch",
+        "--model",
+        dest="model",
+        action=_DeprecatedModelFlag,
+        default=default_name,
+        choices=model_names(),
+        help="architecture (default: %(default)s; --model is its old, deprecated name)",
     )
     choices = {"gradient": GRADIENTS, "init": INITS}
     hints = typing.get_type_hints(ModelConfig)
@@ -79,7 +100,7 @@ def add_config_options(parser: argparse.ArgumentParser, names: typing.Iterable[s
     ``model`` adds the architecture options, ``lambdas`` the ``--lambda-TASK`` weights.
     """
     from pianomtl.constants import TASKS
-    from pianomtl.train.loop import DEFAULT_LAMBDAS, TrainConfig
+    from pianomtl.train.config import DEFAULT_LAMBDAS, TrainConfig
 
     wanted = None if names is None else set(names)
     hints = typing.get_type_hints(TrainConfig)
@@ -140,7 +161,7 @@ def model_config_from_args(args: argparse.Namespace) -> dict:
 def config_from_args(args: argparse.Namespace, **changes: object):  # type: ignore[no-untyped-def]
     """A :class:`TrainConfig` of the options :func:`add_config_options` added (``ValueError`` if invalid)."""
     from pianomtl.constants import TASKS
-    from pianomtl.train.loop import TrainConfig
+    from pianomtl.train.config import TrainConfig
 
     values: dict[str, object] = {}
     for name in args.config_fields:

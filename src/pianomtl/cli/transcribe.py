@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from pianomtl.cli import options
-from pianomtl.core.audio import DEFAULT_MAX_STREAM_BYTES, AudioError, display_name, set_max_stream_bytes
+from pianomtl.core.audio import (
+    AUDIO_EXTENSIONS,
+    DEFAULT_MAX_STREAM_BYTES,
+    AudioError,
+    display_name,
+    set_max_stream_bytes,
+)
 from pianomtl.core.devices import set_torch_threads
 from pianomtl.core.files import remove_stale_temporaries
 from pianomtl.transcription.formats import FORMATS, lookup
@@ -22,9 +28,6 @@ from pianomtl.transcription.inference import PRECISIONS
 from pianomtl.transcription.onnx_model import ModelRunError
 from pianomtl.transcription.pipeline import BACKENDS, Transcriber
 from pianomtl.transcription.result import Transcription
-
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".w64", ".caf", ".au")
-"""Files a folder search picks up (files named explicitly are tried whatever their name)."""
 
 STDIN = Path("/dev/stdin")
 """What ``-`` stands for: standard input, read as a stream (a pipe needs no seeking)."""

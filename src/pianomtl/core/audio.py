@@ -25,6 +25,10 @@ import soxr
 from pianomtl.constants import SAMPLE_RATE
 from pianomtl.core.files import atomic_write
 
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".w64", ".caf", ".au")
+"""What a folder search picks up and the page's file picker offers (a file named explicitly is
+tried whatever its name: soundfile decides). The one list: ``transcribe``'s search, the page, batches."""
+
 
 class AudioError(ValueError):
     """An audio file cannot be used; the message names the file and the reason."""
@@ -104,6 +108,47 @@ def resample(samples: np.ndarray, sample_rate: float, target_rate: int = SAMPLE_
     if sample_rate == target_rate:
         return samples.astype(np.float32, copy=False)
     return soxr.resample(samples, sample_rate, target_rate, quality="HQ").astype(np.float32, copy=False)
+
+
+class BlockResampler:
+    """Mono blocks at ``sample_rate`` → 44.1 kHz float32 as they come: the one streaming resampler.
+
+    soxr's ``ResampleStream`` with the filter :func:`resample` uses, so block by block
+    equals the whole signal at once (up to soxr's own chunking); at 44.1 kHz the
+    blocks pass through unchanged. The file reader of ``transcribe``, the live
+    ``Stream`` and ``pianomtl stream`` all resample through this.
+    """
+
+    def __init__(self, sample_rate: float, name: str = "<stream>") -> None:
+        self.sample_rate = check_sample_rate(sample_rate, name)
+        self.stream = None
+        if self.sample_rate != SAMPLE_RATE:
+            self.stream = soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+
+    def __call__(self, mono: np.ndarray, last: bool = False) -> np.ndarray:
+        """The next block; ``last=True`` flushes the filter's tail (call it once, at the end)."""
+        if self.stream is None:
+            return mono
+        return self.stream.resample_chunk(mono, last=last)
+
+
+def read_blocks(handle: sf.SoundFile, block: int, name: str) -> Any:
+    """``(samples [n, channels] float32, last)`` for each read of ``block`` frames from an open file.
+
+    The one block reader (``transcribe``'s file reader, ``pianomtl stream``): a decoding
+    error mid-file is an :class:`AudioError` naming ``name``. ``last`` is true for the
+    final read (shorter than ``block``, possibly empty), so a
+    :class:`BlockResampler` can be flushed on it.
+    """
+    while True:
+        try:
+            samples = handle.read(block, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as error:
+            raise AudioError(f"{name}: not a readable audio file ({error})") from None
+        last = len(samples) < block
+        yield samples, last
+        if last:
+            return
 
 
 def integers_to_float(samples: np.ndarray) -> np.ndarray:

@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pianomtl.constants import HOME_VARIABLE
+
 try:
     import fcntl
 except ImportError:  # not POSIX (Windows): no advisory locks, runs are not guarded
@@ -157,3 +159,12 @@ def write_text_atomic(path: str | Path, text: str, overwrite: bool = True) -> Pa
 def write_json_atomic(path: str | Path, payload: object, overwrite: bool = True) -> Path:
     """Write ``payload`` as indented JSON atomically."""
     return write_text_atomic(path, json.dumps(payload, indent=2) + "\n", overwrite)
+
+
+def pianomtl_home() -> Path:
+    """``$PIANOMTL_HOME`` (:data:`~pianomtl.constants.HOME_VARIABLE`), default ``~/.cache/pianomtl``.
+
+    The one root of material fetched or rendered once (the corpus sources, the page's
+    piano samples); read at each call, so a test or a user can point it elsewhere.
+    """
+    return Path(os.environ.get(HOME_VARIABLE) or Path.home() / ".cache" / "pianomtl").expanduser()

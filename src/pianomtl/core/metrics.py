@@ -1,4 +1,8 @@
-"""Evaluation measures of the seed paper (eq. 1–6) and note-level scores via mir_eval.
+"""**Framewise** measures of the seed paper (eq. 1–6): what the network's frames score.
+
+Two modules score, by what they compare: this one compares *frames* (activations
+against frame targets, no decoding); :mod:`pianomtl.core.scoring` compares *notes*
+(decoded notes against reference notes, mir_eval's conventions).
 
 Framewise P/R/F1 sum true/false positives over all frames and keys of a whole split
 before dividing (eq. 1–3), and R² is ``1 - SSE/SST`` over all frames of the split

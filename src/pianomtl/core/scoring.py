@@ -1,4 +1,8 @@
-"""Note-level scores of a transcription against a reference, with the field's conventions.
+"""**Note-level** scores of a transcription against a reference, with the field's conventions.
+
+Two modules score, by what they compare: this one compares *notes* (decoded notes
+against reference notes); :mod:`pianomtl.core.metrics` compares *frames* (the paper's
+framewise P/R/F1 and R², before any decoding).
 
 :func:`note_scores` wraps ``mir_eval`` with the field's conventions: onset tolerance
 50 ms; "note" F1 ignores offsets; "note with offset" F1 also needs the offset within

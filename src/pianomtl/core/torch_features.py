@@ -4,7 +4,7 @@ Same window, filterbank and arithmetic (float32) as the numpy backend, batched o
 any leading dimensions and on any device. :class:`~pianomtl.core.features.StreamingSpectrogram`
 uses it through :func:`segment_transform`; training code that wants features of a batch
 of signals on a GPU calls :class:`LogFilteredSpectrogram` directly. Both frame by
-:func:`~pianomtl.core.features.frame_span`.
+:func:`~pianomtl.core.framing.frame_span`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from pianomtl.constants import FRAME_SIZE, HOP_SIZE, N_BINS
-from pianomtl.core.features import N_FFT_BINS, filterbank, frame_count, frame_span, hann_window
+from pianomtl.core.framing import N_FFT_BINS, filterbank, frame_count, frame_span, hann_window
 
 
 class LogFilteredSpectrogram(torch.nn.Module):
@@ -56,7 +56,7 @@ def _module(device: str) -> LogFilteredSpectrogram:
 
 
 def segment_transform(device: Any = "cpu") -> Callable[[np.ndarray], np.ndarray]:
-    """``segment → [n, 144]`` features of the frames of a :func:`~pianomtl.core.features.frame_span`, on ``device``."""
+    """``segment → [n, 144]`` features of the frames of a :func:`~pianomtl.core.framing.frame_span`, on ``device``."""
     module = _module(str(device))
 
     @torch.inference_mode()

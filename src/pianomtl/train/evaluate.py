@@ -57,8 +57,12 @@ class CheckpointError(ValueError):
     """A file is not a checkpoint this program can load."""
 
 
-def load_model(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """The network stored in ``path`` (in eval mode) and a description of it.
+def load_for_evaluation(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """``(network, info)``: the network stored in ``path`` (in eval mode) and a description of it.
+
+    Named apart from :func:`pianomtl.transcription.model_file.load_model`, which returns
+    ``(network, decoder, metadata)``: this one turns its errors into :class:`CheckpointError`
+    and folds the decoder into ``info``.
 
     Accepts ``train.py`` checkpoints and model bundles (through
     :func:`pianomtl.transcription.model_file.load_model`); a bundle's tuned decoder parameters are
@@ -131,7 +135,7 @@ def evaluate_checkpoint(
     notes: bool = True,
 ) -> dict:
     """Framewise and (if a decoder exists) note-level scores of ``checkpoint`` on ``split``."""
-    model, info = load_model(checkpoint, device=device)
+    model, info = load_for_evaluation(checkpoint, device=device)
     recordings = open_split(cache, split)
     scorer = NoteScorer(info.get("decoder")) if notes else None
     framewise = evaluate_recordings(model, recordings, device, threshold=threshold, on_predictions=scorer)

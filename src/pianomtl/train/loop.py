@@ -1,10 +1,11 @@
 """One training run of a multitask network (paper §V), resumable and divergence-aware.
 
 Optimiser: SGD with momentum 0.9 and Nesterov correction, as in the paper. Loss:
-``L = Σ λᵐ Lᵐ`` with binary cross-entropy (on logits) for on/int/off and mean
-squared error for vel/sus — MSE because R² (what the paper reports for these
-regressions) is exactly ``1 - MSE/Var``, so minimising MSE maximises the reported
-measure, and the straight-through ReLU output keeps its gradient linear.
+``L = Σ λᵐ Lᵐ`` (:mod:`pianomtl.train.losses`). A run is a
+:class:`~pianomtl.train.config.TrainConfig` (:mod:`pianomtl.train.config`, no torch);
+warm starts and frozen layers are :mod:`pianomtl.train.warm_start`. This module is the
+loop: steps, validation, checkpoints, resume, divergence and restarts. Its names
+re-export the others' (``from pianomtl.train.loop import TrainConfig`` keeps working).
 
 Minibatches: the paper draws 64 single frames (each with 11 frames of context).
 Here a minibatch is ``batch_size`` excerpts of ``sequence_frames`` consecutive
@@ -31,19 +32,16 @@ from __future__ import annotations
 import csv
 import json
 import math
-import numbers
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from pianomtl.constants import BINARY_TASKS, TASKS
-from pianomtl.core.devices import check_device
 from pianomtl.core.files import LockedError, atomic_write, exclusive_lock, write_json_atomic
 from pianomtl.core.metrics import FramewiseEvaluator, headline
 from pianomtl.core.targets import to_float
@@ -51,218 +49,27 @@ from pianomtl.data.sampler import ExcerptSampler
 from pianomtl.data.store import open_split
 from pianomtl.models.registry import ModelConfig, build_model
 from pianomtl.train import distributed
+from pianomtl.train.config import (  # re-exported: what a run is, where callers have always found it
+    DEFAULT_LAMBDAS,
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    TrainConfig,
+)
+from pianomtl.train.losses import (  # re-exported
+    VEL_RANK_MARGIN,
+    VEL_RANK_MAX_POSITIONS,
+    VEL_RANK_SCALE,
+    VEL_RANK_SPREAD,
+    task_losses,
+    to_float_tensor,
+    velocity_ranking_loss,
+)
+from pianomtl.train.warm_start import freeze_parameters, frozen_modules, load_initial_weights  # re-exported
 from pianomtl.transcription.inference import run_model
-
-DEFAULT_LAMBDAS = {"on": 1.0, "int": 1.0, "off": 1.0, "vel": 1.0, "sus": 1.0}
 
 
 class Diverged(RuntimeError):
     """The loss became NaN/inf or exploded."""
-
-
-OPTIMIZERS = ("sgd", "adam")
-LR_SCHEDULES = ("constant", "cosine")
-
-
-def _whole(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _cli(help: str, **options: object) -> dict:
-    """A :class:`TrainConfig` field's metadata: its command-line help and argparse options (choices, metavar)."""
-    return {"help": help, **options}
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run needs; saved in every checkpoint so it can be resumed or audited.
-
-    Each field's ``metadata["help"]`` is its command-line help: ``pianomtl train``
-    offers every field as ``--field-name`` with this default (``model`` as the
-    architecture options, ``lambdas`` as ``--lambda-TASK``). Values are checked here,
-    so a bad one is a one-line :class:`ValueError` from the API and the command alike.
-    """
-
-    cache: str = field(metadata=_cli("feature cache made by `pianomtl prepare`"))
-    out: str = field(metadata=_cli("run folder (checkpoints, logs, result.json)"))
-    model: dict = field(
-        default_factory=lambda: ModelConfig(name="hard").to_dict(), metadata=_cli("architecture (ModelConfig dict)")
-    )
-    lambdas: dict = field(default_factory=lambda: dict(DEFAULT_LAMBDAS), metadata=_cli("task weights λ"))
-    lr: float = field(default=0.01, metadata=_cli("learning rate η"))
-    momentum: float = field(default=0.9, metadata=_cli("SGD momentum (Nesterov)"))
-    optimizer: str = field(
-        default="sgd",
-        metadata=_cli("sgd: SGD + Nesterov momentum (the paper); adam: faster on small budgets", choices=OPTIMIZERS),
-    )
-    lr_schedule: str = field(
-        default="constant", metadata=_cli("constant, or cosine: decay to 0 over the run", choices=LR_SCHEDULES)
-    )
-    batch_size: int = field(default=8, metadata=_cli("excerpts per minibatch"))
-    sequence_frames: int = field(default=64, metadata=_cli("output frames per excerpt"))
-    steps: int = field(default=5000, metadata=_cli("number of updates"))
-    validate_every: int = field(default=1000, metadata=_cli("updates between validations (best.pt)"))
-    checkpoint_every: int = field(default=250, metadata=_cli("updates between checkpoints (checkpoint.pt)"))
-    validation_frames: int = field(
-        default=3000, metadata=_cli("frames per validation recording (bounds validation time)")
-    )
-    seed: int = field(default=0, metadata=_cli("random seed (restart k uses seed + 1000·k)"))
-    device: str = field(default="cpu", metadata=_cli("cpu, cuda, cuda:1, ..."))
-    amp: bool = field(default=False, metadata=_cli("bf16 autocast (meant for GPUs)"))
-    restarts: int = field(default=0, metadata=_cli("fresh restarts with new seeds after divergence"))
-    explode_factor: float = field(default=20.0, metadata=_cli("divergence: a loss above this × the first loss"))
-    clip_grad_norm: float = field(default=0.0, metadata=_cli("clip the gradient norm to this (0: off, as the paper)"))
-    threads: int = field(default=0, metadata=_cli("torch intra-op threads (0: torch's default)"))
-    equaliser: float = field(
-        default=0.0,
-        metadata=_cli(
-            "share of excerpts given a random equaliser and level (timbre augmentation; 0: off)", metavar="P"
-        ),
-    )
-    init_from: str = field(
-        default="",
-        metadata=_cli(
-            "start from the weights of a checkpoint or bundle (fine-tuning; another architecture copies the "
-            "tensors whose name and shape match)",
-            metavar="CKPT",
-        ),
-    )
-    vel_rank: float = field(
-        default=0.0,
-        metadata=_cli(
-            "weight of a loss on the order (pairwise ranking) and spread of the velocities "
-            "struck in each excerpt, added to λ_vel·MSE (velocity is judged within a recording: its order matters, "
-            "which MSE against the absolute velocities of many pianos blurs; 0: off)",
-            metavar="W",
-        ),
-    )
-    freeze: str = field(
-        default="",
-        metadata=_cli(
-            "comma-separated parameter-name prefixes kept fixed (e.g. 'stem,head': train only what a warm start "
-            "added; their backward pass is skipped, which makes an update several times cheaper); a prefix that "
-            "names a whole module also runs it in evaluation mode (no dropout or noise: a fixed feature extractor)",
-            metavar="PREFIXES",
-        ),
-    )
-
-    def __post_init__(self) -> None:
-        def bad(name: str, rule: str) -> ValueError:
-            return ValueError(f"{name.replace('_', '-')} must be {rule}, got {getattr(self, name)!r}")
-
-        for name in ("cache", "out"):
-            if not str(getattr(self, name)).strip():
-                raise bad(name, "a folder")
-        if not (isinstance(self.lr, numbers.Real) and math.isfinite(self.lr) and self.lr > 0):
-            raise bad("lr", "a positive number")
-        if not 0.0 <= self.momentum < 1.0:
-            raise bad("momentum", "in [0, 1)")
-        if self.optimizer not in OPTIMIZERS:
-            raise bad("optimizer", f"one of {', '.join(OPTIMIZERS)}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise bad("lr_schedule", f"one of {', '.join(LR_SCHEDULES)}")
-        for name in (
-            "batch_size",
-            "sequence_frames",
-            "steps",
-            "validate_every",
-            "checkpoint_every",
-            "validation_frames",
-        ):
-            if not _whole(getattr(self, name)) or getattr(self, name) < 1:
-                raise bad(name, "a whole number ≥ 1")
-        for name in ("restarts", "threads"):
-            if not _whole(getattr(self, name)) or getattr(self, name) < 0:
-                raise bad(name, "a whole number ≥ 0")
-        if not self.explode_factor > 0:  # math.inf is allowed (lr-find turns the guard off)
-            raise bad("explode_factor", "positive")
-        if not (math.isfinite(self.clip_grad_norm) and self.clip_grad_norm >= 0):
-            raise bad("clip_grad_norm", "≥ 0")
-        if not (math.isfinite(self.vel_rank) and self.vel_rank >= 0):
-            raise bad("vel_rank", "a number ≥ 0")
-        if not 0.0 <= self.equaliser <= 1.0:
-            raise bad("equaliser", "a share in [0, 1]")
-        unknown = set(self.lambdas) - set(TASKS)
-        if unknown:
-            raise ValueError(f"lambdas: unknown tasks {sorted(unknown)}; tasks are {', '.join(TASKS)}")
-        for task, weight in self.lambdas.items():
-            if not (math.isfinite(weight) and weight >= 0):
-                raise ValueError(f"lambda-{task} must be a number ≥ 0, got {weight!r}")
-        ModelConfig.from_dict(self.model)  # raises ValueError (one line) for an unknown or bad architecture
-        check_device(self.device)
-
-
-def task_losses(outputs: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-task mean losses for a batch of uint8 labels ``[B, T, 353]``."""
-    targets = to_float_tensor(labels)
-    losses = {}
-    for task in TASKS:
-        prediction = outputs[task].float()
-        if task in BINARY_TASKS:
-            losses[task] = F.binary_cross_entropy_with_logits(prediction, targets[task])
-        else:
-            losses[task] = F.mse_loss(prediction, targets[task])
-    return losses
-
-
-VEL_RANK_MARGIN = 8 / 127
-"""True velocities closer than this are not ranked (ties, and what a player cannot tell apart)."""
-
-VEL_RANK_SCALE = 10.0
-"""Logit per unit of estimated velocity (the whole range 0–127) in the ranking loss: a tenth of
-the range is one nat."""
-
-VEL_RANK_SPREAD = 0.13
-"""The spread term's unit: a typical spread of the velocities struck in an excerpt (as a share of
-127; 0.133 on the validation split). A per-excerpt spread would explode on excerpts played at one
-velocity (a scale at a fixed dynamic: σ ≈ 0)."""
-
-VEL_RANK_MAX_POSITIONS = 1024
-"""Struck (key, frame) positions ranked per excerpt at most (pairs grow with its square)."""
-
-
-def velocity_ranking_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Order and spread of the velocities struck within each excerpt.
-
-    ``prediction`` and ``target`` ``[B, T, 88]`` (target: velocity/127 on the widened onset
-    frames, 0 elsewhere). The squared error at an excerpt's struck positions splits into
-    a difference of means, a difference of spreads and a disagreement of order. Against
-    the absolute velocities of many pianos, at random levels (``--equaliser``), the mean is
-    not knowable from one excerpt, and the squared error teaches a hedge that also blurs
-    the order. This loss adds, with the squared error kept for the mean:
-
-    * **order** — RankNet: every pair whose true velocities differ by more than
-      :data:`VEL_RANK_MARGIN` adds ``softplus(−k·(v̂_louder − v̂_softer))`` (mean over
-      pairs; ``k``: :data:`VEL_RANK_SCALE`), blind to the offset;
-    * **spread** — ``(σ̂ − σ)² / s²`` of the excerpt's estimates against its true
-      velocities (``s``: :data:`VEL_RANK_SPREAD`): RankNet alone rewards ever larger gaps
-      (measured: the estimates' standard deviation grew from 0.21 to 0.36 of the range in
-      200 updates and velocity R² fell from 0.81 to 0.38). Ranking standardised estimates
-      instead improved the order less and let the spread and the mean drift further, and a
-      term on the mean as well held the loss near 2.8, the hedge again (docs/experiments.md §11).
-
-    Mean over the excerpts that have a pair to rank (0 without).
-    """
-    losses = []
-    for predicted, true in zip(prediction, target, strict=True):
-        struck = true > 0
-        values, truth = predicted[struck], true[struck]
-        if len(values) > VEL_RANK_MAX_POSITIONS:  # an evenly spread, deterministic subset
-            keep = torch.linspace(0, len(values) - 1, VEL_RANK_MAX_POSITIONS, device=values.device).long()
-            values, truth = values[keep], truth[keep]
-        louder = (truth[:, None] - truth[None, :]) > VEL_RANK_MARGIN
-        if louder.any():
-            order = F.softplus(-VEL_RANK_SCALE * (values[:, None] - values[None, :])[louder]).mean()
-            losses.append(order + (values.std() - truth.std()) ** 2 / VEL_RANK_SPREAD**2)
-    return torch.stack(losses).mean() if losses else prediction.sum() * 0.0
-
-
-def to_float_tensor(labels: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Torch version of :func:`pianomtl.core.targets.to_float` (no numpy round trip)."""
-    from pianomtl.core.targets import LABEL_SLICES
-
-    scale = {"vel": 1 / 127, "sus": 1 / 127}
-    return {t: labels[..., LABEL_SLICES[t]].float() * scale.get(t, 1.0) for t in TASKS}
 
 
 def evaluate_recordings(
@@ -290,40 +97,6 @@ def selection_score(scores: dict[str, float]) -> float:
     """How a run's validation result is ranked for ``best.pt``: mean of the five measures."""
     values = [scores[t] if math.isfinite(scores[t]) else 0.0 for t in TASKS]
     return float(np.mean(values))
-
-
-def freeze_parameters(model: torch.nn.Module, prefixes: str) -> list[str]:
-    """Stop training the parameters whose names start with one of ``prefixes`` (comma-separated).
-
-    Returns the frozen names; a prefix that names no parameter is an error (a typo would
-    otherwise silently train everything).
-    """
-    wanted = [prefix.strip() for prefix in prefixes.split(",") if prefix.strip()]
-    frozen: list[str] = []
-    for prefix in wanted:
-        matches = [
-            name for name, _ in model.named_parameters() if name == prefix or name.startswith(prefix.rstrip(".") + ".")
-        ]
-        if not matches:
-            raise ValueError(f"--freeze {prefix!r} matches no parameter of this model")
-        frozen += matches
-    for name, parameter in model.named_parameters():
-        if name in frozen:
-            parameter.requires_grad_(False)
-    return frozen
-
-
-def frozen_modules(model: torch.nn.Module, prefixes: str) -> list[torch.nn.Module]:
-    """The submodules named exactly by a ``--freeze`` prefix (e.g. ``stem``), run in evaluation mode in training.
-
-    Why: a frozen part is a fixed feature extractor. Its dropout and noise layers were
-    regularisation for its own weights, which no longer change; left on, they would feed
-    the trained part noisier features than it sees at inference — and they cost about
-    half of a frozen front end's forward pass. A prefix that names only some parameters
-    (``dense.dense.on``'s weight) freezes them but leaves the module's mode alone.
-    """
-    names = dict(model.named_modules())
-    return [names[prefix] for prefix in (p.strip().rstrip(".") for p in prefixes.split(",")) if prefix in names]
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -382,51 +155,6 @@ def check_run_folder(config: TrainConfig, resume: bool, must_resume: bool = Fals
         )
     if resume and must_resume and not present:
         raise RunFolderError(f"{out}: nothing to resume (no checkpoint.pt or result.json); leave out --resume")
-
-
-def load_initial_weights(model: torch.nn.Module, path: str | Path, report: bool = True) -> int:
-    """Copy the weights of a checkpoint or bundle into ``model`` (fine-tuning starts here).
-
-    Same architecture: every tensor is copied (strictly). A different one (warm start,
-    e.g. a sequence model from a hard-sharing stem): the tensors whose name and shape
-    match are copied, the rest keep their fresh initialisation, and the count is
-    printed; :class:`ValueError` if none match. Returns the number of tensors copied.
-    """
-    from pianomtl.transcription.model_file import read_model_file
-
-    state = read_model_file(path)
-    own = model.state_dict()
-    if state["model_config"] == model.config.to_dict():
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as error:
-            raise ValueError(
-                f"{path}: weights do not fit its own model config ({str(error).splitlines()[0]})"
-            ) from None
-        return len(own)
-    try:
-        source = ModelConfig.from_dict(state["model_config"]).label()
-    except (ValueError, TypeError):  # an architecture this version does not know
-        source = str(state["model_config"].get("name", "unknown architecture"))
-    matching = {
-        name: tensor
-        for name, tensor in state["model"].items()
-        if isinstance(tensor, torch.Tensor) and name in own and own[name].shape == tensor.shape
-    }
-    if not matching:
-        raise ValueError(
-            f"{path}: none of its {len(state['model'])} tensors ({source}) matches this run's model "
-            f"({model.config.label()}) by name and shape; nothing to start from"
-        )
-    with torch.no_grad():
-        for name, tensor in matching.items():
-            own[name].copy_(tensor)
-    if report:
-        tqdm.write(
-            f"init-from {path}: copied {len(matching)} of {len(own)} tensors of this run's {model.config.label()} "
-            f"model from {source} (same name and shape); the other {len(own) - len(matching)} start fresh"
-        )
-    return len(matching)
 
 
 class Run:
@@ -752,3 +480,32 @@ def launch(config: TrainConfig, resume: bool = False, nproc: int = 1) -> tuple[d
         finally:
             distributed.shutdown()
     return train(config, resume=resume), True
+
+
+__all__ = [
+    "DEFAULT_LAMBDAS",
+    "LOCK_NAME",
+    "LR_SCHEDULES",
+    "OPTIMIZERS",
+    "RUN_FILES",
+    "VEL_RANK_MARGIN",
+    "VEL_RANK_MAX_POSITIONS",
+    "VEL_RANK_SCALE",
+    "VEL_RANK_SPREAD",
+    "Diverged",
+    "Run",
+    "RunFolderError",
+    "TrainConfig",
+    "check_run_folder",
+    "evaluate_recordings",
+    "freeze_parameters",
+    "frozen_modules",
+    "launch",
+    "load_initial_weights",
+    "make_optimizer",
+    "selection_score",
+    "task_losses",
+    "to_float_tensor",
+    "train",
+    "velocity_ranking_loss",
+]

@@ -15,7 +15,7 @@ folder, settings shared by every run, the grid and, optionally, the seeds::
 Keys (in ``fixed``, as ``grid`` axes, or in ``combos``): ``model`` (hard,
 cross-stitch), ``gradient`` (full, detached), ``init`` (balanced, imbalanced),
 ``lambda_on`` … ``lambda_sus`` (task weights λ, default 1), and any field of
-:class:`pianomtl.train.loop.TrainConfig` (``lr``, ``steps``, ``batch_size``, ``seed``,
+:class:`pianomtl.train.config.TrainConfig` (``lr``, ``steps``, ``batch_size``, ``seed``,
 ``restarts`` …). The settings are the Cartesian product of the ``grid`` axes, times
 the ``combos`` list when given (for grids that are not products, such as the 11 λ
 rows of Table I). Each setting trains in ``out/<name>``, its name made from its
@@ -54,7 +54,7 @@ from pathlib import Path
 
 from pianomtl.constants import TASKS
 from pianomtl.core.files import write_json_atomic
-from pianomtl.train.loop import DEFAULT_LAMBDAS, TrainConfig, train
+from pianomtl.train.config import DEFAULT_LAMBDAS, TrainConfig
 
 MODEL_KEYS = ("model", "gradient", "init", "small", "large", "head")
 LAMBDA_KEYS = tuple(f"lambda_{t}" for t in TASKS)
@@ -300,6 +300,8 @@ def run_state(config: TrainConfig) -> tuple[str, list[str]]:
 
 def _train_worker(config: dict) -> dict:
     """Process-pool entry: train one run (resuming), return a short summary."""
+    from pianomtl.train.loop import train  # torch: only in the processes that train
+
     result = train(TrainConfig(**config), resume=True)
     return {"status": result["status"], "validation": result.get("validation", {})}
 

@@ -36,14 +36,14 @@ import numpy as np
 
 from pianomtl.constants import BINARY_TASKS, TASKS
 from pianomtl.core.files import atomic_write, write_text_atomic
-from pianomtl.train.loop import OPTIMIZERS
+from pianomtl.train.config import OPTIMIZERS
 from pianomtl.train.sweep import LAMBDA_KEYS, TRAIN_KEYS, Setting, format_value, read_result
 
 FAMILY_TITLES = {"hard": "Hard sharing", "cross-stitch": "Cross-stitch"}
 PAPER_TABLES = {("hard", 0.01): "I", ("hard", 0.05): "II", ("cross-stitch", 0.01): "III", ("cross-stitch", 0.05): "IV"}
 TYPE_NAMES = {"detached": "Det", "full": "Full"}
 INIT_NAMES = {"balanced": "Bal", "imbalanced": "Imb"}
-OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam"}  # a title for each of loop.OPTIMIZERS
+OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam"}  # a title for each of config.OPTIMIZERS
 MEASURE_HEADERS = {"on": "On F1", "int": "Int F1", "off": "Off F1", "vel": "Vel R²", "sus": "Sus R²"}
 
 UNSTABLE = "-"
@@ -355,9 +355,9 @@ def run_alphas(folder: Path) -> tuple[list, int | None] | None:
     checkpoint = folder / "checkpoint.pt"
     if not checkpoint.exists():
         return None
-    from pianomtl.train.evaluate import load_model
+    from pianomtl.train.evaluate import load_for_evaluation
 
-    model, info = load_model(checkpoint)
+    model, info = load_for_evaluation(checkpoint)
     alphas = list(model.alphas())
     return (alphas, info.get("step")) if alphas else None
 

@@ -71,6 +71,72 @@ def needs_whole_recording(model: Any) -> bool:
     return bool(getattr(model, "recurrent", False)) and not carries_state(model)
 
 
+class NetworkStep:
+    """One forward pass of a network on ``[rows, 144]`` features → probabilities and values ``[frames, width]``.
+
+    The one network step of offline, chunked and live inference (:func:`run_model`,
+    :class:`~pianomtl.transcription.stream.Stream`): called with or without a recurrent
+    model's state, ``on``/``int``/``off`` logits through the sigmoid (torch's for a torch
+    model, :func:`sigmoid` for arrays), every head as float32 numpy. ``model``: a torch
+    module (run on ``device`` under inference mode, in bfloat16 autocast with
+    ``precision="bf16"``) or anything called on numpy arrays (an
+    :class:`~pianomtl.transcription.onnx_model.OnnxModel`).
+    """
+
+    def __init__(self, model: Any, device: Any = "cpu", precision: str = "fp32") -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; choose from {PRECISIONS}")
+        self.model = model
+        self.device = device
+        self.torch = is_torch_module(model)
+        if precision != "fp32" and not self.torch:
+            raise ValueError(f"precision {precision!r} needs the torch backend")
+        self.bf16 = precision == "bf16"
+        self.stateful = carries_state(model)
+
+    def initial_state(self) -> Any:
+        """A recurrent model's state before the first frame (``None`` for a stateless model)."""
+        if not self.stateful:
+            return None
+        if self.torch:
+            import torch
+
+            with torch.inference_mode():
+                return self.model.initial_state(1)
+        return self.model.initial_state(1)
+
+    def __call__(self, rows: np.ndarray, state: Any = None) -> tuple[dict[str, np.ndarray], Any]:
+        """``(outputs by task, the state after these rows)`` for one window of input rows."""
+        if self.torch:
+            import torch
+
+            with torch.inference_mode():
+                x = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).unsqueeze(0).to(self.device)
+                device_type = torch.device(self.device).type
+                with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.bf16):
+                    if self.stateful:
+                        result, state = self.model.forward_with_state(x, state)
+                    else:
+                        result = self.model(x)
+                outputs = {}
+                for task in TASKS:
+                    value = result[task][0]
+                    if task in BINARY_TASKS:
+                        value = torch.sigmoid(value)
+                    outputs[task] = value.float().cpu().numpy()
+            return outputs, state
+        x = np.ascontiguousarray(rows, dtype=np.float32)[None]
+        if self.stateful:
+            result, state = self.model.forward_with_state(x, state)
+        else:
+            result = self.model(x)
+        outputs = {}
+        for task in TASKS:
+            value = np.asarray(result[task][0], dtype=np.float32)
+            outputs[task] = sigmoid(value) if task in BINARY_TASKS else value
+        return outputs, state
+
+
 def _chunk_frames(model: Any, chunk_frames: int, n_frames: int) -> int:
     return max(n_frames, 1) if needs_whole_recording(model) else chunk_frames
 
@@ -259,69 +325,20 @@ def _run_windows(
     total: Callable[[int], int],
     progress: Callable[[int, int], None] | None,
 ) -> None:
-    if is_torch_module(model):
-        _run_torch(model, windows, outputs, device, precision == "bf16", total, progress)
-    else:
-        if precision != "fp32":
-            raise ValueError(f"precision {precision!r} needs the torch backend")
-        _run_arrays(model, windows, outputs, total, progress)
-
-
-def _run_torch(
-    model: Any,
-    windows: Any,
-    outputs: _Outputs,
-    device: Any,
-    bf16: bool,
-    total: Callable[[int], int],
-    progress: Callable[[int, int], None] | None = None,
-) -> None:
-    import torch
-
-    device_type = torch.device(device).type
-    was_training = model.training
-    model.eval()
-    stateful = carries_state(model)
+    """Each window through :class:`NetworkStep`, the state carried from one to the next."""
+    step = NetworkStep(model, device, precision)
+    was_training = getattr(model, "training", False) if step.torch else False
+    if step.torch:
+        model.eval()
     try:
-        with torch.inference_mode():
-            state = model.initial_state(1) if stateful else None
-            for start, frames, window in windows:
-                x = torch.from_numpy(window).unsqueeze(0).to(device)
-                with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-                    if stateful:
-                        result, state = model.forward_with_state(x, state)
-                    else:
-                        result = model(x)
-                for task in TASKS:
-                    value = result[task][0]
-                    if task in BINARY_TASKS:
-                        value = torch.sigmoid(value)
-                    outputs.store(task, start, value.float().cpu().numpy())
-                del result
-                if progress is not None:
-                    progress(start + frames, total(start + frames))
+        state = step.initial_state()
+        for start, frames, window in windows:
+            result, state = step(window, state)
+            for task in TASKS:
+                outputs.store(task, start, result[task])
+            del result
+            if progress is not None:
+                progress(start + frames, total(start + frames))
     finally:
-        model.train(was_training)
-
-
-def _run_arrays(
-    model: Any,
-    windows: Any,
-    outputs: _Outputs,
-    total: Callable[[int], int],
-    progress: Callable[[int, int], None] | None = None,
-) -> None:
-    """The same loop for a model that takes and returns numpy arrays (onnxruntime): no torch."""
-    stateful = carries_state(model)
-    state = model.initial_state(1) if stateful else None
-    for start, frames, window in windows:
-        if stateful:
-            result, state = model.forward_with_state(window[None], state)
-        else:
-            result = model(window[None])
-        for task in TASKS:
-            value = np.asarray(result[task][0], dtype=np.float32)
-            outputs.store(task, start, sigmoid(value) if task in BINARY_TASKS else value)
-        del result
-        if progress is not None:
-            progress(start + frames, total(start + frames))
+        if step.torch:
+            model.train(was_training)

@@ -32,10 +32,10 @@ from typing import Any
 
 import torch
 
+from pianomtl.constants import ASSETS
 from pianomtl.core.files import atomic_write
 from pianomtl.transcription.decoders import DecoderParams
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_BUNDLE = ASSETS / "default.pt"
 BUNDLE_FORMAT = "pianomtl-model-bundle"
 BUNDLE_VERSION = 1
@@ -178,11 +178,24 @@ def convert_legacy_file(source: str | Path, destination: str | Path) -> Path:
 def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[Any, DecoderParams, dict]:
     """``(model in eval mode on device, decoder parameters, metadata)`` from a model file.
 
-    ``path=None`` loads the bundled default. Raises :class:`ModelFileError` (one
-    line) for a missing, corrupt or mismatched file.
+    ``path=None`` loads the bundled default: ``assets/default.pt`` where it exists (a
+    checkout), else the same network rebuilt from ``assets/default.onnx`` (the wheel ships
+    the model once, as ONNX: :func:`~pianomtl.transcription.export.torch_model_from_onnx`,
+    weights bit-equal). Raises :class:`ModelFileError` (one line) for a missing, corrupt
+    or mismatched file.
     """
     from pianomtl.models.registry import ModelConfig, build_model
 
+    if path is None and not DEFAULT_BUNDLE.is_file():
+        from pianomtl.transcription.export import torch_model_from_onnx
+        from pianomtl.transcription.onnx_model import DEFAULT_ONNX
+
+        if DEFAULT_ONNX.is_file():
+            try:
+                model, decoder, metadata = torch_model_from_onnx(DEFAULT_ONNX)
+            except ValueError as error:
+                raise ModelFileError(_first_line(error)) from None
+            return model.to(device).eval(), decoder, metadata
     path = Path(path) if path is not None else DEFAULT_BUNDLE
     state = read_model_file(path)
     try:

@@ -24,14 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from pianomtl.constants import ONNX_INPUT, ONNX_NEXT, ONNX_STATE_BATCH, TASKS
+from pianomtl.constants import ASSETS, ONNX_INPUT, ONNX_NEXT, ONNX_STATE_BATCH, TASKS
 from pianomtl.transcription.decoders import DecoderParams
 
 METADATA_DECODER = "pianomtl.decoder"
 METADATA_CONFIG = "pianomtl.model_config"
 METADATA_INFO = "pianomtl.metadata"
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_ONNX = ASSETS / "default.onnx"
 
 

@@ -27,7 +27,6 @@ same result; torch is imported only when a torch backend or model file is asked 
 
 from __future__ import annotations
 
-import io
 import math
 import sys
 import warnings
@@ -36,15 +35,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import soundfile as sf
 
 from pianomtl.constants import N_BINS, SAMPLE_RATE
-from pianomtl.core.audio import AudioError, check_sample_rate, is_audio_source, open_audio, prepare_array, source_name
+from pianomtl.core.audio import (
+    AudioError,
+    BlockResampler,
+    check_sample_rate,
+    is_audio_source,
+    open_audio,
+    prepare_array,
+    read_blocks,
+    source_name,
+)
 from pianomtl.core.features import StreamingSpectrogram, frame_count
-from pianomtl.extras import require, torch_available
+from pianomtl.transcription.backends import (  # re-exported: where they were
+    BACKENDS,
+    default_backend,
+    load_network,
+    resolve_model,
+)
 from pianomtl.transcription.decoders import DecoderOptions, DecoderParams, decode, merge_decoder
 from pianomtl.transcription.inference import (
-    PRECISIONS,
     FeedCancelled,
     FrameFeed,
     default_chunk_frames,
@@ -52,13 +63,11 @@ from pianomtl.transcription.inference import (
     run_model,
 )
 from pianomtl.transcription.result import Transcription
+from pianomtl.transcription.stream import Stream
 
 if TYPE_CHECKING:
     import torch
 
-    from pianomtl.transcription.stream import Stream
-
-BACKENDS = ("torch", "onnxruntime")
 READ_BLOCK_SECONDS = 20.0
 
 
@@ -80,42 +89,29 @@ def file_features(
     block as they are computed (a network may already run on them, see
     :meth:`Transcriber.__call__`) and the returned spectrogram is empty; the feed is not closed here.
     """
-    import soxr
-
     handle = open_audio(path)  # also bytes, file objects, pipes
     path = source_name(path)  # how messages name it
     with handle:
         rate, declared = handle.samplerate, handle.frames
         block = max(1, int(READ_BLOCK_SECONDS * rate))
-        resampler = None
-        if rate != SAMPLE_RATE:
-            resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        resampler = BlockResampler(rate, path)
         expected = frame_count(math.ceil(declared * SAMPLE_RATE / rate)) if declared > 0 else 0
         spectrogram = StreamingSpectrogram(device, expected_frames=0 if feed is not None else expected)
         if feed is not None:
             feed.expect(expected)
         read, peak = 0, 0.0
-        while True:
-            try:
-                samples = handle.read(block, dtype="float32", always_2d=True)
-            except (sf.LibsndfileError, RuntimeError) as error:
-                raise AudioError(f"{path}: not a readable audio file ({error})") from None
-            last = len(samples) < block
+        for samples, last in read_blocks(handle, block, path):
             read += len(samples)
             mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
             if not np.all(np.isfinite(mono)):
                 raise AudioError(f"{path}: contains NaN or infinite samples")
             if len(mono):
                 peak = max(peak, float(np.max(np.abs(mono))))
-            if resampler is not None:
-                mono = resampler.resample_chunk(mono, last=last)
-            spectrogram.push(mono)
+            spectrogram.push(resampler(mono, last=last))
             if feed is not None:
                 feed.put(spectrogram.take())
             if progress is not None:
                 progress(read, max(declared, 0))
-            if last:
-                break
     if read == 0:
         raise AudioError(f"{path}: contains no samples")
     if read < declared:
@@ -138,86 +134,6 @@ def array_features(
     spectrogram.push(mono)
     duration = len(mono) / SAMPLE_RATE
     return spectrogram.finish(), duration
-
-
-# -- models -------------------------------------------------------------------------------
-
-
-def _is_onnx_path(model: Any) -> bool:
-    return isinstance(model, str | Path) and Path(model).suffix.lower() == ".onnx"
-
-
-def _onnx_threads(threads: int = 0) -> int:
-    """onnxruntime's thread count: ``threads``, else torch's setting when torch is loaded (0: onnxruntime's default)."""
-    torch = sys.modules.get("torch")
-    return threads or (torch.get_num_threads() if torch is not None else 0)
-
-
-def default_backend(model: Any = None, device: str | torch.device = "cpu", precision: str = "fp32") -> str:
-    """The backend ``backend=None`` picks.
-
-    ``onnxruntime`` for ONNX models, and for the bundled model on the CPU in float32
-    (its ``default.onnx``): the same activations as torch (within 1e-6), several seconds
-    less start-up (no torch import) and no slower per minute of audio
-    (``benchmarks/RESULTS.md``, section 8), and the only choice in the lean install.
-    ``torch`` for torch model files and modules, other devices, and ``precision="bf16"``.
-    """
-    from pianomtl.transcription.onnx_model import OnnxModel, has_default_onnx
-
-    if isinstance(model, OnnxModel) or _is_onnx_path(model):
-        return "onnxruntime"
-    if model is None and precision == "fp32" and str(device).split(":")[0] == "cpu":
-        if has_default_onnx() or not torch_available():
-            return "onnxruntime"
-    return "torch"
-
-
-def resolve_model(
-    model: Any = None, device: str | torch.device = "cpu", backend: str | None = None, threads: int = 0
-) -> tuple[Any, DecoderParams, dict]:
-    """``(runnable model, decoder parameters, metadata)`` for what ``transcribe`` accepts.
-
-    ``model``: ``None`` (the bundled default), a path to a bundle, training
-    checkpoint or ``.onnx`` file, a loaded torch module (moved to ``device``; decoder defaults) or an
-    :class:`~pianomtl.transcription.onnx_model.OnnxModel`. ``backend=None``: :func:`default_backend`.
-    With ``backend="onnxruntime"`` the bundled model is its ``default.onnx``, and any
-    other torch model is exported to ONNX in memory first; with ``backend="torch"`` the
-    bundled model is ``default.pt``. ``threads``: onnxruntime's
-    CPU threads (0: torch's setting if torch is loaded, else onnxruntime's default).
-    Torch models need the ``[torch]`` extra (:class:`~pianomtl.extras.MissingExtraError` says so).
-    """
-    from pianomtl.transcription.onnx_model import OnnxModel, has_default_onnx, load_onnx_model
-
-    backend = backend or default_backend(model, device)
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
-    if isinstance(model, OnnxModel):
-        return model, model.decoder, {**model.metadata, "format": "onnx"}
-    if _is_onnx_path(model):
-        if backend != "onnxruntime":
-            raise ValueError(f"{model}: an ONNX model needs backend='onnxruntime'")
-        return load_onnx_model(model, threads=_onnx_threads(threads))
-    if backend == "onnxruntime" and model is None and has_default_onnx():
-        return load_onnx_model(None, threads=_onnx_threads(threads))
-    if model is None:
-        require("torch", "the torch backend", "torch")
-    elif isinstance(model, str | Path):
-        require("torch", f"loading {model} (a torch model file)", "torch")
-    import torch
-
-    from pianomtl.transcription.model_file import load_model
-
-    if isinstance(model, torch.nn.Module):
-        network, decoder, metadata = model, DecoderParams(), {"format": "module"}
-    else:
-        network, decoder, metadata = load_model(model, device="cpu" if backend == "onnxruntime" else device)
-    if backend == "onnxruntime":
-        require("onnx", "exporting a torch model for onnxruntime", "torch")
-        from pianomtl.transcription.export import export_onnx
-
-        buffer = export_onnx(network, io.BytesIO(), decoder=decoder, metadata=metadata)
-        return OnnxModel(buffer.getvalue(), threads=_onnx_threads(threads)), decoder, metadata
-    return network.to(device), decoder, metadata
 
 
 class Transcriber:
@@ -261,19 +177,12 @@ class Transcriber:
         **decoder_options: Any,
     ) -> None:
         DecoderParams.check_names(decoder_options)  # a typo fails before the model loads
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; choose from {PRECISIONS}")
-        backend = backend or default_backend(model, device, precision)
-        self.model, default_decoder, self.metadata = resolve_model(model, device, backend, threads=threads)
-        from pianomtl.transcription.onnx_model import OnnxModel
-
-        self.backend = "onnxruntime" if isinstance(self.model, OnnxModel) else "torch"
-        self.device = device if self.backend == "torch" else "cpu"
-        self.decoder: DecoderParams = merge_decoder(default_decoder, decoder, **decoder_options)
+        loaded = load_network(model, device, backend, precision, threads)
+        self.model, self.metadata = loaded.model, loaded.metadata
+        self.backend, self.device = loaded.backend, loaded.device
+        self.decoder: DecoderParams = merge_decoder(loaded.decoder, decoder, **decoder_options)
         """The decoder used for every recording (the model's own, with the options given applied)."""
         self.chunk_frames = chunk_frames or default_chunk_frames(self.device)
-        if precision != "fp32" and self.backend != "torch":
-            raise ValueError(f"precision {precision!r} needs the torch backend")
         self.precision = precision
 
     def features(
@@ -300,8 +209,6 @@ class Transcriber:
     def stream(self, rate: float = SAMPLE_RATE, channels: int = 1, **options: Any) -> Stream:
         """A live :class:`~pianomtl.transcription.stream.Stream` with this model and decoder
         (``options``: ``lookahead``, ``early_threshold``, ``decoder``)."""
-        from pianomtl.transcription.stream import Stream
-
         return Stream(rate, channels, transcriber=self, **options)
 
     def activations(
@@ -476,4 +383,13 @@ def transcribe(
     return transcriber(audio, sr=sr, keep_activations=keep_activations)
 
 
-__all__ = ["DecoderParams", "Transcriber", "Transcription", "file_features", "transcribe"]
+__all__ = [
+    "BACKENDS",
+    "DecoderParams",
+    "Transcriber",
+    "Transcription",
+    "default_backend",
+    "file_features",
+    "resolve_model",
+    "transcribe",
+]

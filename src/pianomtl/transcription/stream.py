@@ -13,13 +13,14 @@ Every stage runs incrementally, and what it computes equals the offline pipeline
 * **Features** — the project's one framer
   (:class:`~pianomtl.core.features.StreamingSpectrogram`): a frame is computed as soon
   as its last sample arrives (2048 samples, 46 ms, after its centre). Other rates are
-  resampled block by block (``soxr.ResampleStream``, as the file reader does), after
-  averaging the channels.
+  resampled block by block (:class:`~pianomtl.core.audio.BlockResampler`, the file
+  reader's), after averaging the channels.
 * **Network** — for each new frame ``f`` the network sees frames ``f−10 … f``, so
   frame ``f−5`` gets its *exact* outputs (the same 11-frame window as offline, the
   first frame repeated before the start, the last one after the end at
   :meth:`Stream.close`). A recurrent model (``recurrent`` / ``forward_with_state``)
-  carries its state from frame to frame.
+  carries its state from frame to frame. Each pass is the offline runner's
+  :class:`~pianomtl.transcription.inference.NetworkStep`.
 * **Decoder** — :class:`~pianomtl.transcription.causal.CausalDecoder`, the offline
   threshold decoder decided frame by frame: on the exact outputs its notes and pedal
   are exactly the offline ones.
@@ -65,13 +66,14 @@ from typing import Any
 
 import numpy as np
 
-from pianomtl.constants import BINARY_TASKS, CONTEXT, FPS, MIN_KEY, N_BINS, N_KEYS, SAMPLE_RATE, TASKS
-from pianomtl.core.audio import MAX_FILE_CHANNELS, check_sample_rate, integers_to_float
+from pianomtl.constants import CONTEXT, FPS, MIN_KEY, N_BINS, N_KEYS, SAMPLE_RATE
+from pianomtl.core.audio import MAX_FILE_CHANNELS, BlockResampler, check_sample_rate, integers_to_float
 from pianomtl.core.features import StreamingSpectrogram
 from pianomtl.core.midi import Note, PedalEvent, Performance, write_midi
+from pianomtl.transcription.backends import load_network
 from pianomtl.transcription.causal import CausalDecoder, Decision
 from pianomtl.transcription.decoders import DecoderOptions, DecoderParams, merge_decoder, note_velocity
-from pianomtl.transcription.inference import carries_state, is_torch_module, sigmoid
+from pianomtl.transcription.inference import NetworkStep
 
 DEFAULT_LOOKAHEAD = 3
 """Future frames the early onset detector waits for (60 ms); :data:`CONTEXT` (5) is exact decoding only."""
@@ -134,48 +136,6 @@ class _Sounding:
     velocity: int
     exact_onset: int | None  # the exact decoder's onset it stands for (None: early, unconfirmed)
     crossing: int = -1  # an early note-on's frame where the provisional onset probability crossed
-
-
-class _Network:
-    """One forward pass at a time on ``[rows, 144]`` features → probabilities/values ``[frames, width]``."""
-
-    def __init__(self, model: Any, device: Any) -> None:
-        self.model = model
-        self.device = device
-        self.torch = is_torch_module(model)
-        self.stateful = carries_state(model)
-        if self.torch:
-            model.eval()
-        self.state = model.initial_state(1) if self.stateful else None
-
-    def __call__(self, rows: np.ndarray, state: Any = None) -> tuple[dict[str, np.ndarray], Any]:
-        if self.torch:
-            import torch
-
-            with torch.inference_mode():
-                x = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).unsqueeze(0).to(self.device)
-                if self.stateful:
-                    result, state = self.model.forward_with_state(x, state)
-                else:
-                    result = self.model(x)
-                outputs = {
-                    task: (torch.sigmoid(result[task][0]) if task in BINARY_TASKS else result[task][0])
-                    .float()
-                    .cpu()
-                    .numpy()
-                    for task in TASKS
-                }
-            return outputs, state
-        x = np.ascontiguousarray(rows, dtype=np.float32)[None]
-        if self.stateful:
-            result, state = self.model.forward_with_state(x, state)
-        else:
-            result = self.model(x)
-        outputs = {}
-        for task in TASKS:
-            value = np.asarray(result[task][0], dtype=np.float32)
-            outputs[task] = sigmoid(value) if task in BINARY_TASKS else value
-        return outputs, state
 
 
 @dataclass
@@ -285,11 +245,8 @@ class Stream:
             raise ValueError(
                 f"stream: lookahead must be a whole number of frames from 0 to {CONTEXT}, got {lookahead!r}"
             )
-        if transcriber is None:
-            from pianomtl.transcription.pipeline import Transcriber
-
-            transcriber = Transcriber(model, device=device, decoder=decoder, backend=backend, threads=threads)
-            decoder = None  # applied by the Transcriber
+        if transcriber is None:  # anything with .model, .device and .decoder will do (a Transcriber)
+            transcriber = load_network(model, device=device, backend=backend, threads=threads)
         params = merge_decoder(transcriber.decoder, decoder)  # a dict changes only the options it names
         if params.method != "threshold":
             warnings.warn(
@@ -304,13 +261,12 @@ class Stream:
         )
         self.lookahead = int(lookahead)
         self.device = transcriber.device
-        self.network = _Network(transcriber.model, self.device)
+        self.network = NetworkStep(transcriber.model, self.device)  # the step offline inference runs too
+        if self.network.torch:
+            transcriber.model.eval()
+        self.state = self.network.initial_state()  # a recurrent model's state after the last exact frame
         self.input = _Input(rate, int(channels))
-        self.resampler = None
-        if rate != SAMPLE_RATE:
-            import soxr
-
-            self.resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        self.resampler = BlockResampler(rate, "stream")  # the file reader's resampler
         self.framer = StreamingSpectrogram(self.device)
         self.decoder = CausalDecoder(params)
         self.pending: list[np.ndarray] = []
@@ -417,8 +373,7 @@ class Stream:
     def _push(self, last: bool) -> None:
         mono = np.concatenate(self.pending) if self.pending else np.zeros(0, dtype=np.float32)
         self.pending, self.pending_count = [], 0
-        if self.resampler is not None:
-            mono = self.resampler.resample_chunk(mono, last=last)
+        mono = self.resampler(mono, last=last)
         if len(mono):
             self.framer.push(mono)
         for row in self.framer.take():
@@ -443,14 +398,14 @@ class Stream:
         view: dict[str, np.ndarray] | None = None
         if self.network.stateful:
             if exact_frame >= 0:
-                outputs, state = self.network(self._rows(exact_frame, exact_frame, f), self.network.state)
+                outputs, state = self.network(self._rows(exact_frame, exact_frame, f), self.state)
                 self._exact({task: v[:1] for task, v in outputs.items()})
             first = max(exact_frame, 0)
             if early and last >= first:
-                view, _ = self.network(self._rows(first, last, f), self.network.state)
+                view, _ = self.network(self._rows(first, last, f), self.state)
                 view_first = first
             if exact_frame >= 0:
-                self.network.state = state
+                self.state = state
         else:
             if last < 0:
                 return  # no exact frame and no early frame yet
@@ -467,9 +422,9 @@ class Stream:
         first = max(self.n_frames - CONTEXT, 0)
         if self.n_frames and first < self.n_frames:
             newest = self.n_frames - 1
-            outputs, state = self.network(self._rows(first, newest, newest), self.network.state)
+            outputs, state = self.network(self._rows(first, newest, newest), self.state)
             if self.network.stateful:
-                self.network.state = state
+                self.state = state
             self._exact(outputs)
         self._apply(self.decoder.finish())
         self._retract_unconfirmed(finished=True)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from pianomtl.constants import MAX_KEY, MIN_KEY, SAMPLE_RATE
-from pianomtl.core.files import atomic_write, write_text_atomic
+from pianomtl.core.files import atomic_write, pianomtl_home, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +63,7 @@ def sample_seconds(key: int) -> float:
 
 def default_cache() -> Path:
     """``$PIANOMTL_HOME/web-piano`` (default ``~/.cache/pianomtl/web-piano``)."""
-    return Path(os.environ.get("PIANOMTL_HOME") or Path.home() / ".cache" / "pianomtl").expanduser() / "web-piano"
+    return pianomtl_home() / "web-piano"
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from pianomtl.core.audio import AUDIO_EXTENSIONS
 from pianomtl.transcription.decoders import DecoderParams
 from pianomtl.web.piano import PianoCache
 from pianomtl.web.sessions import DOWNLOADS, SessionError, SessionStore
@@ -60,8 +61,6 @@ STATIC = Path(__file__).parent / "static"
 DEFAULT_MAX_UPLOAD_MB = 200
 FORM_OVERHEAD = 64 * 1024
 """Bytes a multipart body may carry beyond the file itself (boundaries, headers, the file name)."""
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".w64", ".caf", ".au")
-"""What the page's file picker offers (the CLI's folder search; any file soundfile reads is accepted)."""
 MAX_EDITED_BYTES = 64 << 20
 """The largest body of a download with the page's edited notes (JSON, about 80 bytes a note)."""
 LIVE_MAX_BLOCK = 1 << 20
