@@ -351,8 +351,13 @@ only holds notes; treat the pedal output as a rough guess on real pianos.
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, help="training run folder (best.pt, result.json)")
-    parser.add_argument("--cache", required=True)
+    parser.add_argument("--run", help="training run folder (best.pt, result.json)")
+    parser.add_argument("--cache")
+    parser.add_argument(
+        "--field", default=None, metavar="REPORT",
+        help="a `pianomtl field-test --json` report of this model: its table and the field floors go on the card; "
+        "alone (without --run), the card's field section is written or replaced without bundling again",
+    )  # fmt: skip
     parser.add_argument("--out", default="src/pianomtl/assets/default.pt")
     parser.add_argument("--card", default="docs/MODEL_CARD.md")
     parser.add_argument("--version", default="v1")
@@ -366,6 +371,12 @@ def main() -> int:
         "residual read-out that validation showed to hurt, so its head is the front end's again (stated on the card)",
     )
     args = parser.parse_args()
+    if args.field and not args.run:
+        add_field_section(Path(args.card), json.loads(Path(args.field).read_text()))
+        print(f"wrote the field section of {args.card}")
+        return 0
+    if not (args.run and args.cache):
+        parser.error("--run and --cache are required to bundle")
     run = Path(args.run)
     checkpoint = run / "best.pt" if (run / "best.pt").exists() else run / "checkpoint.pt"
     result = json.loads((run / "result.json").read_text()) if (run / "result.json").exists() else {}
@@ -416,9 +427,55 @@ def bundle(args: argparse.Namespace, checkpoint: Path, result: dict, zeroed: lis
     card = Path(args.card)
     card.parent.mkdir(parents=True, exist_ok=True)
     card.write_text(card_text(metadata, report))
+    if args.field:
+        add_field_section(card, json.loads(Path(args.field).read_text()))
     card.with_suffix(".json").write_text(json.dumps({"metadata": metadata, "test": report}, indent=1, default=str))
     print(card.read_text())
     return 0
+
+
+FIELD_HEADING = "## Field test: pianos, rooms and playing never trained on"
+FIELD_FLOORS = {"note": 0.95, "note_offset": 0.80, "note_offset_velocity": 0.60, "frame": 0.88, "pedal": 0.85}
+"""Issue #31's floors on the field test (and at most 1 in 10 pedal-free pieces given pedal)."""
+
+
+def field_section(report: dict) -> str:
+    """The card's field-test section: the per-piano table of ``pianomtl field-test`` and the floors."""
+    from pianomtl.train.field import format_report
+
+    overall = report["all"]
+    wrote, free = (int(x) for x in overall["pedal_free_with_pedal"].split("/"))
+    rows = [
+        f"| {name} | {overall[name] if overall[name] is not None else float('nan'):.4f} | ≥ {floor} | "
+        f"{'met' if overall[name] is not None and overall[name] >= floor else 'MISSED'} |"
+        for name, floor in FIELD_FLOORS.items()
+    ]
+    verdict = "met" if wrote * 10 <= free else "MISSED"
+    rows.append(f"| pedal-free pieces given pedal | {wrote} of {free} | ≤ 1 in 10 | {verdict} |")
+    return (
+        f"{FIELD_HEADING}\n\n`pianomtl field-test` on the field corpus `{report.get('corpus', '')}` "
+        f"(split `{report.get('split', 'test')}`; `pianomtl synth --recipe field`, docs/experiments.md §12): the "
+        "test pieces as played and without pedal, and music with no pedal, on MuseScore's grand and held-out "
+        "instruments of the "
+        "project's two piano engines, through rooms, noise, EQ, compression and lossy codecs.\n\n"
+        + format_report(report)
+        + "\n\n| floor on the field test | measured | floor | |\n|---|---|---|---|\n"
+        + "\n".join(rows)
+        + "\n"
+    )
+
+
+def add_field_section(card: Path, report: dict) -> None:
+    """Write (or replace) the field section of ``card``, before its "Limits" section."""
+    text = card.read_text()
+    if FIELD_HEADING in text:
+        start = text.index(FIELD_HEADING)
+        end = text.find("\n## ", start + len(FIELD_HEADING))
+        text = text[:start] + text[end + 1 :] if end >= 0 else text[:start]
+    section = field_section(report) + "\n"
+    at = text.find("## Limits")
+    text = text[:at] + section + text[at:] if at >= 0 else text.rstrip("\n") + "\n\n" + section
+    card.write_text(text)
 
 
 if __name__ == "__main__":
