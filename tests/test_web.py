@@ -1056,6 +1056,21 @@ def test_practise_in_a_browser(browser, live_server, rendered_clip, tmp_path) ->
     browser.find_element(By.ID, "play").click()
     assert browser.execute_script("return window.pianomtl.playing") is False
 
+    # the keys: , and . step the speed; [ and ] set the loop at the playhead
+    browser.execute_script("document.activeElement.blur()")
+    ActionChains(browser).send_keys(".").perform()
+    assert browser.execute_script("return window.pianomtl.speed") == 0.6
+    ActionChains(browser).send_keys(",", ",").perform()
+    assert browser.execute_script("return [window.pianomtl.speed, document.getElementById('speed').value]") == [
+        0.5,
+        "0.5",
+    ]
+    browser.execute_script("window.pianomtl.api.seek(0.25)")
+    ActionChains(browser).send_keys("[").perform()
+    browser.execute_script("window.pianomtl.api.seek(2.0)")
+    ActionChains(browser).send_keys("]").perform()
+    assert browser.execute_script("const l = window.pianomtl.loop; return [l.a, l.b, l.on]") == [0.25, 2.0, True]
+
     ActionChains(browser).send_keys("?").perform()
     assert browser.find_element(By.ID, "help").is_displayed()
     assert "undo" in browser.find_element(By.ID, "help-table").text
