@@ -56,6 +56,7 @@ from pianomtl.core.scoring import note_scores
 from pianomtl.transcription.decoders import decode
 from pianomtl.transcription.pipeline import Transcriber
 from pianomtl.web import piano as web_piano
+from pianomtl.web import sessions
 from pianomtl.web.server import create_app, listen, page_url, uvicorn_server
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -126,6 +127,16 @@ def as_tuples(notes) -> list[tuple]:
 def offline(transcriber: Transcriber, path: Path) -> list[tuple]:
     result = transcriber(path)
     return [(n.key, round(n.onset, 4), round(n.offset, 4), n.velocity) for n in result.notes]
+
+
+def read_midi_bytes(data: bytes) -> list[tuple[int, int]]:
+    """(key, velocity) of every note of a MIDI file's bytes, in order (read with the project's reader)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "download.mid"
+        path.write_bytes(data)
+        return [(n.key, n.velocity) for n in read_midi(path).notes]
 
 
 def leftovers(root: Path) -> list[Path]:
@@ -306,6 +317,15 @@ def test_score_beats_and_hands_for_the_page(client, rendered_clip) -> None:
 
     assert client.get(payload["score"]["url"]).json() == view  # (kept until the notes change)
     assert client.app.state.store.get(session)._score[0] is current
+    if sessions.TEMPO_MAPS:  # the MIDI download's bars follow the music, as `pianomtl transcribe` writes them
+        import mido
+
+        midi = mido.MidiFile(file=io.BytesIO(client.get(f"/api/sessions/{session}/download/mid").content))
+        tempos = [m for track in midi.tracks for m in track if m.type == "set_tempo"]
+        assert len(tempos) > 1 if payload["metered"] else len(tempos) <= 1
+        assert read_midi_bytes(client.get(f"/api/sessions/{session}/download/mid").content) == [
+            (n["key"], n["velocity"]) for n in payload["notes"]
+        ]
     svg = client.post(f"/api/sessions/{session}/download/svg", json={"notes": payload["notes"]})
     assert svg.status_code == 200 and "<svg" in svg.text[:400]  # (verovio on another worker thread)
     edited = [n for n in payload["notes"] if n["key"] != 60]

@@ -42,7 +42,7 @@ import numpy as np
 from pianomtl.core.audio import AudioError, open_audio, source_name
 from pianomtl.core.midi import Note, PedalEvent
 from pianomtl.extras import require
-from pianomtl.score import analyse, musicxml_text, to_score
+from pianomtl.score import analyse, meter_map, musicxml_text, to_score
 from pianomtl.score import formats as _score_formats  # noqa: F401  (registers musicxml, svg and pdf downloads)
 from pianomtl.score.hands import LEFT
 from pianomtl.score.sheet import NOMINAL_BPM, VEROVIO_OPTIONS
@@ -262,6 +262,8 @@ def music_of(transcription: Transcription) -> dict[str, Any]:
     return data
 
 
+TEMPO_MAPS = any(f.name == "meter" for f in dataclasses.fields(Transcription))
+"""Whether a transcription carries a tempo map for its MIDI file (issue 26: ``Transcription.meter``)."""
 HEAD_SLACK = 0.5
 """Quarters a note head may sit from its quantised start in verovio's timemap (tuplets round there)."""
 SCORE_ENGRAVING = importlib.util.find_spec("music21") is not None and importlib.util.find_spec("verovio") is not None
@@ -541,6 +543,8 @@ class SessionStore:
                 raise SessionError(f"{session.name} is not transcribed yet ({session.state})", 409)
             if edited is not None:
                 current = edited_transcription(current, edited, session.name)
+            if kind == "mid" and TEMPO_MAPS and current.meter is None:  # bars that follow the music, as
+                current = dataclasses.replace(current, meter=meter_map(current))  # `transcribe` writes them
             path = session.folder / f"transcription.{kind}"
             verovio_fonts_here()  # (the svg format engraves with verovio, here on a worker thread)
             current.write(path, kind)
