@@ -1177,24 +1177,33 @@ def socket_bound(host: str):  # type: ignore[no-untyped-def]
 )
 def test_live_websocket_refuses_a_bad_hello_with_a_close_code(first: str | bytes, code: int, tmp_path: Path) -> None:
     pytest.importorskip("httpx")
-    from starlette.testclient import TestClient
-    from starlette.websockets import WebSocketDisconnect
 
-    from pianomtl.transcription.pipeline import Transcriber
-    from pianomtl.web.piano import PianoCache
-    from pianomtl.web.server import create_app
+    def exchange() -> tuple[dict, int]:  # in a child with a time limit: the old server left the client waiting
+        from starlette.testclient import TestClient
+        from starlette.websockets import WebSocketDisconnect
 
-    app = create_app(Transcriber(threads=1), piano=PianoCache(tmp_path / "piano"), temp_root=tmp_path)
-    with TestClient(app) as client, client.websocket_connect("/api/live") as socket:
-        if isinstance(first, bytes):
-            socket.send_bytes(first)
-        else:
-            socket.send_text(first)
-        answer = socket.receive_json()
-        assert answer["type"] == "error" and "JSON object" in answer["error"], answer
-        with pytest.raises(WebSocketDisconnect) as closed:
-            socket.receive_text()
-        assert closed.value.code == code
+        from pianomtl.transcription.pipeline import Transcriber
+        from pianomtl.web.piano import PianoCache
+        from pianomtl.web.server import create_app
+
+        app = create_app(Transcriber(threads=1), piano=PianoCache(tmp_path / "piano"), temp_root=tmp_path)
+        with TestClient(app) as client, client.websocket_connect("/api/live") as socket:
+            if isinstance(first, bytes):
+                socket.send_bytes(first)
+            else:
+                socket.send_text(first)
+            answer = socket.receive_json()
+            try:
+                socket.receive_text()
+            except WebSocketDisconnect as closed:
+                return answer, closed.code
+        return answer, -1
+
+    kind, value = in_child(exchange, timeout=60)
+    assert kind == "ok", value
+    answer, closed_with = value
+    assert answer["type"] == "error" and "JSON object" in answer["error"], answer
+    assert closed_with == code
 
 
 def test_train_out_on_a_read_only_folder_is_one_line(cache: Path, read_only_folder: Path, capsys) -> None:
@@ -1272,6 +1281,11 @@ def test_stale_temporaries_of_a_killed_run_are_removed_by_the_next(
     assert not any(path.exists() for path in stale)
     assert fresh.exists() and alive.exists() and foreign.read_text() == "mine"
     assert (out / "clip.mid").is_file()
+    # and a take of `stream -o` into the folder does the same
+    take = left_over("take.mid", dead.pid)
+    os.utime(take, (old, old))
+    assert _cli("stream", rendered_clip.wav, "-o", out / "take.mid", "--model", tiny_model_file) == 0
+    assert not take.exists() and (out / "take.mid").is_file() and alive.exists()
 
 
 @pytest.mark.parametrize("locked_part", ["file", "folder"])

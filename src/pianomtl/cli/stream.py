@@ -228,6 +228,9 @@ def run(args: argparse.Namespace) -> int:
         problem = _writable(output)
         if problem:  # before the take, not after it
             return error(f"cannot write {output}: {problem}")
+        from pianomtl.core.files import remove_stale_temporaries
+
+        remove_stale_temporaries(output.parent)  # what a take killed mid-write left there
     json_lines = args.json or (output is None and args.midi_port is None)
 
     def one_line_warning(
