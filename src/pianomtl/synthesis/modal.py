@@ -33,7 +33,7 @@ import numpy as np
 
 from pianomtl.constants import MAX_KEY, MIDI_MAX, MIN_KEY, N_KEYS
 from pianomtl.core.midi import Performance
-from pianomtl.synthesis.piano import PianoError, PianoVariant, render
+from pianomtl.synthesis.piano import PianoError, PianoVariant, instrument_fields, render
 from pianomtl.synthesis.salamander import LAYERS, velocity_range
 from pianomtl.synthesis.salamander import SAMPLE_RATE as RATE
 from pianomtl.synthesis.sample_bank import LEVEL_WINDOW_S, SampleBank
@@ -84,7 +84,8 @@ class ModalPiano:
             raise PianoError(f"modal piano: seed must be an integer >= 0, not {self.seed!r}")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name not in ("seed", "mechanics") and not (isinstance(value, (int, float)) and math.isfinite(value)):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if f.name not in ("seed", "mechanics") and not (number and math.isfinite(value)):
                 raise PianoError(f"modal piano: {f.name} must be a finite number, not {value!r}")
         positive = ("inharmonicity", "felt_corner_hz", "felt_slope", "prompt_t60_s", "aftersound_ratio")
         for name in positive:
@@ -126,19 +127,13 @@ class ModalPiano:
         )
 
     def to_json(self) -> str:
-        values = dataclasses.asdict(self)
-        return json.dumps(values, sort_keys=True, separators=(",", ":"))
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> ModalPiano:
-        try:
-            values = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise PianoError(f"modal piano is not JSON ({error})") from None
-        names = {f.name for f in dataclasses.fields(cls)}
-        if not isinstance(values, dict) or set(values) - names or not isinstance(values.get("mechanics", {}), dict):
-            raise PianoError(f"modal piano: unexpected fields in {str(values)[:80]}")
-        mechanics = PianoVariant.from_json(json.dumps(values.pop("mechanics", {})))
+        values = instrument_fields(cls, text, "modal piano", nested=("mechanics",))
+        mechanics_text = json.dumps(values.pop("mechanics", {}))
+        mechanics = PianoVariant(**instrument_fields(PianoVariant, mechanics_text, "modal piano mechanics"))
         return cls(**values, mechanics=mechanics)
 
 

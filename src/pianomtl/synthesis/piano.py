@@ -58,6 +58,7 @@ import numpy as np
 
 from pianomtl.constants import MAX_KEY, MIDI_MAX, MIN_KEY, N_KEYS, PEDAL_DOWN_ABOVE, SAMPLE_RATE
 from pianomtl.core.midi import Performance, next_strike_index
+from pianomtl.synthesis import body
 from pianomtl.synthesis.salamander import FIRST_UNDAMPED_KEY, LAYERS, velocity_range
 from pianomtl.synthesis.salamander import SAMPLE_RATE as RATE
 from pianomtl.synthesis.sample_bank import SampleBank, require_bank
@@ -88,8 +89,6 @@ UNISON_S, UNISON_FADE_S = 3.0, 0.5
 """… for its first 3 s, then faded out over 0.5 s (see :func:`_add_unison`)."""
 BODY_CENTRES = (30, 50, 70, 95)
 """Keys at the centre of the four body/soundboard registers; a voice is split linearly between neighbours."""
-BODY_TAPS = 2048
-BODY_GRID = 8192
 MASTER_GAIN = 0.5
 """Output scale, as FluidSynth's gain in :mod:`pianomtl.synthesis.timbres` (peaks are normalised later anyway)."""
 RESAMPLE_UP, RESAMPLE_DOWN = 441, 320
@@ -173,32 +172,31 @@ class PianoVariant:
 
     @classmethod
     def from_json(cls, text: str) -> PianoVariant:
-        try:
-            values = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise PianoError(f"piano variant is not JSON ({error})") from None
-        names = {f.name for f in dataclasses.fields(cls)}
-        if not isinstance(values, dict) or set(values) - names:
-            unknown = sorted(set(values) - names) if isinstance(values, dict) else values
-            raise PianoError(f"piano variant: unknown fields {unknown}")
-        for name, value in values.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise PianoError(f"piano variant: {name} must be a finite number, not {value!r}")
-        return cls(**values)
+        return cls(**instrument_fields(cls, text, "piano variant"))
+
+
+def instrument_fields(cls: type, text: str, what: str, nested: tuple[str, ...] = ()) -> dict:
+    """The fields of an instrument described by ``text`` (what a corpus CSV's ``instrument`` column holds), checked:
+    JSON, an object, no unknown field, every value a finite number (or, for the ``nested`` fields, an object);
+    else a one-line :class:`PianoError` naming ``what``."""
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise PianoError(f"{what} is not JSON ({error})") from None
+    names = {f.name for f in dataclasses.fields(cls)}
+    if not isinstance(values, dict) or set(values) - names:
+        unknown = sorted(set(values) - names) if isinstance(values, dict) else values
+        raise PianoError(f"{what}: unknown fields {unknown}")
+    for name, value in values.items():
+        if name in nested:
+            if not isinstance(value, dict):
+                raise PianoError(f"{what}: {name} must be an object, not {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise PianoError(f"{what}: {name} must be a finite number, not {value!r}")
+    return values
 
 
 # ---------------------------------------------------------------- a variant, expanded
-
-
-def _minimum_phase(log_magnitude: np.ndarray) -> np.ndarray:
-    """Minimum-phase spectrum (same grid, rfft layout) of a real log-magnitude, by the folded cepstrum."""
-    n = 2 * (len(log_magnitude) - 1)
-    cepstrum = np.fft.irfft(log_magnitude, n)
-    fold = np.zeros(n)
-    fold[0] = cepstrum[0]
-    fold[1 : n // 2] = 2 * cepstrum[1 : n // 2]
-    fold[n // 2] = cepstrum[n // 2]
-    return np.exp(np.fft.rfft(fold))
 
 
 @dataclass
@@ -231,8 +229,8 @@ def expand(variant: PianoVariant) -> Instrument:
     damper_rate = np.where(keys < FIRST_UNDAMPED_KEY, np.log(1000.0) / t60, 0.0)
     bass_decay = variant.bass_decay * np.clip((60 - keys) / 39.0, 0.0, 1.0)
 
-    microphone = _microphone(rng, variant)
-    bodies = _bodies(rng, variant.body_db)
+    microphone = body.microphone(rng, variant)
+    bodies = body.bodies(rng, variant.body_db, len(BODY_CENTRES))
 
     res_rng = np.random.default_rng([variant.seed, 2])
     gain = 10 ** (variant.resonance_db / 20)
@@ -246,11 +244,11 @@ def expand(variant: PianoVariant) -> Instrument:
     # each register's path to the microphone: its body filter plus the always-free top strings' answer
     from scipy.signal import fftconvolve
 
-    length = max(BODY_TAPS, len(bank_top))
+    length = max(body.BODY_TAPS, len(bank_top))
     filters = []
-    for body in bodies:
+    for register in bodies:
         path = np.zeros(length)
-        path[: len(body)] += body
+        path[: len(register)] += register
         path[: len(bank_top)] += bank_top
         filters.append(fftconvolve(microphone, path))
     resonance_rate = float(np.log(1000.0) / (interp_keys(np.array([60]), DAMPER_T60_KEYS, DAMPER_T60_S)[0]))
@@ -258,51 +256,6 @@ def expand(variant: PianoVariant) -> Instrument:
         variant, tuning, gain_db, timbre, damper_rate, bass_decay, voice_unison, np.array(filters, dtype=np.float32),
         bank_damped, resonance_rate / variant.damper_scale,
     )  # fmt: skip
-
-
-def _bodies(rng: np.random.Generator, depth_db: float) -> list[np.ndarray]:
-    """Minimum-phase FIRs (so onsets stay put) with a smooth random log-magnitude per register.
-
-    The envelope is a few cosines over log frequency above 80 Hz (flat below: a body's
-    low resonances are few and broad), scaled to ``depth_db`` standard deviation.
-    """
-    grid = np.fft.rfftfreq(BODY_GRID, 1.0 / RATE)
-    u = np.log2(np.maximum(grid, 80.0) / 80.0) / np.log2(RATE / 2 / 80.0)
-    fade = np.ones(BODY_TAPS)
-    fade[-BODY_TAPS // 8 :] = 0.5 * (1 + np.cos(np.linspace(0, np.pi, BODY_TAPS // 8)))
-    bodies = []
-    for _ in BODY_CENTRES:
-        weights = rng.normal(0.0, 1.0, 5) / np.arange(1, 6) ** 0.5
-        phases = rng.uniform(0, 2 * np.pi, 5)
-        shape = sum(w * np.cos(np.pi * (i + 1) * u + p) for i, (w, p) in enumerate(zip(weights, phases, strict=True)))
-        shape = shape / (np.std(shape) + 1e-12) * depth_db
-        response = np.fft.irfft(_minimum_phase(shape * np.log(10) / 20), BODY_GRID)[:BODY_TAPS] * fade
-        bodies.append(response if depth_db > 0 else np.eye(1, BODY_TAPS)[0])
-    return bodies
-
-
-def _microphone(rng: np.random.Generator, variant: PianoVariant) -> np.ndarray:
-    """Direct sound, early reflections (lid, floor, near walls) and a short diffuse tail.
-
-    The direct-to-reverberant ratio falls with distance, 20·log10(1.5 m / distance) dB
-    (about 1.5 m critical distance for a piano in a living room or studio).
-    """
-    rt60 = max(variant.room_rt60, 0.05)
-    n = int(min(1.2 * rt60, 1.0) * RATE)
-    t = np.arange(n) / RATE
-    tail = rng.standard_normal(n) * np.exp(-np.log(1000.0) * t / rt60)
-    tail[: int(0.008 * RATE)] = 0.0
-    drr_db = 20 * np.log10(1.5 / variant.mic_distance)
-    tail *= np.sqrt(10 ** (-drr_db / 10) / (np.sum(tail**2) + 1e-12))
-    ir = tail
-    ir[0] += 1.0
-    for delay in rng.uniform(0.0015, 0.025, size=5):
-        ir[int(delay * RATE)] += rng.uniform(-0.3, 0.3) * min(1.0, variant.mic_distance / 1.5 + 0.2)
-    # air absorption and the lid's directivity off axis: 1.2 dB per metre lost at 10 kHz (zero phase, very short)
-    size = 2 * len(ir)
-    spectrum = np.fft.rfft(ir, size)
-    spectrum *= 10 ** (-1.2 * variant.mic_distance * (np.fft.rfftfreq(size, 1.0 / RATE) / 10000.0) ** 2 / 20)
-    return np.fft.irfft(spectrum, size)[: len(ir)]
 
 
 # ---------------------------------------------------------------- input checks
