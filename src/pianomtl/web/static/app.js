@@ -936,7 +936,8 @@
     const g = layout(), { x, y } = pointerAt(event);
     if (!gesture) return hover(g, x, y);
     const dx = x - gesture.x0, dy = y - (gesture.y0 || 0);
-    if (Math.abs(dx) > 3 || Math.abs(dy) > 3) gesture.moved = true;
+    const slop = event.pointerType === "touch" ? 10 : 3;  // a tap that shows a note's info must not move it
+    if (Math.abs(dx) > slop || Math.abs(dy) > slop) gesture.moved = true;
     if (!gesture.moved) return;
     const free = event.altKey;
     if (gesture.kind === "pan") {
@@ -1025,7 +1026,9 @@
     gesture = null;
   });
 
-  canvas.addEventListener("pointerleave", () => { if (!gesture) hideTip(); });
+  canvas.addEventListener("pointerleave", (event) => {  // (a finger lifted: the tapped note's info stays)
+    if (!gesture && event.pointerType !== "touch") hideTip();
+  });
 
   function noteInfo(n) {
     const hand = state.hands.colour || state.hands.known ? ` · ${handOf(n) === "L" ? "left" : "right"} hand` : "";
