@@ -263,3 +263,51 @@ def test_type2_is_refused(tmp_path: Path) -> None:
     path = save(tmp_path / "type2.mid", [[on(60, 0), off(60, 480)], [on(62, 0), off(62, 480)]], midi_type=2)
     with pytest.raises(MidiError, match="type 2"):
         read_midi(path)
+
+
+# ---------------------------------------------------------------- what the writer puts in the file (issue #29:
+# mutants of write_midi that every test above let pass)
+
+
+def _messages(path: Path) -> list[mido.Message]:
+    return [m for m in mido.MidiFile(str(path)).tracks[0] if not m.is_meta]
+
+
+def test_writer_clips_velocities_and_pedal_values_into_midi_range(tmp_path: Path) -> None:
+    """A velocity 0 would be a note-off (the note lost) and values past 127 cannot be written: both clipped."""
+    performance = Performance(
+        [Note(60, 0.1, 0.5, 0), Note(62, 0.2, 0.5, 300), Note(64, 0.3, 0.5, 63.6)],  # type: ignore[arg-type]
+        [PedalEvent(0.1, -5), PedalEvent(0.2, 300), PedalEvent(0.3, 64.4)],  # type: ignore[arg-type]
+    )
+    write_midi(tmp_path / "clip.mid", performance)
+    back = read_midi(tmp_path / "clip.mid")
+    assert [(n.key, n.velocity) for n in back.notes] == [(60, 1), (62, 127), (64, 64)]
+    assert [p.value for p in back.pedal] == [0, 127, 64]
+
+
+def test_writer_program_release_velocity_and_the_shortest_note(tmp_path: Path) -> None:
+    performance = Performance([Note(60, 0.5, 0.5, 80)])  # zero length: written one tick long
+    write_midi(tmp_path / "a.mid", performance)
+    messages = _messages(tmp_path / "a.mid")
+    assert [m.program for m in messages if m.type == "program_change"] == [0]  # acoustic grand piano
+    offs = [m for m in messages if m.type == "note_off"]
+    assert len(offs) == 1 and offs[0].velocity == 0 and offs[0].time == 1  # one tick after its note_on
+    note = read_midi(tmp_path / "a.mid").notes[0]
+    assert note.offset - note.onset == pytest.approx(1 / 960, abs=1e-9)  # 960 ticks per second
+    write_midi(tmp_path / "a.mid", performance, program=5)  # overwrites by default
+    assert [m.program for m in _messages(tmp_path / "a.mid") if m.type == "program_change"] == [5]
+
+
+def test_seconds_to_ticks_is_exact_over_long_files() -> None:
+    from pianomtl.core.midi import seconds_to_ticks
+
+    assert seconds_to_ticks(1000.0) == 960_000  # 120 bpm, 480 ticks a beat
+    assert seconds_to_ticks(0.0) == 0 and seconds_to_ticks(1 / 960) == 1
+
+
+def test_note_array_columns() -> None:
+    performance = Performance([Note(60, 0.25, 0.5, 80), Note(64, 1.0, 1.5, 100)])
+    array = performance.note_array()
+    assert array.dtype == np.float64
+    np.testing.assert_array_equal(array, [[60, 0.25, 0.5, 80], [64, 1.0, 1.5, 100]])
+    assert Performance().note_array().shape == (0, 4)
