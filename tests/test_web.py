@@ -916,6 +916,19 @@ def test_inspect_and_correct_in_a_browser(browser, live_server, rendered_clip, t
     ActionChains(browser).move_to_element_with_offset(canvas, *offset_of(browser, x, layout["pedalTop"] + 15)).perform()
     assert wait_for(browser, "window.pianomtl.hover").startswith("sustain pedal (CC64) 127 at 1.60 s")
 
+    # a tap (touch) shows a note's info and selects it, and the info stays when the finger lifts
+    from selenium.webdriver.common.actions import interaction
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.actions.pointer_input import PointerInput
+
+    tap = ActionBuilder(browser, mouse=PointerInput(interaction.POINTER_TOUCH, "finger"))
+    tap.pointer_action.move_to(canvas, *note_centre(browser, 67)).pointer_down().pause(0.1).pointer_up()
+    tap.perform()
+    assert wait_for(browser, "window.pianomtl.hover").startswith("G4 · onset")
+    assert browser.find_element(By.ID, "tip").is_displayed()
+    assert browser.execute_script("return window.pianomtl.selection.size") == 1
+    assert page_notes(browser) == notes  # nothing moved
+
     # select C4 with a click, delete it; undo and redo
     ActionChains(browser).move_to_element_with_offset(canvas, *note_centre(browser, 60)).click().perform()
     assert browser.execute_script("return window.pianomtl.selection.size") == 1
