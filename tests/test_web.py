@@ -289,6 +289,8 @@ def test_download_of_edited_notes(client, transcriber, rendered_clip, tmp_path) 
 def test_score_beats_and_hands_for_the_page(client, rendered_clip) -> None:
     """The payload carries pianomtl.score's hands (and beats where confident); the score endpoint
     engraves the notes (verovio SVG) and places each note's SVG element at its onset in seconds."""
+    if sessions.SCORE_ERROR:
+        pytest.skip(sessions.SCORE_ERROR)
     pytest.importorskip("music21", reason="the score extra is not installed")
     pytest.importorskip("verovio", reason="the score extra is not installed")
     from pianomtl.score import analyse
@@ -907,7 +909,8 @@ def test_inspect_and_correct_in_a_browser(browser, live_server, rendered_clip, t
     c3 = next(n for n in notes if n[0] == 48)
     ActionChains(browser).move_to_element_with_offset(canvas, *note_centre(browser, 48)).perform()
     hover = wait_for(browser, "window.pianomtl.hover")
-    assert hover == f"C3 · onset {c3[1]:.3f} s · {c3[2] - c3[1]:.3f} s long · velocity {c3[3]} · left hand"
+    hand = " · left hand" if sessions.SCORE_ERROR is None else ""  # (the score's hands, when it has them)
+    assert hover == f"C3 · onset {c3[1]:.3f} s · {c3[2] - c3[1]:.3f} s long · velocity {c3[3]}{hand}"
     assert browser.find_element(By.ID, "tip").is_displayed()
     wait_for(browser, "['ready', 'none'].includes(window.pianomtl.scoreState)", timeout=90)
     figure(browser, tmp_path, "web-inspect")
@@ -960,11 +963,14 @@ def test_inspect_and_correct_in_a_browser(browser, live_server, rendered_clip, t
     ActionChains(browser).send_keys("v").perform()
     drawn = next(n for n in page_notes(browser) if n[0] == 70)
     beats = browser.execute_script("return window.pianomtl.beats")
-    assert len(beats) > 4  # (pianomtl.score finds this clip's beats: edits snap to quarters of a beat)
     grid = [a + (b - a) * i / 4 for a, b in itertools.pairwise(beats) for i in range(4)]
-    for time_ in (drawn[1], drawn[2]):
-        assert min(abs(time_ - g) for g in grid) < 1e-3, (time_, grid)
-    assert drawn[1] == pytest.approx(0.1, abs=0.2) and drawn[2] == pytest.approx(0.5, abs=0.2)
+    if sessions.SCORE_ERROR is None:  # pianomtl.score finds this clip's beats: edits snap to quarters of a beat
+        assert len(beats) > 4
+        for time_ in (drawn[1], drawn[2]):
+            assert min(abs(time_ - g) for g in grid) < 1e-3, (time_, grid)
+        assert drawn[1] == pytest.approx(0.1, abs=0.2) and drawn[2] == pytest.approx(0.5, abs=0.2)
+    else:  # no beats: no snapping
+        assert beats == [] and drawn[1] == pytest.approx(0.1, abs=0.01) and drawn[2] == pytest.approx(0.5, abs=0.01)
     velocity = browser.find_element(By.ID, "velocity-value")
     velocity.send_keys(Keys.CONTROL, "a")
     velocity.send_keys("30", Keys.ENTER)
@@ -1002,7 +1008,8 @@ def test_inspect_and_correct_in_a_browser(browser, live_server, rendered_clip, t
         80, 0
     ).release().perform()
     longer = next(n for n in page_notes(browser) if n[0] == 48)
-    assert longer[1] == c3[1] and longer[2] > c3[2] + 0.1 and min(abs(longer[2] - g) for g in grid) < 1e-3
+    assert longer[1] == c3[1] and longer[2] > c3[2] + 0.1
+    assert not grid or min(abs(longer[2] - g) for g in grid) < 1e-3  # (on the grid when there is one)
     edited = page_notes(browser)
     figure(browser, tmp_path, "web-correct")
 
@@ -1116,6 +1123,8 @@ def test_practise_in_a_browser(browser, live_server, rendered_clip, tmp_path) ->
 def test_score_panel_in_a_browser(browser, live_server, rendered_clip, tmp_path) -> None:
     """The score beside the roll (verovio, engraved by the server from the page's notes), the playhead
     on both, the metronome on the beats, a MusicXML download with the edits."""
+    if sessions.SCORE_ERROR:
+        pytest.skip(sessions.SCORE_ERROR)
     pytest.importorskip("music21", reason="the score extra is not installed")
     pytest.importorskip("verovio", reason="the score extra is not installed")
     from music21 import converter

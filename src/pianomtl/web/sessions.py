@@ -42,15 +42,23 @@ import numpy as np
 from pianomtl.core.audio import AudioError, open_audio, source_name
 from pianomtl.core.midi import Note, PedalEvent
 from pianomtl.extras import require
-from pianomtl.score import analyse, meter_map, musicxml_text, to_score
-from pianomtl.score import formats as _score_formats  # noqa: F401  (registers musicxml, svg and pdf downloads)
-from pianomtl.score.hands import LEFT
-from pianomtl.score.sheet import NOMINAL_BPM, VEROVIO_OPTIONS
 from pianomtl.transcription.decoders import DecoderParams, decode
 from pianomtl.transcription.formats import FORMATS
 from pianomtl.transcription.result import Transcription
 
 log = logging.getLogger(__name__)
+
+try:  # beats, hands, the score and its downloads (issue 26); the page works without them
+    from pianomtl.score import analyse, meter_map, musicxml_text, to_score
+    from pianomtl.score import formats as _score_formats  # noqa: F401  (registers musicxml, svg and pdf)
+    from pianomtl.score.hands import LEFT
+    from pianomtl.score.sheet import NOMINAL_BPM, VEROVIO_OPTIONS
+
+    SCORE_ERROR: str | None = None
+except ImportError as error:  # (a broken score room must not take the page down with it)
+    SCORE_ERROR = f"pianomtl.score cannot be imported ({error}): no beats, hands by a split key, no score"
+    log.warning("%s", SCORE_ERROR)
+    VEROVIO_OPTIONS = {}
 
 IDLE_SECONDS = 2 * 3600.0
 """A session nobody has asked about for this long is removed (its tab is long closed)."""
@@ -245,7 +253,10 @@ class Session:
 def music_of(transcription: Transcription) -> dict[str, Any]:
     """What the page needs of :mod:`pianomtl.score` for practising: ``hands`` ("L"/"R" per note, in order)
     and, where the beats are confident, ``beats`` and ``downbeats`` (seconds, from 0 past the end),
-    ``tempo`` (bpm) and ``beats_per_bar``. Unmetered music has hands but no beats (no metronome, no snap)."""
+    ``tempo`` (bpm) and ``beats_per_bar``. Unmetered music has hands but no beats (no metronome, no snap);
+    without :mod:`pianomtl.score` (:data:`SCORE_ERROR`) nothing."""
+    if SCORE_ERROR is not None:
+        return {}
     analysis = analyse(transcription, warn=False)
     data: dict[str, Any] = {"hands": ["L" if hand == LEFT else "R" for hand in analysis.hands]}
     data["metered"] = analysis.metered
@@ -262,11 +273,11 @@ def music_of(transcription: Transcription) -> dict[str, Any]:
     return data
 
 
-TEMPO_MAPS = any(f.name == "meter" for f in dataclasses.fields(Transcription))
+TEMPO_MAPS = SCORE_ERROR is None and any(f.name == "meter" for f in dataclasses.fields(Transcription))
 """Whether a transcription carries a tempo map for its MIDI file (issue 26: ``Transcription.meter``)."""
 HEAD_SLACK = 0.5
 """Quarters a note head may sit from its quantised start in verovio's timemap (tuplets round there)."""
-SCORE_ENGRAVING = importlib.util.find_spec("music21") is not None and importlib.util.find_spec("verovio") is not None
+SCORE_ENGRAVING = SCORE_ERROR is None and all(importlib.util.find_spec(name) for name in ("music21", "verovio"))
 """Whether the page can show the score (the score extra: music21 builds it, verovio engraves it)."""
 SCORE_PANEL = {
     **VEROVIO_OPTIONS,
@@ -553,6 +564,8 @@ class SessionStore:
     def score(self, session: Session, edited: Any = None) -> dict[str, Any]:
         """The score panel's SVG and note times (:func:`score_view`) of the current notes, or of the
         page's notes when it sends them (``edited``, as for a download)."""
+        if not SCORE_ENGRAVING:
+            raise SessionError(SCORE_ERROR or "the score on the page needs the score extra (music21, verovio)", 404)
         with session.lock:
             current = session.current
             if current is None:
