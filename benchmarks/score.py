@@ -1,6 +1,6 @@
 """Sheet music from a performance, measured against known scores (issue 26).
 
-    python benchmarks/score.py [--bars 16] [--seeds 1] [--first-seed 0] [--audio 2] [--json PATH]
+    python benchmarks/score.py [--bars 16] [--seeds 1] [--first-seed 0] [--audio 3] [--json PATH]
 
 Pieces with a known score come from music21's bundled corpus (Bach chorales — soprano
 and alto are the right hand, tenor and bass the left —, Mozart's K. 545, Joplin's Maple
@@ -48,17 +48,18 @@ from pianomtl.score.sheet import Analysis, analyse
 
 PIECES = (
     ("bach/bwv66.6", None),
+    ("mozart/k545/movement1_exposition", 1),
+    ("schumann_clara/polonaise_op1n1", 1),
     ("bach/bwv269", None),
     ("bach/bwv347", None),
     ("bach/bwv153.1", None),
     ("bach/bwv86.6", None),
     ("bach/bwv40.8", None),
-    ("mozart/k545/movement1_exposition", 1),
     ("joplin/maple_leaf_rag", 1),
-    ("schumann_clara/polonaise_op1n1", 1),
     ("chopin/mazurka06-2", 1),
 )
-"""(music21 corpus name, parts played by the right hand: None = the upper half)."""
+"""(music21 corpus name, parts played by the right hand: None = the upper half). ``--audio N`` renders
+the first N: a chorale, a sonata, a polonaise."""
 
 MUSESCORE_SF3 = Path("/usr/share/sounds/sf3/MuseScore_General.sf3")
 
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--first-seed", type=int, default=0, help="seed of the first performance (0 tuned the constants; 1+ held out)"
     )
-    parser.add_argument("--audio", type=int, default=2, help="pieces also rendered and transcribed (default 2)")
+    parser.add_argument("--audio", type=int, default=3, help="pieces also rendered and transcribed (default 3)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = parser.parse_args(argv)
     from music21 import corpus

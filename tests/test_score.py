@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -248,7 +249,9 @@ def test_transcribe_cli_writes_musicxml_and_a_mapped_midi(rendered_clip, tmp_pat
     out = tmp_path / "out"
     done = subprocess.run(
         [
-            "pianomtl",
+            sys.executable,
+            "-m",
+            "pianomtl.cli",
             "transcribe",
             str(rendered_clip.wav),
             "-o",

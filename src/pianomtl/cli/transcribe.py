@@ -23,6 +23,8 @@ from pianomtl.core.audio import (
 )
 from pianomtl.core.devices import set_torch_threads
 from pianomtl.core.files import remove_stale_temporaries
+from pianomtl.score import formats as _score_formats  # noqa: F401  (registers musicxml, svg and pdf)
+from pianomtl.score import meter_map
 from pianomtl.transcription.formats import FORMATS, lookup
 from pianomtl.transcription.inference import PRECISIONS
 from pianomtl.transcription.onnx_model import ModelRunError
@@ -184,6 +186,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-existing", action="store_true", help="skip inputs whose outputs all exist")
     options.add_decoder_options(parser)
     parser.add_argument(
+        "--no-tempo-map",
+        dest="tempo_map",
+        action="store_false",
+        help="write the MIDI file at a fixed 120 bpm (default: a tempo map, time and key signature that follow "
+        "the music's beats where they are confident)",
+    )
+    parser.add_argument(
         "--threads", type=options.count, default=0, help="CPU threads of torch / onnxruntime (0: default)"
     )
     parser.add_argument(
@@ -317,6 +326,8 @@ def run(args: argparse.Namespace) -> int:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 transcription = transcriber(file, keep_activations="png" in todo)
+                if args.tempo_map and "mid" in todo:  # bars that follow the music (None: not confident)
+                    transcription.meter = meter_map(transcription)
         except ModelRunError as problem:  # the network cannot run at all: every other file would fail the same
             error(str(problem))
             return 2
@@ -329,7 +340,12 @@ def run(args: argparse.Namespace) -> int:
             text = str(warning.message)
             tqdm.write(f"warning: {text if name in text else f'{name}: {text}'}", file=sys.stderr)
         try:
-            _write_outputs(transcription, todo, overwrite=args.overwrite)
+            with warnings.catch_warnings(record=True) as caught:  # the score's (unmetered), one line each
+                warnings.simplefilter("always")
+                _write_outputs(transcription, todo, overwrite=args.overwrite)
+            for warning in caught:
+                text = str(warning.message)
+                tqdm.write(f"warning: {text if name in text else f'{name}: {text}'}", file=sys.stderr)
         except FileExistsError as problem:
             error(f"{name}: {problem} (another process wrote it meanwhile; kept, use --overwrite to replace it)")
             failed += 1
@@ -337,6 +353,10 @@ def run(args: argparse.Namespace) -> int:
         except OSError as problem:
             target = display_name(_user_path(problem.filename, todo)) if problem.filename else "output"
             error(f"{name}: cannot write {target}: {problem.strerror or problem}")
+            failed += 1
+            continue
+        except (RuntimeError, ImportError, ValueError) as problem:  # a score format: no MuseScore, no extra
+            error(f"{name}: {str(problem).strip().splitlines()[0]}")
             failed += 1
             continue
         done += 1

@@ -8,6 +8,7 @@ and type 1 files read the same. This module only turns messages into notes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
 
@@ -160,31 +161,106 @@ def seconds_to_ticks(seconds: float) -> int:
     return round(seconds * TICKS_PER_BEAT * 1e6 / TEMPO_US_PER_BEAT)
 
 
-def write_midi(path: str | Path, performance: Performance, program: int = 0, overwrite: bool = True) -> None:
+MAJOR_KEYS = ("Cb", "Gb", "Db", "Ab", "Eb", "Bb", "F", "C", "G", "D", "A", "E", "B", "F#", "C#")
+MINOR_KEYS = ("Abm", "Ebm", "Bbm", "Fm", "Cm", "Gm", "Dm", "Am", "Em", "Bm", "F#m", "C#m", "G#m", "D#m", "A#m")
+"""Key signatures by number of fifths, -7 (index 0) to +7, as MIDI key-signature events name them."""
+
+
+@dataclass(frozen=True)
+class MeterMap:
+    """Where the beats fall, so that a MIDI file's bars follow the music (issue 26).
+
+    Written by :func:`write_midi` as a tempo map (one tempo event per beat), a time
+    signature (a pickup bar first when the music starts before a downbeat) and a key
+    signature; the notes keep their times in seconds, only their ticks change. The
+    beats come from :mod:`pianomtl.score` (estimated from the notes); this type is here
+    because the MIDI writer, low in the package, must not depend on the estimator.
+    """
+
+    beats: tuple[float, ...]
+    """Every beat in seconds, strictly increasing, starting at 0.0; past the last one the last tempo holds."""
+    beats_per_bar: int = 4
+    first_downbeat: int = 0
+    """Index in :attr:`beats` of the first beat that starts a bar (beats before it: a pickup)."""
+    key_fifths: int = 0
+    """Sharps (positive) or flats (negative) of the key signature, -7 to 7."""
+    key_minor: bool = False
+
+    def __post_init__(self) -> None:
+        beats = np.asarray(self.beats, dtype=np.float64)
+        if len(beats) < 2 or beats[0] != 0.0 or np.any(np.diff(beats) <= 0):
+            raise ValueError("a meter map needs two or more strictly increasing beats starting at 0.0")
+        if not 1 <= self.beats_per_bar <= 16 or not 0 <= self.first_downbeat < len(beats):
+            raise ValueError(f"bad bar: {self.beats_per_bar} beats per bar, first downbeat {self.first_downbeat}")
+        if not -7 <= self.key_fifths <= 7:
+            raise ValueError(f"key signature of {self.key_fifths} fifths")
+
+    @cached_property
+    def _beat_array(self) -> np.ndarray:
+        return np.asarray(self.beats, dtype=np.float64)
+
+    def beat_position(self, seconds: float) -> float:
+        """The (fractional) beat index of a time: linear between beats, the last tempo after them."""
+        beats = self._beat_array
+        index = min(max(int(np.searchsorted(beats, seconds, side="right")) - 1, 0), len(beats) - 2)
+        return index + (seconds - beats[index]) / (beats[index + 1] - beats[index])
+
+    def ticks(self, seconds: float) -> int:
+        return max(round(self.beat_position(seconds) * TICKS_PER_BEAT), 0)
+
+    def meta_events(self) -> list[tuple[int, mido.MetaMessage]]:
+        """``(tick, event)`` of the tempo map, time signatures and key signature."""
+        events = []
+        for index, (start, stop) in enumerate(zip(self.beats[:-1], self.beats[1:], strict=True)):
+            tempo = min(max(round((stop - start) * 1e6), 1), 0xFFFFFF)
+            events.append((index * TICKS_PER_BEAT, mido.MetaMessage("set_tempo", tempo=tempo)))
+        pickup = self.first_downbeat % self.beats_per_bar
+        if pickup:
+            events.append((0, mido.MetaMessage("time_signature", numerator=pickup, denominator=4)))
+        events.append(
+            (pickup * TICKS_PER_BEAT, mido.MetaMessage("time_signature", numerator=self.beats_per_bar, denominator=4))
+        )
+        names = MINOR_KEYS if self.key_minor else MAJOR_KEYS
+        events.append((0, mido.MetaMessage("key_signature", key=names[self.key_fifths + 7])))
+        return events
+
+
+def write_midi(
+    path: str | Path,
+    performance: Performance,
+    program: int = 0,
+    overwrite: bool = True,
+    meter: MeterMap | None = None,
+) -> None:
     """Write notes and pedal as a type 1 MIDI file (one piano track), atomically.
 
-    ``overwrite=False``: :class:`FileExistsError` if ``path`` exists when the file is
-    moved into place (:func:`pianomtl.core.files.atomic_write`).
+    ``meter``: write its tempo map, time and key signature, and place the notes by it
+    (their times in seconds stay as they are, to the tick); ``None``: today's fixed
+    120 bpm file with no time signature. ``overwrite=False``: :class:`FileExistsError`
+    if ``path`` exists when the file is moved into place
+    (:func:`pianomtl.core.files.atomic_write`).
     """
     path = Path(path)
+    to_ticks = meter.ticks if meter is not None else seconds_to_ticks
     events: list[tuple[int, int, mido.Message]] = []  # (tick, order, message)
     # MIDI cannot hold one key twice: a note ends where its key is struck again (as read_midi reads it)
     following = next_strike_time([n.onset for n in performance.notes], [n.key for n in performance.notes])
     for note, cut in zip(performance.notes, following, strict=True):
         velocity = int(np.clip(round(note.velocity), 1, MIDI_MAX))
-        start = seconds_to_ticks(note.onset)
-        stop = max(seconds_to_ticks(note.offset), start + 1)
+        start = to_ticks(note.onset)
+        stop = max(to_ticks(note.offset), start + 1)
         if cut < np.inf:
-            stop = min(stop, seconds_to_ticks(cut))
+            stop = min(stop, to_ticks(cut))
         # at equal ticks: releases first, then pedal, then new notes, so re-strikes stay separate
         events.append((start, 2, mido.Message("note_on", note=int(note.key), velocity=velocity)))
         events.append((stop, 0, mido.Message("note_off", note=int(note.key), velocity=0)))
     for event in performance.pedal:
         value = int(np.clip(round(event.value), 0, MIDI_MAX))
-        events.append((seconds_to_ticks(event.time), 1, mido.Message("control_change", control=PEDAL_CC, value=value)))
+        events.append((to_ticks(event.time), 1, mido.Message("control_change", control=PEDAL_CC, value=value)))
+    meta = meter.meta_events() if meter is not None else [(0, mido.MetaMessage("set_tempo", tempo=TEMPO_US_PER_BEAT))]
+    events.extend((tick, -1, message) for tick, message in meta)  # at equal ticks: tempo before notes
     events.sort(key=lambda e: (e[0], e[1]))
     track = mido.MidiTrack()
-    track.append(mido.MetaMessage("set_tempo", tempo=TEMPO_US_PER_BEAT, time=0))
     track.append(mido.MetaMessage("track_name", name="Piano", time=0))
     track.append(mido.Message("program_change", program=program, time=0))
     previous = 0

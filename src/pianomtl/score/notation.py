@@ -31,6 +31,11 @@ LEGATO = Fraction(3, 4)
 """A note lasting this fraction of the time to its hand's next chord is written up to that chord."""
 """Beats a note must sound past the next chord of its hand to be written as a second voice."""
 
+PEDAL_MIN_BEATS = 1.0
+PEDAL_MERGE_BEATS = 0.5
+"""Pedal marks: presses shorter than a beat are not marked (a reader's score shows the pedalling's
+shape, not every flutter of the decoded curve); a release shorter than half a beat joins two presses."""
+
 UNMETERED_TEXT = "senza misura (free rhythm: bar lines are a nominal grid)"
 
 
@@ -188,11 +193,19 @@ def _add_pedal(staff: Any, pedal: list[PedalEvent], notes: list[Note], meter: Me
         return
     positions = np.array([float(e.getOffsetInHierarchy(staff)) for e in elements])
     end = max(n.offset for n in notes)
+    presses: list[list[float]] = []
     for down, up in pedal_down_intervals(pedal, end):
-        start_beat = meter.beat_position(down) - origin
-        stop_beat = meter.beat_position(up) - origin
+        start_beat, stop_beat = meter.beat_position(down) - origin, meter.beat_position(up) - origin
+        if presses and start_beat - presses[-1][1] < PEDAL_MERGE_BEATS:
+            presses[-1][1] = stop_beat  # a quick change: one mark
+        else:
+            presses.append([start_beat, stop_beat])
+    for start_beat, stop_beat in presses:
+        if stop_beat - start_beat < PEDAL_MIN_BEATS:
+            continue
         inside = np.flatnonzero((positions >= start_beat - 0.25) & (positions < stop_beat - 0.125))
         if len(inside) == 0:
             continue
         mark = expressions.PedalMark(elements[inside[0]], elements[inside[-1]])
+        mark.placement = "below"
         staff.insert(0, mark)

@@ -120,7 +120,7 @@ def write(transcription: Transcription, path: str | Path, fmt: str | None = None
 @register("mid", media_type="audio/midi", description="MIDI file: notes and CC64 pedal", aliases=("midi",))
 def _write_midi(transcription: Transcription, target: Path) -> None:
     """A type 1 MIDI file: one piano track with notes and CC64 pedal events."""
-    write_midi(target, transcription.performance)
+    write_midi(target, transcription.performance, meter=getattr(transcription, "meter", None))
 
 
 @register("csv", media_type="text/csv", description="notes, one per row: onset,offset,key,velocity,name")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from pianomtl.constants import FPS
-from pianomtl.core.midi import Note, PedalEvent, Performance, key_name
+from pianomtl.core.midi import MeterMap, Note, PedalEvent, Performance, key_name
 from pianomtl.transcription import formats
 from pianomtl.transcription.decoders import DecoderOptions, DecoderParams, decode, merge_decoder
 
@@ -42,6 +42,9 @@ class Transcription:
     source: str | None = None
     features: np.ndarray | None = field(default=None, repr=False)
     """The ``[T, 144]`` spectrogram (kept with the activations; used by the plot)."""
+    meter: MeterMap | None = field(default=None, repr=False)
+    """Beats, bars and key for the MIDI file (a tempo map that follows the music); ``None``: fixed 120 bpm.
+    ``pianomtl transcribe`` sets it from :func:`pianomtl.score.meter_map` unless ``--no-tempo-map``."""
 
     @property
     def performance(self) -> Performance:
