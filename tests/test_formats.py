@@ -85,3 +85,26 @@ def test_one_registered_function_reaches_the_cli_and_the_page(
         _formats("mid,nope")
     assert result.write(tmp_path / "take.txt").read_text() == "C4 C#5\n"
     assert DOWNLOADS["txt"].media_type == "text/plain"
+
+
+def test_the_page_is_told_the_formats_and_the_decoder_limits(tmp_path: Path) -> None:
+    """``/api/config`` lists the downloads and the decoder's ranges from their one definition each."""
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from pianomtl.transcription.decoders import DecoderParams
+    from pianomtl.transcription.pipeline import Transcriber
+    from pianomtl.web.piano import PianoCache
+    from pianomtl.web.server import create_app
+
+    app = create_app(Transcriber(threads=1), piano=PianoCache(tmp_path / "piano"), temp_root=tmp_path)
+    with TestClient(app) as client:
+        config = client.get("/api/config").json()
+        from pianomtl.web.sessions import SessionError
+
+        with pytest.raises(SessionError, match=r"onset_threshold must be in \[0, 1\], got 1.5"):
+            client.app.state.store.redecode(None, 1.5)  # DecoderParams' own range, checked first
+    assert [d["name"] for d in config["downloads"]] == list(formats.FORMATS)
+    onset = config["decoder"]["onset_threshold"]
+    assert (onset["min"], onset["max"], onset["kind"]) == (0.0, 1.0, "float")
+    assert config["decoder"].keys() == DecoderParams.limits().keys()

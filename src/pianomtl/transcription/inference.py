@@ -105,6 +105,12 @@ class NetworkStep:
                 return self.model.initial_state(1)
         return self.model.initial_state(1)
 
+    def _forward(self, x: Any, state: Any) -> tuple[dict[str, Any], Any]:
+        """The model on one batch of one window, through its state if it carries one."""
+        if self.stateful:
+            return self.model.forward_with_state(x, state)
+        return self.model(x), state
+
     def __call__(self, rows: np.ndarray, state: Any = None) -> tuple[dict[str, np.ndarray], Any]:
         """``(outputs by task, the state after these rows)`` for one window of input rows."""
         if self.torch:
@@ -114,10 +120,7 @@ class NetworkStep:
                 x = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).unsqueeze(0).to(self.device)
                 device_type = torch.device(self.device).type
                 with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.bf16):
-                    if self.stateful:
-                        result, state = self.model.forward_with_state(x, state)
-                    else:
-                        result = self.model(x)
+                    result, state = self._forward(x, state)
                 outputs = {}
                 for task in TASKS:
                     value = result[task][0]
@@ -125,11 +128,7 @@ class NetworkStep:
                         value = torch.sigmoid(value)
                     outputs[task] = value.float().cpu().numpy()
             return outputs, state
-        x = np.ascontiguousarray(rows, dtype=np.float32)[None]
-        if self.stateful:
-            result, state = self.model.forward_with_state(x, state)
-        else:
-            result = self.model(x)
+        result, state = self._forward(np.ascontiguousarray(rows, dtype=np.float32)[None], state)
         outputs = {}
         for task in TASKS:
             value = np.asarray(result[task][0], dtype=np.float32)

@@ -42,7 +42,7 @@ import numpy as np
 from pianomtl.core.audio import AudioError, open_audio, source_name
 from pianomtl.core.midi import Note, PedalEvent
 from pianomtl.extras import require
-from pianomtl.transcription.decoders import DecoderParams, decode
+from pianomtl.transcription.decoders import DecoderParams
 from pianomtl.transcription.formats import FORMATS
 from pianomtl.transcription.result import Transcription
 
@@ -533,11 +533,7 @@ class SessionStore:
                 raise SessionError(f"{session.name} is not transcribed yet ({session.state})", 409)
             if result.activations is None:
                 raise SessionError(f"{session.name}: a live take has no activations to decode again", 409)
-            params: DecoderParams = dataclasses.replace(result.decoder, onset_threshold=round(value, 4))
-            performance = decode(result.activations, params)
-            session.current = dataclasses.replace(
-                result, notes=performance.notes, pedal=performance.pedal, decoder=params
-            )
+            session.current = result.redecode(onset_threshold=round(value, 4))  # the other options kept
             return session.payload()
 
     def download(self, session: Session, kind: str, edited: Any = None) -> Path:
