@@ -949,9 +949,10 @@ def test_inspect_and_correct_in_a_browser(browser, live_server, rendered_clip, t
     # drag G4 two keys up (to A4), same time
     key_h = layout["keyH"]
     g4 = next(n for n in notes if n[0] == 67)
-    ActionChains(browser).move_to_element_with_offset(
-        canvas, *note_centre(browser, 67)
-    ).click_and_hold().move_by_offset(0, -round(2 * key_h)).release().perform()
+    x, y = note_centre(browser, 67)
+    ActionChains(browser).move_to_element_with_offset(canvas, x, y).click_and_hold().move_to_element_with_offset(
+        canvas, x, y - round(2 * key_h)
+    ).release().perform()
     moved = next(n for n in page_notes(browser) if n[0] == 69)
     assert moved[1:] == g4[1:]
 
@@ -977,9 +978,10 @@ def test_inspect_and_correct_in_a_browser(browser, live_server, rendered_clip, t
     wait_for(browser, "window.pianomtl.notes.some(n => n.key === 70 && n.velocity === 30)")
     # alt + drag up: louder (a step per 2 px), in one undo step
     c7 = next(n for n in page_notes(browser) if n[0] == 72)
+    x, y = note_centre(browser, 72)
     ActionChains(browser).key_down(Keys.ALT).move_to_element_with_offset(
-        canvas, *note_centre(browser, 72)
-    ).click_and_hold().move_by_offset(0, -20).release().key_up(Keys.ALT).perform()
+        canvas, x, y
+    ).click_and_hold().move_to_element_with_offset(canvas, x, y - 20).release().key_up(Keys.ALT).perform()
     louder = next(n for n in page_notes(browser) if n[0] == 72)
     assert louder[:3] == c7[:3] and louder[3] == c7[3] + 10
     steps = browser.execute_script("return window.pianomtl.undo.length")
@@ -1004,8 +1006,8 @@ def test_inspect_and_correct_in_a_browser(browser, live_server, rendered_clip, t
     ActionChains(browser).send_keys(Keys.ESCAPE).perform()
     box = browser.execute_script("const p = window.pianomtl; return p.api.noteBox(p.notes.find(n => n.key === 48).id)")
     grip = offset_of(browser, box["x"] + box["w"] - 2, box["y"] + box["h"] / 2)
-    ActionChains(browser).move_to_element_with_offset(canvas, *grip).click_and_hold().move_by_offset(
-        80, 0
+    ActionChains(browser).move_to_element_with_offset(canvas, *grip).click_and_hold().move_to_element_with_offset(
+        canvas, grip[0] + 80, grip[1]
     ).release().perform()
     longer = next(n for n in page_notes(browser) if n[0] == 48)
     assert longer[1] == c3[1] and longer[2] > c3[2] + 0.1
