@@ -55,9 +55,8 @@ try:  # beats, hands, the score and its downloads (issue 26); the page works wit
     from pianomtl.score.sheet import NOMINAL_BPM, VEROVIO_OPTIONS
 
     SCORE_ERROR: str | None = None
-except ImportError as error:  # (a broken score room must not take the page down with it)
+except ImportError as error:  # (a broken score room must not take the page down with it; said when used)
     SCORE_ERROR = f"pianomtl.score cannot be imported ({error}): no beats, hands by a split key, no score"
-    log.warning("%s", SCORE_ERROR)
     VEROVIO_OPTIONS = {}
 
 IDLE_SECONDS = 2 * 3600.0
@@ -256,6 +255,7 @@ def music_of(transcription: Transcription) -> dict[str, Any]:
     ``tempo`` (bpm) and ``beats_per_bar``. Unmetered music has hands but no beats (no metronome, no snap);
     without :mod:`pianomtl.score` (:data:`SCORE_ERROR`) nothing."""
     if SCORE_ERROR is not None:
+        log.warning("%s", SCORE_ERROR)
         return {}
     analysis = analyse(transcription, warn=False)
     data: dict[str, Any] = {"hands": ["L" if hand == LEFT else "R" for hand in analysis.hands]}
