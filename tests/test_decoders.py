@@ -122,6 +122,21 @@ def test_pedal_hysteresis_and_half_pedal() -> None:
     assert all(abs(b - a) >= 8 or b in (0, 127) for a, b in zip([0, *values], values, strict=False))
 
 
+def test_half_pedal_events_exactly() -> None:
+    """Every rule of the half-pedal curve, frame by frame: a new value when it moved by ``pedal_step``
+    or more (exactly 8 counts), or when it reaches 0 or 127; values clipped to 0–127; times half-way."""
+    cc = [0, -20, 1, 64, 67, 76, 84, 120, 127, 123, 127, 6, 0, 4, 140]  # CC64 counts the curve stands for
+    sus = (np.array(cc, dtype=np.float64) / 127)[:, None]
+    events = decode_pedal(sus, DecoderParams(half_pedal=True, pedal_step=8))
+    # 84: moved by exactly 8; 127 after 120 and 0 after 6: moved less, but reached an end
+    expected = [(3, 64), (5, 76), (6, 84), (7, 120), (8, 127), (11, 6), (12, 0), (14, 127)]
+    assert events == [PedalEvent((t - 0.5) / FPS, value) for t, value in expected]
+    assert decode_pedal(np.array([[1.0]]), DecoderParams(half_pedal=True)) == [PedalEvent(0.0, 127)]
+    acts = empty_activations(10)
+    del acts["sus"]  # a model without a pedal head: no pedal events
+    assert decode(acts).pedal == []
+
+
 def test_pedal_down_frames_agree_with_the_pedal_events() -> None:
     sus = np.array([0.0, 0.7, 0.55, 0.45, 0.7, 0.3, 0.0, 0.7, 0.7])[:, None]
     params = DecoderParams(pedal_high=0.6, pedal_low=0.4)
