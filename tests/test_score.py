@@ -277,3 +277,41 @@ def test_fraction_lengths_are_on_the_onset_grid() -> None:
     notes = [Note(60, 0.0, 0.49, 80), Note(62, 0.5 + 1 / 6, 0.5 + 1 / 3, 80), Note(64, 1.0, 1.8, 80)]
     lengths = [q.length for q in quantise(notes, meter)]
     assert lengths[0] == 1 and lengths[1] == Fraction(1, 3) and lengths[2] == Fraction(3, 2)
+
+
+def test_unmetered_score_says_so(tmp_path: Path) -> None:
+    from pianomtl.score import UnmeteredWarning, write_musicxml
+
+    rng = np.random.default_rng(5)
+    onsets = np.cumsum(rng.exponential(0.4, 30))
+    notes = [Note(int(rng.integers(50, 80)), float(t), float(t) + 0.3, 70) for t in onsets]
+    with pytest.warns(UnmeteredWarning):
+        path = write_musicxml(Performance(notes, []), tmp_path / "free.musicxml")
+    assert "senza misura" in path.read_text()
+
+
+def test_score_formats_are_registered_and_written(tmp_path: Path) -> None:
+    """``import pianomtl.score`` adds musicxml/svg (and pdf) to the one format table; Transcription.write uses it."""
+    import pianomtl.score  # noqa: F401
+    from pianomtl.transcription.formats import FORMATS, lookup
+    from pianomtl.transcription.result import Transcription
+
+    assert {"musicxml", "svg", "pdf"} <= set(FORMATS) and lookup("xml").name == "musicxml"
+    notes = clicks(90.0, 8.0, 4)
+    result = Transcription(notes=notes, pedal=[], activations=None, duration=9.0, source="clicks.wav")
+    written = result.write(tmp_path / "clicks.musicxml")
+    parsed = music21.converter.parse(written)
+    assert len(parsed.flatten().notes) == len(notes)
+    assert parsed.recurse().getElementsByClass(music21.meter.TimeSignature)[0].numerator == 4
+    # the MIDI file follows the beats once the transcription carries a meter map, and not before
+    plain = result.write(tmp_path / "plain.mid")
+    from pianomtl.score import meter_map
+
+    result.meter = meter_map(result)
+    mapped = result.write(tmp_path / "mapped.mid")
+    signatures = [m for m in mido.MidiFile(str(mapped)).tracks[0] if m.type == "time_signature"]
+    assert signatures and signatures[-1].numerator == 4
+    assert not [m for m in mido.MidiFile(str(plain)).tracks[0] if m.type == "time_signature"]
+    if pytest.importorskip("verovio"):
+        svg = result.write(tmp_path / "clicks.svg")
+        assert svg.read_text()[:300].count("<svg") >= 1

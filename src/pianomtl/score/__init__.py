@@ -6,6 +6,7 @@ score objects need music21 and the engraving verovio (the ``score`` extra). See
 docs/score.md for the methods and their measurements.
 """
 
+from pianomtl.score import formats as _formats  # noqa: F401  (registers musicxml, svg and pdf in the format table)
 from pianomtl.score.sheet import (
     Analysis,
     UnmeteredWarning,

@@ -40,8 +40,11 @@ TIGHTNESS = 60.0
 """Weight of the DP's log-ratio penalty on changes of the inter-beat interval (Ellis used 100 for pop
 music in strict time; lower follows rubato)."""
 
-CONFIDENT = 0.5
-"""Below this :attr:`BeatGrid.confidence` the notes are called unmetered (free rhythm)."""
+CONFIDENT = 0.8
+"""Below this :attr:`BeatGrid.confidence` the notes are called unmetered (free rhythm). Measured: random
+onsets (exponential gaps, 30–100 notes, 8 sequences) 0.50–0.76 — the beat tracker bends its beats
+towards them, so chance does better than uniform phases would —; the benchmark's performances
+(seed 1) 0.89–1.00; a transcribed chorale 0.86."""
 
 METRES = (4, 3, 2)
 METRE_PRIOR = {4: 1.0, 3: 1.0, 2: 0.85}
