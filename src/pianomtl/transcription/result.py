@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,6 +13,9 @@ from pianomtl.constants import FPS
 from pianomtl.core.midi import MeterMap, Note, PedalEvent, Performance, key_name
 from pianomtl.transcription import formats
 from pianomtl.transcription.decoders import DecoderOptions, DecoderParams, decode, merge_decoder
+
+if TYPE_CHECKING:
+    import pandas
 
 
 @dataclass
@@ -75,7 +78,7 @@ class Transcription:
         performance = decode(self.activations, params)
         return dataclasses.replace(self, notes=performance.notes, pedal=performance.pedal, decoder=params)
 
-    def to_dataframe(self) -> Any:
+    def to_dataframe(self) -> pandas.DataFrame:
         """The notes as a :class:`pandas.DataFrame`: ``onset, offset, duration, key, name, velocity`` (one row each).
 
         Needs pandas (not a dependency of pianomtl; ``pip install pandas``).
