@@ -1816,7 +1816,7 @@
   // for tests and the console: the page's own functions (the UI calls the same ones)
   state.api = {
     openFile, undo, redo, noteBox, fitKeys, setKeys, setSpeed, setLoopPoint, toggleLoop, seek, keyName,
-    layout, xOf: (t) => xOf(layout(), t), yOf: (key) => yOf(layout(), key),
+    layout, xOf: (t) => xOf(layout(), t), yOf: (key) => yOf(layout(), key), draw,
   };
   state.openFile = openFile;
   fillSplit();
