@@ -1556,7 +1556,7 @@
         else nudge(0, sign * (e.shiftKey ? 12 : 1));
       }],
     ["Ctrl + Z", "undo", (e) => (e.ctrlKey || e.metaKey) && !e.shiftKey && e.key.toLowerCase() === "z", undo],
-    ["Ctrl + Shift + Z, Ctrl + Y", "redo",
+    ["Ctrl + Shift + Z / Ctrl + Y", "redo",
       (e) => (e.ctrlKey || e.metaKey) && ((e.shiftKey && e.key.toLowerCase() === "z") || e.key === "y"), redo],
     ["Ctrl + A", "select every note", (e) => (e.ctrlKey || e.metaKey) && e.key === "a", selectAll],
     ["Esc", "clear the selection / close this help", (e) => e.key === "Escape",
