@@ -86,6 +86,10 @@ def test_decoder_options_override_only_what_they_name() -> None:
             tuned.replace(**bad)
     limits = DecoderParams.limits()
     assert limits["onset_threshold"].to_dict()["max"] == 1.0 and limits["method"].choices == ("threshold", "hmm")
+    for options in ({"onset_threshold": 3}, {"decoder": {"onset_threshold": 3}}):  # checked before the model loads
+        with pytest.raises(ValueError, match=r"onset_threshold must be in \[0, 1\], got 3"):
+            pianomtl.Transcriber("no-such-model.pt", **options)
+    DecoderParams.check_options({"pedal_high": 0.3})  # alone it fits; against a decoder's pedal_low it may not
 
 
 @pytest.mark.skipif(not DEFAULT_BUNDLE.is_file(), reason="the bundled model (assets/default.pt) is not built yet")

@@ -217,6 +217,18 @@ class DecoderParams:
                 hint = f"did you mean {close[0]}?" if close else f"choose from {', '.join(known)}"
                 raise ValueError(f"unknown decoder option {name!r}; {hint}")
 
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """Each option's name and range, on its own (before a model and its decoder are loaded).
+
+        The checks between options (``pedal_low`` ≤ ``pedal_high``) wait for the decoder
+        they change: a model's tuned values may make a lone option fit.
+        """
+        cls.check_names(options)
+        limits = cls.limits()
+        for name, value in options.items():
+            limits[name].check(name, value)
+
     def replace(self, **options: Any) -> DecoderParams:
         """A copy with the options named changed and every other kept; unknown names and bad values raise."""
         self.check_names(options)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -176,7 +176,9 @@ class Transcriber:
         threads: int = 0,
         **decoder_options: Any,
     ) -> None:
-        DecoderParams.check_names(decoder_options)  # a typo fails before the model loads
+        DecoderParams.check_options(decoder_options)  # a typo or a value out of range fails before the model loads
+        if isinstance(decoder, Mapping):
+            DecoderParams.check_options(decoder)
         loaded = load_network(model, device, backend, precision, threads)
         self.model, self.metadata = loaded.model, loaded.metadata
         self.backend, self.device = loaded.backend, loaded.device
