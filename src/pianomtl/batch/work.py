@@ -4,7 +4,7 @@ The record (``OUT/.batch/records/<stem>.json``) is written last and atomically, 
 every output: it is the proof that a file is done. A worker killed mid-file leaves at
 most some whole outputs (each written atomically) and no record, so the file is simply
 done again; a restarted job skips a file only when its record says ``done``, the input's
-hash (BLAKE2b of its bytes) is unchanged and every output asked for exists.
+hash (BLAKE2b of its bytes) and the model version are unchanged and every output asked for exists.
 
 :class:`Worker` is the stateful part: one :class:`~pianomtl.transcription.pipeline.Transcriber`
 (one ONNX session, one intra-op thread) for the worker's lifetime, so the model is
@@ -123,6 +123,7 @@ class Worker:
             and previous.get("status") == "done"
             and previous.get("input_hash") == digest
             and previous.get("file") == path
+            and previous.get("model_version") == self.version  # another model: the file is done again
             and all(p.is_file() for p in outputs.values())
         ):
             return {**_manifest_row(previous), "status": "skipped"}
