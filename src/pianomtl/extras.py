@@ -7,6 +7,7 @@ onnxruntime (the bundled model runs as ONNX). The extras add the rest:
 * ``[plot]`` — ``transcribe --plot`` (matplotlib);
 * ``[web]`` — ``pianomtl serve``, the page for musicians (Starlette, uvicorn, python-multipart, websockets);
 * ``[cluster]`` — ``pianomtl batch``, archives on Ray Data (ray[data], pyarrow);
+* ``[score]`` — sheet music: ``transcribe --format musicxml,svg`` (music21, verovio; PDF also needs MuseScore 3);
 * ``[train]`` — corpus rendering, feature caches, training, sweeps, evaluation, the demo
   (torch, scipy, pyfluidsynth, mir_eval, TensorBoard, tqdm, onnx, matplotlib);
 * ``[dev]`` — ``[train]`` plus the test and lint tools.
@@ -24,6 +25,7 @@ EXTRA_NAMES: dict[str, str] = {
     "plot": "plot",
     "web": "web",
     "cluster": "cluster",
+    "score": "score",
     "dev": "development",
 }
 """Extra → how messages name it ("needs the training extra")."""
@@ -44,6 +46,8 @@ PACKAGE_EXTRA: dict[str, str] = {
     "websockets": "web",
     "ray": "cluster",
     "pyarrow": "cluster",
+    "music21": "score",
+    "verovio": "score",
     "pytest": "dev",
     "hypothesis": "dev",
 }

@@ -40,6 +40,10 @@ TIGHTNESS = 60.0
 """Weight of the DP's log-ratio penalty on changes of the inter-beat interval (Ellis used 100 for pop
 music in strict time; lower follows rubato)."""
 
+GLOBAL_PULL = 0.25
+"""Weight, relative to :data:`TIGHTNESS`, of the DP's penalty against the piece's period (the local
+interval's penalty has weight 1): keeps a chain from drifting to another tempo octave."""
+
 CONFIDENT = 0.8
 """Below this :attr:`BeatGrid.confidence` the notes are called unmetered (free rhythm). Measured: random
 onsets (exponential gaps, 30–100 notes, 8 sequences) 0.50–0.76 — the beat tracker bends its beats
@@ -210,7 +214,7 @@ def track_beats(curve: np.ndarray, period: float, tightness: float = TIGHTNESS) 
         interval = t - previous
         # against the local interval and, more weakly, the global period (stops slow drift to octaves)
         penalty = tightness * np.log(interval / local[previous]) ** 2
-        penalty += 0.25 * tightness * np.log(interval / period) ** 2
+        penalty += GLOBAL_PULL * tightness * np.log(interval / period) ** 2
         candidate = score[previous] - penalty
         best = int(np.argmax(candidate))
         if candidate[best] > 0:
