@@ -219,6 +219,9 @@ def test_musicxml_validates_against_the_schema(chorale_musicxml: Path) -> None:
     assert len(parsed.parts) == 2  # two staves of one piano
     assert parsed.recurse().getElementsByClass("Dynamic")
     assert parsed.recurse().getElementsByClass(music21.key.KeySignature)[0].sharps == 3
+    text = chorale_musicxml.read_text()
+    assert text.count("<accidental") < 0.2 * text.count("<note")  # the key signature's sharps are not repeated
+    assert 'number="0"' in text  # the chorale's upbeat is a pickup bar, not a bar of rests
 
 
 def test_verovio_svg_pages(chorale_musicxml: Path) -> None:

@@ -98,6 +98,7 @@ def build(
     from music21 import meter as m21meter
     from music21 import pitch as m21pitch
     from music21 import tempo as m21tempo
+    from music21.stream import makeNotation
 
     score = stream.Score()
     score.metadata = metadata.Metadata()
@@ -157,13 +158,50 @@ def build(
             else:
                 measure.makeRests(refStreamOrTimeRange=(0, bar_length), fillGaps=True, inPlace=True)
         staff.makeTies(inPlace=True)
+        # accidentals against the key signature, decided here: left to the export, the upper staff's
+        # were shown on every note of the signature (C♯ in F♯ minor)
+        makeNotation.makeAccidentalsInMeasureStream(staff, useKeySignature=m21key.KeySignature(key.fifths))
     if pedal and notes:
         _add_pedal(staves[1], pedal, notes, meter)
+    first_start = min((q.start for q in quantised), default=Fraction(0))
+    if 0 < first_start < bar_length:  # the music starts after the first bar line: a pickup bar
+        for staff in staves:
+            _anacrusis(staff, first_start)
     group = layout.StaffGroup(staves, name="Piano", abbreviation="Pno.", symbol="brace", barTogether=True)
     for staff in staves:
         score.insert(0, staff)
     score.insert(0, group)
     return score
+
+
+def _anacrusis(staff: Any, shift: Fraction) -> None:
+    """Make the first bar a pickup: drop what lies before ``shift`` (rests), move the rest left, later bars too."""
+    from music21 import note, stream
+
+    measures = list(staff.getElementsByClass(stream.Measure))
+    first = measures[0]
+    amount = float(shift)
+    containers = list(first.voices) or [first]
+    for container in containers:
+        for element in list(container.notesAndRests):
+            start = float(element.offset)
+            end = start + float(element.quarterLength)
+            if end <= amount + 1e-9:
+                container.remove(element)
+            elif start < amount - 1e-9:
+                if not isinstance(element, note.Rest):
+                    return  # a note across the pickup's start (should not happen): leave the bar whole
+                element.quarterLength = end - amount
+                container.setElementOffset(element, 0.0)
+            else:
+                container.setElementOffset(element, start - amount)
+    for element in first.getElementsByClass(("Dynamic", "TextExpression", "MetronomeMark")):
+        first.setElementOffset(element, max(0.0, float(element.offset) - amount))
+    first.paddingLeft = amount
+    first.number = 0
+    for number, measure in enumerate(measures[1:], start=1):
+        staff.setElementOffset(measure, float(measure.offset) - amount)
+        measure.number = number
 
 
 def _add_dynamics(staff: Any, quantised: list[QuantisedNote], bar_length: int, end: Fraction) -> None:
