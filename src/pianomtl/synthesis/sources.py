@@ -21,13 +21,14 @@ exists is skipped, and results are written under a temporary name, then renamed.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
 from pathlib import Path
+
+from pianomtl.core.files import pianomtl_home
 
 MIDITOK_VERSION = "3.1.0"
 MIDITOK_SDIST = f"miditok-{MIDITOK_VERSION}.tar.gz"
@@ -45,8 +46,8 @@ class AssetError(RuntimeError):
 
 
 def home() -> Path:
-    """Root folder of fetched material: ``$PIANOMTL_HOME`` or ``~/.cache/pianomtl``."""
-    return Path(os.environ.get("PIANOMTL_HOME") or Path.home() / ".cache" / "pianomtl").expanduser()
+    """Root folder of fetched material (:func:`pianomtl.core.files.pianomtl_home`)."""
+    return pianomtl_home()
 
 
 def maestro_dir() -> Path:
