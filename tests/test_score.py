@@ -318,3 +318,37 @@ def test_score_formats_are_registered_and_written(tmp_path: Path) -> None:
     if pytest.importorskip("verovio"):
         svg = result.write(tmp_path / "clicks.svg")
         assert svg.read_text()[:300].count("<svg") >= 1
+
+
+@pytest.mark.slow
+def test_transcribe_cli_tempo_map_on_by_default_and_off_on_request(soundfont, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A rendered chorale: the MIDI file has its 4/4, tempo and a key signature; ``--no-tempo-map``: 120 bpm."""
+    import soundfile as sf
+
+    from pianomtl.constants import SAMPLE_RATE
+    from pianomtl.score.perform import perform
+    from pianomtl.synthesis.fluidsynth import render
+
+    truth = perform(music21.corpus.parse("bach/bwv347"), seed=0, max_bars=6, bpm=90)
+    samples = render(truth.performance, soundfont)
+    wav = tmp_path / "chorale.wav"
+    sf.write(wav, (samples * (0.5 / np.abs(samples).max())).astype(np.float32), SAMPLE_RATE)
+    files = {}
+    for flag in ([], ["--no-tempo-map"]):
+        out = tmp_path / ("plain" if flag else "mapped")
+        command = [sys.executable, "-m", "pianomtl.cli", "transcribe", str(wav), "-o", str(out), *flag]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        files[bool(flag)] = mido.MidiFile(str(out / "chorale.mid"))
+    mapped = [m for m in files[False].tracks[0] if m.is_meta]
+    assert [m.numerator for m in mapped if m.type == "time_signature"][-1] == truth.beats_per_bar
+    from pianomtl.core.midi import MAJOR_KEYS, MINOR_KEYS
+
+    (key,) = [m.key for m in mapped if m.type == "key_signature"]
+    fifths = (MAJOR_KEYS.index(key) if key in MAJOR_KEYS else MINOR_KEYS.index(key)) - 7
+    assert abs(fifths - truth.key_fifths) <= 1  # BWV 347 is in A (3 sharps); from audio E (its dominant) is found
+    tempos = [60e6 / m.tempo for m in mapped if m.type == "set_tempo"]
+    assert 80 < np.median(tempos) < 100  # played at 90 bpm with rubato
+    plain = [m for m in files[True].tracks[0] if m.is_meta]
+    assert [m.tempo for m in plain if m.type == "set_tempo"] == [500_000]
+    assert not [m for m in plain if m.type == "time_signature"]
