@@ -343,8 +343,7 @@ def run(args: argparse.Namespace) -> int:
             with warnings.catch_warnings(record=True) as caught:  # the score's (unmetered), one line each
                 warnings.simplefilter("always")
                 _write_outputs(transcription, todo, overwrite=args.overwrite)
-            for warning in caught:
-                text = str(warning.message)
+            for text in dict.fromkeys(str(warning.message) for warning in caught):  # once, however many formats
                 tqdm.write(f"warning: {text if name in text else f'{name}: {text}'}", file=sys.stderr)
         except FileExistsError as problem:
             error(f"{name}: {problem} (another process wrote it meanwhile; kept, use --overwrite to replace it)")

@@ -87,9 +87,9 @@ def analyse(source: Transcription | Performance, warn: bool = True) -> Analysis:
         if warn:
             name = getattr(source, "source", None)
             what = f"{name}: " if name else ""
+            found = "no notes" if not notes else f"no steady beat found (beat confidence {grid.confidence:.2f})"
             warnings.warn(
-                f"{what}no steady beat found (beat confidence {grid.confidence:.2f}); "
-                f"the score is unmetered, on a nominal {NOMINAL_BPM:.0f} bpm grid",
+                f"{what}{found}; the score is unmetered, on a nominal {NOMINAL_BPM:.0f} bpm grid",
                 UnmeteredWarning,
                 stacklevel=2,
             )
