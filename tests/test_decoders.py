@@ -439,3 +439,63 @@ def test_causal_decoder_equals_the_offline_decoder(params: DecoderParams) -> Non
     assert len(expected[0]) >= 8 and expected[1]  # notes and pedal to compare
     for block in (1, 7, len(acts["on"])):
         assert causal(acts, params, block) == expected, block
+
+
+# ---------------------------------------------------------------- details mutation testing found unguarded (#29)
+
+
+def test_small_inputs_and_return_types() -> None:
+    from pianomtl.transcription.decoders import find_peaks
+
+    for values in ([], [1.0], [0.0, 1.0]):  # fewer than 3 samples: no maximum with two lower neighbours
+        peaks = find_peaks(np.array(values), 0.5)
+        assert peaks.dtype == np.int64 and peaks.tolist() == []
+    onsets = pick_onsets(np.zeros((5, 3), np.float32), 0.5)
+    assert len(onsets) == 3 and all(o.dtype == np.int64 and len(o) == 0 for o in onsets)
+    on = np.zeros((12, 1), np.float32)
+    on[[3, 5], 0] = 1.0  # two peaks 2 frames apart: two onsets with the default merge_frames (2)
+    assert pick_onsets(on, 0.5)[0].tolist() == [3, 5]
+    down = pedal_down_frames(np.zeros((0, 1), np.float32))
+    assert down.dtype == bool and down.shape == (0,)
+    assert pedal_down_frames(np.array([[0.0], [1.0]])).dtype == bool
+
+
+def test_bad_activation_shapes_name_the_head() -> None:
+    acts = empty_activations(5)
+    acts["vel"] = np.zeros((5, 3), np.float32)
+    with pytest.raises(ValueError, match=r"activations\['vel'\] has shape \(5, 3\), expected \(5, 88\)"):
+        decode(acts)
+
+
+def test_thresholds_compare_in_float64() -> None:
+    """float32 activations against the thresholds as given (float64): 0.7 in float32 is 0.69999999,
+    below an onset threshold of 0.7; 0.3 in float32 is 0.30000001, above a pedal_high of 0.3."""
+    acts = empty_activations(12)
+    acts["on"][5, 0] = np.float32(0.7)
+    acts["int"][5:9, 0] = 1.0
+    acts["sus"][3:, 0] = np.float32(0.3)
+    params = DecoderParams(onset_threshold=0.7, pedal_high=0.3, pedal_low=0.25)
+    performance = decode(acts, params)
+    assert performance.notes == [] and [e.value for e in performance.pedal] == [127]
+    assert causal(acts, params) == offline(acts, params)
+    acts["on"][5, 0] = np.float32(0.7000001)
+    assert len(decode(acts, params).notes) == 1
+
+
+def test_offset_threshold_one_still_finds_certain_offsets_and_nan_pedal_is_up() -> None:
+    acts = empty_activations(20)
+    acts["on"][2, 0] = 1.0
+    acts["int"][2:15, 0] = 1.0
+    acts["off"][8, 0] = 1.0  # a certain offset: at 1.0 it still counts (only above 1 switches offsets off)
+    assert [round(n.offset * FPS) for n in decode(acts, DecoderParams(offset_threshold=1.0)).notes] == [8]
+    assert [round(n.offset * FPS) for n in decode(acts, DecoderParams(offset_threshold=1.01)).notes] == [15]
+    acts["sus"][:, 0] = np.nan
+    assert decode(acts).pedal == [] and not pedal_down_frames(acts["sus"]).any()
+
+
+def test_velocity_window_at_the_first_frame() -> None:
+    acts = empty_activations(10)
+    acts["on"][0, 0] = 1.0
+    acts["int"][0:5, 0] = 1.0
+    acts["vel"][0, 0], acts["vel"][1, 0] = 0.9, 0.2  # the onset frame itself is the loudest
+    assert [n.velocity for n in decode(acts).notes] == [114]
