@@ -245,6 +245,11 @@ def test_musescore_engraves_it_without_warnings(chorale_musicxml: Path, tmp_path
     assert not problems, problems
     pages = pdf.read_bytes().count(b"/Type /Page") - pdf.read_bytes().count(b"/Type /Pages")
     assert pages == 1
+    # the same through the public writer (atomic, from a music21 score)
+    from pianomtl.score import write_pdf
+
+    again = write_pdf(music21.converter.parse(chorale_musicxml), tmp_path / "again.pdf")
+    assert again.read_bytes().startswith(b"%PDF")
 
 
 @pytest.mark.slow

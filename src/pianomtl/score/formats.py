@@ -37,17 +37,9 @@ def _write_svg(transcription: Transcription, target: Path) -> None:
 
 def _write_pdf(transcription: Transcription, target: Path) -> None:
     """The score engraved by MuseScore 3 (headless) as PDF."""
-    import shutil
-    import tempfile
+    from pianomtl.score.sheet import engrave_pdf
 
-    from pianomtl.score.sheet import engrave_with_musescore, musicxml_text, to_score
-
-    with tempfile.TemporaryDirectory() as folder:
-        xml = Path(folder) / "score.musicxml"
-        xml.write_text(musicxml_text(to_score(transcription)), encoding="utf-8")
-        pdf = Path(folder) / "score.pdf"
-        engrave_with_musescore(xml, pdf)
-        shutil.move(str(pdf), str(target))
+    engrave_pdf(transcription, target)
 
 
 if "musicxml" not in FORMATS:  # registered once, however often the module is reloaded

@@ -37,9 +37,6 @@ if TYPE_CHECKING:
 NOMINAL_BPM = 120.0
 """The grid of an unmetered score (and of today's MIDI files)."""
 
-Source = "Transcription | Performance"
-
-
 class UnmeteredWarning(UserWarning):
     """The notes show no steady beat: the score is written on a nominal grid and says so."""
 
@@ -62,9 +59,8 @@ class Analysis:
         return self.grid.metered
 
 
-def _notes_and_pedal(source: Any) -> tuple[list[Note], list[PedalEvent]]:
-    if isinstance(source, Performance):
-        return list(source.notes), list(source.pedal)
+def _notes_and_pedal(source: Transcription | Performance) -> tuple[list[Note], list[PedalEvent]]:
+    """Both a transcription and a performance have ``notes`` and ``pedal``."""
     return list(source.notes), list(source.pedal)
 
 
@@ -219,16 +215,17 @@ def engrave_with_musescore(musicxml: Path, pdf: Path, timeout: float = 120) -> s
     return done.stdout + done.stderr
 
 
-def write_pdf(source: Transcription | Performance | Any, path: str | Path, overwrite: bool = True) -> Path:
-    """The score as PDF, engraved by MuseScore 3 headless (atomically)."""
-    path = Path(path)
+def engrave_pdf(source: Transcription | Performance | Any, target: Path) -> None:
+    """Write the score of ``source`` (or a music21 score) to ``target`` as PDF through MuseScore 3 (not atomic)."""
+    score = source if hasattr(source, "parts") else to_score(source)
     with tempfile.TemporaryDirectory() as folder:
         xml = Path(folder) / "score.musicxml"
-        write_musicxml(source, xml)
+        xml.write_text(musicxml_text(score), encoding="utf-8")
+        produced = Path(folder) / "score.pdf"
+        engrave_with_musescore(xml, produced)
+        shutil.move(str(produced), str(target))
 
-        def engrave(target: Path) -> None:
-            produced = Path(folder) / "score.pdf"
-            engrave_with_musescore(xml, produced)
-            shutil.move(str(produced), str(target))
 
-        return atomic_write(path, engrave, overwrite)
+def write_pdf(source: Transcription | Performance | Any, path: str | Path, overwrite: bool = True) -> Path:
+    """The score as PDF, engraved by MuseScore 3 headless (atomically)."""
+    return atomic_write(Path(path), lambda target: engrave_pdf(source, target), overwrite)
