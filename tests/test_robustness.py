@@ -1130,10 +1130,10 @@ def test_prepare_one_split_keeps_the_others_and_a_disagreeing_index_says_so(
         open_split(merged, "validation")
 
 
-def test_serve_refuses_a_port_beyond_65535(capsys) -> None:
-    capsys.readouterr()
-    assert _cli("serve", "--port", 70000) == 2
-    assert "70000" in _one_error_line(capsys.readouterr().err)
+def test_serve_refuses_a_port_beyond_65535() -> None:
+    result = _run(["serve", "--port", "70000"], timeout=60)  # a process: the old code served on 4464 for ever
+    assert result.returncode == 2
+    assert "70000" in _one_error_line(result.stderr.decode())
 
 
 def test_serve_on_all_interfaces_warns_and_names_the_network_address() -> None:
@@ -1328,8 +1328,6 @@ def test_random_bytes_named_mp3_name_the_real_cause(tmp_path: Path) -> None:
 def test_output_on_a_read_only_folder_names_the_users_file(
     rendered_clip, tiny_model_file: Path, read_only_folder: Path, capsys
 ) -> None:
-    from pianomtl.cli.transcribe import _user_path
-
     capsys.readouterr()
     assert (
         _cli("transcribe", rendered_clip.wav, "--output", read_only_folder / "take.mid", "--model", tiny_model_file)
@@ -1337,6 +1335,8 @@ def test_output_on_a_read_only_folder_names_the_users_file(
     )
     line = _one_error_line(capsys.readouterr().err)
     assert str(read_only_folder) in line and ".part" not in line, line
+    from pianomtl.cli.transcribe import _user_path
+
     # a write that fails later (the folder became read-only meanwhile) names the output, not its temporary
     target = read_only_folder / "take.mid"
     assert _user_path(str(temporary_name(target)), {"mid": target}) == target

@@ -304,6 +304,7 @@ def _run_stream(stream: Any, blocks: Any, outputs: _Outputs) -> tuple[int, bool]
         raise KeyboardInterrupt
 
     previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
+    previous[signal.SIGINT] = signal.getsignal(signal.SIGINT)
     status, interrupted = 0, False
     try:
         try:
@@ -318,6 +319,8 @@ def _run_stream(stream: Any, blocks: Any, outputs: _Outputs) -> tuple[int, bool]
         except (AudioError, ValueError, TypeError, OSError) as problem:
             _say(f"error: {problem}")
             status = 1
+        for number in (*STOP_SIGNALS, signal.SIGINT):  # a second Ctrl-C must not cut the closing short
+            signal.signal(number, signal.SIG_IGN)
         try:
             outputs.write(stream.close())  # every held note ends, whatever stopped the input
         except ReaderGone:
@@ -327,7 +330,8 @@ def _run_stream(stream: Any, blocks: Any, outputs: _Outputs) -> tuple[int, bool]
             status = 2
     finally:
         for number, handler in previous.items():
-            signal.signal(number, handler)
+            if handler is not None:  # None: a handler not set from Python, left as it is
+                signal.signal(number, handler)
     return status, interrupted
 
 
