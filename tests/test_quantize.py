@@ -70,3 +70,24 @@ def test_int8_model_agrees_with_float(tmp_path: Path, soundfont: Path, pieces: l
 def test_bundled_int8_model_agrees_with_float(pieces: list[np.ndarray]) -> None:
     scores = _agreement(BUNDLED_INT8, pieces)
     assert scores["note_f1"] >= AGREEMENT, scores
+
+
+def test_folding_the_per_frame_convolution_keeps_the_outputs(tmp_path: Path) -> None:
+    import onnx
+
+    from pianomtl.transcription.optimize import fold_frame_convolutions
+
+    model = onnx.load(str(DEFAULT_ONNX))
+    before = len(model.graph.node)
+    assert fold_frame_convolutions(model) == 1  # the bundled model's 1×35 stem convolution
+    onnx.checker.check_model(model)
+    assert len(model.graph.node) < before - 6  # six layout nodes and their shape arithmetic are gone
+    onnx.save(model, str(tmp_path / "folded.onnx"))
+    features = np.random.default_rng(0).normal(size=(1, 530, 144)).astype(np.float32)
+    original, folded = OnnxModel(DEFAULT_ONNX), OnnxModel(tmp_path / "folded.onnx")
+    a, state_a = original.forward_with_state(features, original.initial_state(1))
+    b, state_b = folded.forward_with_state(features, folded.initial_state(1))
+    for task in a:
+        np.testing.assert_allclose(b[task], a[task], atol=1e-5)
+    for x, y in zip(state_a, state_b, strict=True):
+        np.testing.assert_allclose(y, x, atol=1e-5)

@@ -6,8 +6,10 @@ reorders (9 %) — measured with onnxruntime's profiler, one thread, 1000 frames
 convolutions and dense layers (``Conv``, ``Gemm``, ``MatMul``) are quantised to int8
 (weights per channel, activations with ranges calibrated on spectrograms, QDQ format
 that onnxruntime fuses into integer kernels); the LSTMs and everything else stay float32,
-so the recurrent state is carried exactly as before. ``benchmarks/RESULTS.md`` (section
-"Batch and the int8 model") has the speed and the agreement with the float model.
+so the recurrent state is carried exactly as before. The per-frame convolution is folded
+into one image first (:func:`~pianomtl.transcription.optimize.fold_frame_convolutions`,
+exact). ``benchmarks/RESULTS.md`` (section "Batch on Ray and the int8 model") has the
+speed and the agreement with the float model.
 
 Calibration runs the float model over the given spectrograms chunk by chunk with its
 state carried (what :func:`~pianomtl.transcription.inference.run_model` does), so the
@@ -27,6 +29,7 @@ import numpy as np
 from pianomtl.constants import CONTEXT, ONNX_INPUT
 from pianomtl.core.files import atomic_write
 from pianomtl.transcription.onnx_model import OnnxModel
+from pianomtl.transcription.optimize import fold_frame_convolutions
 
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
 """The operators quantised to int8; the LSTMs, ELUs and the rest stay float32."""
@@ -77,7 +80,11 @@ def quantize_int8(
 
     with tempfile.TemporaryDirectory(prefix="pianomtl-quantize-") as folder:
         prepared, quantized = Path(folder) / "prepared.onnx", Path(folder) / "int8.onnx"
-        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        folded = Path(folder) / "folded.onnx"
+        graph = onnx.load(str(source))
+        fold_frame_convolutions(graph)  # exact: the per-frame convolution as one image (transcription.optimize)
+        onnx.save(graph, str(folded))
+        quant_pre_process(str(folded), str(prepared), skip_symbolic_shape=True)
         quantize_static(
             str(prepared),
             str(quantized),
@@ -92,6 +99,7 @@ def quantize_int8(
         graph = onnx.load(str(quantized))
         original = {p.key: p.value for p in onnx.load(str(source)).metadata_props}
         note = {"type": "int8 static (QDQ)", "ops": list(ops), "per_channel": True, "calibration": "MinMax"}
+        note["folded_frame_convolutions"] = True
         note["calibration_frames"] = int(sum(len(s) for s in spectrograms))
         original[METADATA_QUANTIZATION] = json.dumps(note)
         del graph.metadata_props[:]
