@@ -311,3 +311,11 @@ def test_note_array_columns() -> None:
     assert array.dtype == np.float64
     np.testing.assert_array_equal(array, [[60, 0.25, 0.5, 80], [64, 1.0, 1.5, 100]])
     assert Performance().note_array().shape == (0, 4)
+
+
+def test_key_names_and_note_properties() -> None:
+    from pianomtl.core.midi import key_name
+
+    assert [key_name(k) for k in (21, 59, 60, 73, 108)] == ["A0", "B3", "C4", "C#5", "C8"]
+    note = Note(73, 0.25, 1.0, 64)
+    assert note.name == "C#5" and note.duration == 0.75
