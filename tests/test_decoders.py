@@ -454,7 +454,8 @@ def test_small_inputs_and_return_types() -> None:
     assert len(onsets) == 3 and all(o.dtype == np.int64 and len(o) == 0 for o in onsets)
     on = np.zeros((12, 1), np.float32)
     on[[3, 5], 0] = 1.0  # two peaks 2 frames apart: two onsets with the default merge_frames (2)
-    assert pick_onsets(on, 0.5)[0].tolist() == [3, 5]
+    found = pick_onsets(on, 0.5)[0]
+    assert found.dtype == np.int64 and found.tolist() == [3, 5]
     down = pedal_down_frames(np.zeros((0, 1), np.float32))
     assert down.dtype == bool and down.shape == (0,)
     assert pedal_down_frames(np.array([[0.0], [1.0]])).dtype == bool
@@ -499,3 +500,10 @@ def test_velocity_window_at_the_first_frame() -> None:
     acts["int"][0:5, 0] = 1.0
     acts["vel"][0, 0], acts["vel"][1, 0] = 0.9, 0.2  # the onset frame itself is the loudest
     assert [n.velocity for n in decode(acts).notes] == [114]
+
+
+def test_unknown_decoder_parameters_are_named_in_a_warning_at_the_callers_line() -> None:
+    with pytest.warns(UserWarning, match=r"ignoring unknown decoder parameters: colour, size$") as caught:
+        params = DecoderParams.from_dict({"onset_threshold": 0.25, "size": 1, "colour": 2})
+    assert params == DecoderParams(onset_threshold=0.25)
+    assert caught[0].filename == __file__  # stacklevel 2: the warning points at the caller
