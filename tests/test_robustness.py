@@ -1467,3 +1467,36 @@ def test_property_every_note_on_gets_its_note_off_and_the_midi_is_written(
     assert len(performance.notes) <= len(ons) and {n.key for n in performance.notes} <= {e.key for e in ons}
     if not signalled["sent"] and not take["bad"]:
         assert len(performance.notes) >= 4  # the clip's notes, whatever the blocks
+
+
+def test_quiet_opening_keeps_stderr_when_threads_open_files_at_once(rendered_clip, tmp_path: Path) -> None:
+    """The decoder-noise capture redirects file descriptor 2 for a moment: threads must not interleave it."""
+    import threading
+
+    fake = tmp_path / "noise.mp3"
+    fake.write_bytes(np.random.default_rng(1).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+
+    def many_opens() -> tuple[tuple[int, int], tuple[int, int], list[str]]:
+        before = os.fstat(2)
+        problems: list[str] = []
+
+        def worker(index: int) -> None:
+            for _ in range(10):
+                try:
+                    load(fake if index % 2 else rendered_clip.wav)
+                except AudioError as error:
+                    problems.append(str(error))
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        after = os.fstat(2)
+        return (before.st_dev, before.st_ino), (after.st_dev, after.st_ino), problems
+
+    kind, value = in_child(many_opens)
+    assert kind == "ok", value
+    before, after, problems = value
+    assert before == after, "file descriptor 2 was left pointing elsewhere"
+    assert len(problems) == 30 and all("not MP3 audio" in text for text in problems)

@@ -14,6 +14,7 @@ import numbers
 import os
 import sys
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -331,7 +332,17 @@ def _open_quietly(path: Path) -> tuple[sf.SoundFile | None, sf.LibsndfileError |
     libmpg123 writes its notes on a damaged or foreign file to file descriptor 2 itself,
     a stray line before the one-line error; here they become that error's detail. What was
     printed while the file opened fine (another thread's line, a decoder's note) is passed on.
+    One thread at a time (:data:`_STDERR_LOCK`): two interleaved redirections would leave
+    file descriptor 2 pointing at a closed temporary file.
     """
+    with _STDERR_LOCK:
+        return _open_capturing_stderr(path)
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+def _open_capturing_stderr(path: Path) -> tuple[sf.SoundFile | None, sf.LibsndfileError | None, str]:
     try:
         saved = os.dup(2)
     except OSError:
