@@ -298,6 +298,22 @@ def test_writers_overwrite_by_default_and_pass_overwrite_false_on(tmp_path: Path
     assert json.loads(target.read_text(encoding="utf-8")) == [3]
 
 
+def test_text_is_written_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
+    """Under an ASCII locale (LC_CTYPE=C without UTF-8 mode) Python's default text encoding is ASCII:
+    the writers must name UTF-8 themselves."""
+    import locale
+
+    previous = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    try:
+        write_text_atomic(tmp_path / "a.txt", "Fauré\n")
+        write_json_atomic(tmp_path / "a.json", {"title": "Fauré"})
+    finally:
+        locale.setlocale(locale.LC_CTYPE, previous)
+    assert (tmp_path / "a.txt").read_bytes() == "Fauré\n".encode()
+    assert json.loads((tmp_path / "a.json").read_bytes().decode("utf-8")) == {"title": "Fauré"}
+
+
 def test_a_failed_write_leaves_nothing_and_keeps_the_old_file(tmp_path: Path) -> None:
     target = tmp_path / "take.mid"
     target.write_bytes(b"old")
