@@ -181,8 +181,6 @@ def _ray_statuses(plan: Path, settings: Settings, address: str | None, workers: 
             configure_logging=True,
         )
     try:
-        # Ray Data's per-dataset INFO lines would break the progress line.
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.print_on_execution_start = False
@@ -201,6 +199,10 @@ def _ray_statuses(plan: Path, settings: Settings, address: str | None, workers: 
             max_task_retries=-1,  # ... and its unfinished files are given again
         )
         tracker.started = time.perf_counter()
+        # Ray Data's per-dataset INFO lines would break the progress line (set here: Ray
+        # Data configures its loggers again when a dataset is created).
+        for name in ("ray.data", "ray.data._internal.execution.streaming_executor"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         for batch in results.iter_batches(batch_size=None, batch_format="numpy"):
             yield from (str(s) for s in batch["status"])
     finally:
