@@ -5,6 +5,10 @@
 #
 #   bash scripts/mutation.sh                 every module below, in order
 #   bash scripts/mutation.sh files midi      only these (names from the table below)
+#   MUTATION_RESUME=1 bash scripts/mutation.sh midi   go on with an interrupted run (mutmut keeps
+#                                            each mutant's verdict in the scratch copy)
+#   MUTATION_ONLY='pianomtl.core.midi.x_read_midi* ...' bash scripts/mutation.sh midi
+#                                            only the mutants whose names match these globs
 #
 # Each module is mutated in its own scratch copy of the tree ($MUTATION_WORK/<name>, default
 # /tmp/pianomtl-mutation), never in the checkout: mutmut writes its mutants/ folder there.
@@ -34,10 +38,17 @@ if ! "$PYTHON" -c "import mutmut" 2>/dev/null; then
 fi
 
 wanted=("$@")
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONHASHSEED=0
 run_module() {
     local name=$1 module=$2 tests=$3
     local dir="$WORK/$name"
     echo "[mutation] $name: mutating src/pianomtl/$module with: $tests"
+    if [ "${MUTATION_RESUME:-0}" = 1 ] && [ -d "$dir/mutants" ]; then
+        # shellcheck disable=SC2086  # MUTATION_ONLY: globs, one word each
+        (cd "$dir" && "$ROOT/.venv/bin/mutmut" run --max-children 1 ${MUTATION_ONLY:-} > run.log 2>&1) || true
+        summarise "$name" "$module" "$dir"
+        return
+    fi
     rm -rf "$dir"
     mkdir -p "$dir/tests"
     cp -r "$ROOT/src" "$dir/src"
@@ -63,18 +74,37 @@ use_git_change_detection = false
 EOF
     (
         cd "$dir"
-        export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONHASHSEED=0
         # mutmut's own exit status is not the verdict: the counts below are
-        "$ROOT/.venv/bin/mutmut" run --max-children 1 > run.log 2>&1 || echo "[mutation] mutmut exited $? (see $dir/run.log)"
-        "$ROOT/.venv/bin/mutmut" export-cicd-stats > /dev/null
+        # shellcheck disable=SC2086
+        "$ROOT/.venv/bin/mutmut" run --max-children 1 ${MUTATION_ONLY:-} > run.log 2>&1 \
+            || echo "[mutation] mutmut exited $? (see $dir/run.log)"
+    )
+    summarise "$name" "$module" "$dir"
+}
+
+summarise() {
+    local name=$1 module=$2 dir=$3
+    (
+        cd "$dir"
+        "$ROOT/.venv/bin/mutmut" results --all true > results.txt 2>&1 || true
+        # counts per verdict, and per function (mutmut's own stats count unchecked mutants as well)
         "$PYTHON" - "$name" "$module" > summary.txt <<'PY'
-import json, sys
-stats = json.load(open("mutants/mutmut-cicd-stats.json"))
+import collections, re, sys
 name, module = sys.argv[1:]
-counted = {k: int(v) for k, v in stats.items() if isinstance(v, int | float)}
-print(f"{name} (src/pianomtl/{module}): " + ", ".join(f"{k} {v}" for k, v in sorted(counted.items())))
+total, by_function = collections.Counter(), collections.defaultdict(collections.Counter)
+for line in open("results.txt", encoding="utf-8"):
+    match = re.match(r"\s*(\S+)__mutmut_\d+: (.+)$", line)
+    if match:
+        function = re.sub(r"^x[_\u01c1]", "", match.group(1).rsplit(".", 1)[-1]).replace("\u01c1", ".")
+        total[match.group(2)] += 1
+        by_function[function][match.group(2)] += 1
+checked = total["killed"] + total["survived"] + total["timeout"] + total["no tests"] + total["suspicious"]
+caught = total["killed"] + total["timeout"]
+print(f"{name} (src/pianomtl/{module}): {dict(sorted(total.items()))}; killed or timed out {caught} of {checked} checked")
+for function, counts in by_function.items():
+    print(f"  {function}: {dict(sorted(counts.items()))}")
 PY
-        "$ROOT/.venv/bin/mutmut" results > survivors_list.txt 2>&1 || true
+        grep -v "not checked\|: killed" results.txt > survivors_list.txt || true
         : > survivors.txt
         grep -E ": survived|: no tests|: timeout|: suspicious" survivors_list.txt | sed -E 's/^ *//; s/: .*//' | while read -r mutant; do
             { echo "### $mutant"; "$ROOT/.venv/bin/mutmut" show "$mutant" 2>&1; echo; } >> survivors.txt
