@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "rewrite an older checkpoint/bundle (numpy objects inside) as plain data; runs nothing in it",
     ),
     "features": ("pianomtl.cli.features", "print the spectrogram and targets of an audio/MIDI pair"),
-    "field-test": ("pianomtl.cli.field_test", "score a transcriber on the field corpus (unseen pianos, rooms, no pedal)"),
+    "field-test": ("pianomtl.cli.field_test", "score a transcriber on the field corpus (unseen pianos, no pedal)"),
 }
 
 
