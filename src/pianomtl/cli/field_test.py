@@ -16,6 +16,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("corpus", help="a field corpus (pianomtl synth --recipe field --out CORPUS)")
     parser.add_argument("--split", default="test", help="test (default) or validation (the twin to tune on)")
     parser.add_argument("--model", default=None, help="model file (.pt or .onnx; default: the bundled model)")
+    parser.add_argument(
+        "--decoder-from", default=None, metavar="MODEL",
+        help="decode with another model's tuned decoder (e.g. a training checkpoint scored with the bundle's; "
+        "'default': the bundled model's)",
+    )  # fmt: skip
     parser.add_argument("--json", default=None, help="also write the report to this JSON file")
 
 
@@ -26,7 +31,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {args.corpus}: no such corpus folder", file=sys.stderr)
         return 2
     try:
-        report = field_test(args.corpus, args.split, args.model)
+        options = {}
+        if args.decoder_from:
+            from pianomtl.transcription.pipeline import Transcriber
+
+            options["decoder"] = Transcriber(None if args.decoder_from == "default" else args.decoder_from).decoder
+        report = field_test(args.corpus, args.split, args.model, **options)
     except (ValueError, OSError) as error:  # DatasetError, ModelFileError, AudioError: one line naming the file
         print(f"error: {error}", file=sys.stderr)
         return 2
