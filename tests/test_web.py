@@ -102,6 +102,21 @@ def second_clip(soundfont: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return path
 
 
+@pytest.fixture(scope="module")
+def steady_clip(soundfont: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A melody on a steady 100 bpm beat with a bass every other beat (7.5 s): music with a metre,
+    for the beats, the snapping, the metronome and the score."""
+    from pianomtl.synthesis.fluidsynth import render
+
+    beat, melody = 0.6, (72, 74, 76, 77, 79, 77, 76, 74, 72, 76, 79, 84)
+    notes = [Note(k, 0.3 + beat * i, 0.75 + beat * i, 100 if i % 4 == 0 else 75) for i, k in enumerate(melody)]
+    notes += [Note(48 if i % 4 == 0 else 43, 0.3 + beat * i, 1.3 + beat * i, 90) for i in range(0, len(melody), 2)]
+    audio = render(Performance(sorted(notes), []), soundfont, duration=0.3 + beat * len(melody) + 1.0)
+    path = tmp_path_factory.mktemp("steady") / "steady.wav"
+    sf.write(str(path), (audio * (0.5 / np.abs(audio).max())).astype(np.float32), SAMPLE_RATE)
+    return path
+
+
 def upload(client: TestClient, path: Path | None = None, name: str | None = None, data: bytes | None = None):
     content = path.read_bytes() if data is None else data
     return client.post("/api/sessions", files={"audio": (name or path.name, content, "application/octet-stream")})
@@ -286,7 +301,7 @@ def test_download_of_edited_notes(client, transcriber, rendered_clip, tmp_path) 
     assert client.post(f"/api/sessions/{session}/download/mid", content=b"{").status_code == 400
 
 
-def test_score_beats_and_hands_for_the_page(client, rendered_clip) -> None:
+def test_score_beats_and_hands_for_the_page(client, steady_clip) -> None:
     """The payload carries pianomtl.score's hands (and beats where confident); the score endpoint
     engraves the notes (verovio SVG) and places each note's SVG element at its onset in seconds."""
     if sessions.SCORE_ERROR:
@@ -296,17 +311,16 @@ def test_score_beats_and_hands_for_the_page(client, rendered_clip) -> None:
     from pianomtl.score import analyse
     from pianomtl.score.hands import LEFT
 
-    session = upload(client, rendered_clip.wav).json()["id"]
+    session = upload(client, steady_clip).json()["id"]
     wait_done(client, session)
     payload = client.get(f"/api/sessions/{session}/notes").json()
     current = client.app.state.store.get(session).current
     analysis = analyse(current, warn=False)
     assert [n["hand"] for n in payload["notes"]] == ["L" if h == LEFT else "R" for h in analysis.hands]
-    assert payload["metered"] == analysis.metered
-    if payload["metered"]:
-        beats = payload["beats"]
-        assert beats[0] == 0.0 and beats == sorted(beats) and beats[-1] >= current.duration
-        assert set(payload["downbeats"]) <= set(beats)
+    assert payload["metered"] is analysis.metered is True  # (a steady 100 bpm)
+    beats = payload["beats"]
+    assert beats[0] == 0.0 and beats == sorted(beats) and beats[-1] >= current.duration
+    assert set(payload["downbeats"]) <= set(beats) and payload["tempo"] == pytest.approx(100, abs=2)
     assert payload["score"] == {"url": f"/api/sessions/{session}/score"}
 
     view = client.get(payload["score"]["url"]).json()
@@ -324,13 +338,14 @@ def test_score_beats_and_hands_for_the_page(client, rendered_clip) -> None:
 
         midi = mido.MidiFile(file=io.BytesIO(client.get(f"/api/sessions/{session}/download/mid").content))
         tempos = [m for track in midi.tracks for m in track if m.type == "set_tempo"]
-        assert len(tempos) > 1 if payload["metered"] else len(tempos) <= 1
+        assert len(tempos) > 1  # one per beat
         assert read_midi_bytes(client.get(f"/api/sessions/{session}/download/mid").content) == [
             (n["key"], n["velocity"]) for n in payload["notes"]
         ]
     svg = client.post(f"/api/sessions/{session}/download/svg", json={"notes": payload["notes"]})
     assert svg.status_code == 200 and "<svg" in svg.text[:400]  # (verovio on another worker thread)
-    edited = [n for n in payload["notes"] if n["key"] != 60]
+    assert view["warning"] is None  # (metered: no "senza misura")
+    edited = [n for n in payload["notes"] if n["key"] != 84]
     smaller = client.post(payload["score"]["url"], json={"notes": edited}).json()
     assert len(smaller["times"]) < len(view["times"])
     assert client.post(payload["score"]["url"], json={"notes": []}).status_code == 409
@@ -965,8 +980,7 @@ def test_inspect_and_correct_in_a_browser(browser, live_server, rendered_clip, t
     drawn = next(n for n in page_notes(browser) if n[0] == 70)
     beats = browser.execute_script("return window.pianomtl.beats")
     grid = [a + (b - a) * i / 4 for a, b in itertools.pairwise(beats) for i in range(4)]
-    if sessions.SCORE_ERROR is None:  # pianomtl.score finds this clip's beats: edits snap to quarters of a beat
-        assert len(beats) > 4
+    if beats:  # (when pianomtl.score finds a steady beat in the clip) edits snap to quarters of a beat
         for time_ in (drawn[1], drawn[2]):
             assert min(abs(time_ - g) for g in grid) < 1e-3, (time_, grid)
         assert drawn[1] == pytest.approx(0.1, abs=0.2) and drawn[2] == pytest.approx(0.5, abs=0.2)
@@ -1122,7 +1136,7 @@ def test_practise_in_a_browser(browser, live_server, rendered_clip, tmp_path) ->
     assert logged == []
 
 
-def test_score_panel_in_a_browser(browser, live_server, rendered_clip, tmp_path) -> None:
+def test_score_panel_in_a_browser(browser, live_server, steady_clip, tmp_path) -> None:
     """The score beside the roll (verovio, engraved by the server from the page's notes), the playhead
     on both, the metronome on the beats, a MusicXML download with the edits."""
     if sessions.SCORE_ERROR:
@@ -1135,8 +1149,9 @@ def test_score_panel_in_a_browser(browser, live_server, rendered_clip, tmp_path)
     from selenium.webdriver.common.keys import Keys
 
     url, _ = live_server
-    open_clip(browser, url, rendered_clip.wav)
+    open_clip(browser, url, steady_clip)
     wait_for(browser, "window.pianomtl.scoreState === 'ready'", timeout=90)
+    assert not browser.find_element(By.ID, "score-note").is_displayed()  # metered: no warning
     assert browser.find_element(By.ID, "score-panel").is_displayed()
     heads = browser.execute_script("return window.pianomtl.scoreNotes")
     assert heads >= len(page_notes(browser))  # (and tied continuations)
@@ -1151,18 +1166,30 @@ def test_score_panel_in_a_browser(browser, live_server, rendered_clip, tmp_path)
     figure(browser, tmp_path, "web-score")
     browser.find_element(By.ID, "play").click()
 
-    # an edit (C4 deleted) goes into the score when asked (as into a download), and into the MusicXML
+    # an edit (the top C6 deleted) goes into the score when asked (as into a download), and into the MusicXML
     canvas = browser.find_element(By.ID, "roll")
-    ActionChains(browser).move_to_element_with_offset(canvas, *note_centre(browser, 60)).click().perform()
+    ActionChains(browser).move_to_element_with_offset(canvas, *note_centre(browser, 84)).click().perform()
     ActionChains(browser).send_keys(Keys.DELETE).perform()
     assert browser.find_element(By.ID, "score-bar").is_displayed()
     assert browser.execute_script("return window.pianomtl.scoreNotes") == heads
     browser.find_element(By.ID, "score-update").click()
     wait_for(browser, f"window.pianomtl.scoreState === 'ready' && window.pianomtl.scoreNotes < {heads}", timeout=90)
     assert not browser.find_element(By.ID, "score-bar").is_displayed()
-    score = converter.parse(str(download(browser, "clip.musicxml")))
+    score = converter.parse(str(download(browser, "steady.musicxml")))
     pitches = {p.midi for p in score.pitches}
-    assert pitches == {n[0] for n in page_notes(browser)} and 60 not in pitches
+    assert pitches == {n[0] for n in page_notes(browser)} and 84 not in pitches
+
+    # with beats, a drawn note snaps to quarters of a beat
+    beats = browser.execute_script("return window.pianomtl.beats")
+    grid = [a + (b - a) * i / 4 for a, b in itertools.pairwise(beats) for i in range(4)]
+    ActionChains(browser).send_keys("d").perform()
+    ActionChains(browser).move_to_element_with_offset(
+        canvas, *point(browser, 0.41, 60)
+    ).click_and_hold().move_to_element_with_offset(canvas, *point(browser, 1.13, 60)).release().perform()
+    ActionChains(browser).send_keys("v").perform()
+    drawn = next(n for n in page_notes(browser) if n[0] == 60)
+    assert all(min(abs(t - g) for g in grid) < 1e-3 for t in drawn[1:3]), (drawn, grid)
+    assert drawn[1] != 0.41 and drawn[2] != 1.13
     logged = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert logged == []
 

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -314,7 +315,9 @@ def score_view(transcription: Transcription, title: str | None = None) -> dict[s
     import verovio
 
     analysis = analyse(transcription, warn=False)
-    score = to_score(analysis, title=title)
+    with warnings.catch_warnings(record=True) as caught:  # (unmetered: said on the panel, not in the log)
+        warnings.simplefilter("always")
+        score = to_score(analysis, title=title)
     verovio_fonts_here()
     toolkit = verovio.toolkit()
     toolkit.setOptions(SCORE_PANEL)
@@ -349,7 +352,8 @@ def score_view(transcription: Transcription, title: str | None = None) -> dict[s
                 head = heads.setdefault(note.index, position)
                 at = analysis.notes[note.index].onset + (position - head) * beat
             times[element] = round(float(at), 4)
-    return {"svg": svg, "times": times, "metered": analysis.metered}
+    notes = "; ".join(dict.fromkeys(str(w.message).splitlines()[0] for w in caught)) or None
+    return {"svg": svg, "times": times, "metered": analysis.metered, "warning": notes}
 
 
 class SessionStore:

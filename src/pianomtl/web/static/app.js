@@ -1489,6 +1489,8 @@
       if (run !== scoreRun || id !== state.session) return;
       if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
       $("score").innerHTML = data.svg;  // our own server's SVG (verovio), nothing from elsewhere
+      $("score-note").textContent = data.warning || "";
+      $("score-note").hidden = !data.warning;
       scoreMap = [];
       for (const [element, time] of Object.entries(data.times || {})) {
         const node = document.getElementById(element);
