@@ -319,3 +319,22 @@ def test_key_names_and_note_properties() -> None:
     assert [key_name(k) for k in (21, 59, 60, 73, 108)] == ["A0", "B3", "C4", "C#5", "C8"]
     note = Note(73, 0.25, 1.0, 64)
     assert note.name == "C#5" and note.duration == 0.75
+
+
+def test_writer_track_layout_and_exclusive_create(tmp_path: Path) -> None:
+    path = tmp_path / "a.mid"
+    write_midi(path, Performance([Note(60, 0.5, 1.0, 80)]))
+    track = mido.MidiFile(str(path)).tracks[0]
+    assert [m.name for m in track if m.type == "track_name"] == ["Piano"]
+    assert track[-1].type == "end_of_track" and track[-1].time == 0  # the file ends with its last event
+    with pytest.raises(FileExistsError):
+        write_midi(path, Performance([Note(62, 0.5, 1.0, 80)]), overwrite=False)
+    assert [n.key for n in read_midi(path).notes] == [60]
+
+
+def test_pedal_events_at_one_time_keep_their_order() -> None:
+    """The later of two pedal events at the same moment is the one in force (a sort by time only, stable)."""
+    from pianomtl.core.midi import pedal_down_intervals
+
+    assert pedal_down_intervals([PedalEvent(1.0, 127), PedalEvent(1.0, 0)], end_time=5.0) == [(1.0, 1.0)]
+    assert pedal_down_intervals([PedalEvent(1.0, 0), PedalEvent(1.0, 127)], end_time=5.0) == [(1.0, 5.0)]
