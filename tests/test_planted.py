@@ -78,7 +78,7 @@ def causal(acts: dict[str, np.ndarray], params: DecoderParams, block: int = 1) -
             starts[decision.key] = (decision.frame, decision.velocity)
         elif decision.kind == "note_off":
             onset, velocity = starts.pop(decision.key)
-            assert decision.onset == onset
+            assert (decision.onset, decision.velocity) == (onset, velocity)  # a note_off names its note
             notes.append((MIN_KEY + decision.key, onset, decision.frame, velocity))
         elif decision.kind in ("pedal_on", "pedal_off"):
             pedal.append((round(decision.time, 6), 127 if decision.kind == "pedal_on" else 0))
@@ -365,3 +365,41 @@ def test_exclusive_lock_keeps_a_second_holder_out_and_names_the_first(tmp_path: 
                 pass
     with exclusive_lock(lock):  # released on leaving the block
         assert lock.read_text() == str(os.getpid())
+
+
+# ---------------------------------------------------------------- the causal decoder decides as early as it can
+
+
+def test_causal_decisions_come_in_the_frame_that_makes_them_certain() -> None:
+    """Live latency is the causal decoder's promise: a single-frame onset peak is decided one frame
+    later, a note end in the frame where ``int`` drops, a pedal change at once — a decoder that
+    waited (for the end of the recording, say) would still decode the same notes."""
+    acts = silent(16)
+    acts["on"][0, 0], acts["int"][0:6, 0] = 1.0, 1.0  # A0: frames 0-5 (a note at the very first frame)
+    acts["on"][1, 1], acts["int"][1:4, 1] = 1.0, 1.0  # A#0: frames 1-3
+    acts["on"][8, 0], acts["int"][8:, 0] = 1.0, 1.0  # A0 again, held to the end
+    acts["sus"][3:9, 0] = 1.0
+    decoder = CausalDecoder(PARAMS)
+    when = []
+    for t in range(16):
+        when += [
+            (d.kind, d.key, d.frame, d.velocity, d.onset, t)
+            for d in decoder.step({task: values[t : t + 1] for task, values in acts.items()})
+        ]
+    when += [(d.kind, d.key, d.frame, d.velocity, d.onset, "finish") for d in decoder.finish()]
+    assert when == [  # (kind, key column, frame, velocity, note_off's onset, decided at frame)
+        ("onset", 0, 0, 64, -1, 1),
+        ("note_on", 0, 0, 64, -1, 1),
+        ("onset", 1, 1, 64, -1, 2),
+        ("note_on", 1, 1, 64, -1, 2),
+        ("pedal_on", -1, 3, 0, -1, 3),
+        ("note_off", 1, 4, 64, 1, 4),
+        ("note_off", 0, 6, 64, 0, 6),
+        ("pedal_off", -1, 9, 0, -1, 9),
+        ("onset", 0, 8, 64, -1, 9),
+        ("note_on", 0, 8, 64, -1, 9),
+        ("note_off", 0, 16, 64, 8, "finish"),
+    ]
+    assert decoder.finish() == []
+    with pytest.raises(RuntimeError, match="finished"):
+        decoder.step({task: values[:1] for task, values in acts.items()})
