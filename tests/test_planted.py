@@ -39,7 +39,7 @@ from pianomtl.core.files import (
 )
 from pianomtl.core.midi import Note, Performance
 from pianomtl.core.targets import LABEL_SLICES, compute_labels, to_float
-from pianomtl.transcription.causal import CausalDecoder
+from pianomtl.transcription.causal import NEVER, CausalDecoder
 from pianomtl.transcription.decoders import DecoderParams, decode, note_velocity
 
 KEY = 60
@@ -401,5 +401,6 @@ def test_causal_decisions_come_in_the_frame_that_makes_them_certain() -> None:
         ("note_off", 0, 16, 64, 8, "finish"),
     ]
     assert decoder.finish() == []
+    np.testing.assert_array_equal(decoder.onset_horizon(), np.full(N_KEYS, NEVER))  # every onset decided
     with pytest.raises(RuntimeError, match="finished"):
         decoder.step({task: values[:1] for task, values in acts.items()})
