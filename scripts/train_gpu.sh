@@ -32,9 +32,9 @@ left=$(( MINUTES * 60 - ($(date +%s) - start) ))
 [ "$left" -gt 30 ] || { echo "[gpu] no time left to train after rendering"; exit 1; }
 echo "[gpu] training for ${left} s from $init"
 timeout --signal=TERM "$left" "${PIANOMTL[@]}" train --cache "$WORK/cache" --out "$WORK/run" --init-from "$init" \
-    --model hard+keyrnn --small 16 --large 48 --head 10 \
-    --lambda-on 1 --lambda-int 1 --lambda-off 1 --lambda-vel 1 --lambda-sus 0.5 --vel-rank 1 \
-    --optimizer adam --lr 0.0003 --lr-schedule cosine --equaliser 0.8 \
+    --arch hard+keyrnn --small 16 --large 48 --head 10 \
+    --lambda-on 1 --lambda-int 1 --lambda-off 1 --lambda-vel 1 --lambda-sus 0.5 --clip-grad-norm 1 \
+    --optimizer adam --lr 0.0001 --lr-schedule cosine --equaliser 0.8 \
     --batch-size "${BATCH:-32}" --sequence-frames 500 --steps "${STEPS:-4000}" \
     --validate-every "${VALIDATE_EVERY:-200}" --checkpoint-every "${CKPT_EVERY:-25}" --validation-frames 1000 --seed 82 \
     --device "${DEVICE:-cuda}" $([ "${DEVICE:-cuda}" = cuda ] && echo --amp) || status=$?
