@@ -151,6 +151,19 @@ VEROVIO_OPTIONS = {
 """A4 portrait at verovio's default resolution (tenths of a mm)."""
 
 
+def verovio_toolkit(what: str = "engraving a score (svg/pdf)") -> Any:
+    """A verovio toolkit that finds its fonts on any thread.
+
+    verovio sets its fonts' folder when it is imported, for the importing thread only; a
+    toolkit made on another thread (the page's server engraves on worker threads) would find
+    no fonts and read no MusicXML. So the folder, inside verovio's wheel, is set each time."""
+    require("verovio", what, "score")
+    import verovio
+
+    verovio.setDefaultResourcePath(str(Path(verovio.__file__).parent / "data"))
+    return verovio.toolkit()
+
+
 def svg_pages(source: Transcription | Performance | Any, options: dict[str, Any] | None = None) -> list[str]:
     """The score engraved by verovio: one SVG document (text) per page, rendered locally.
 
@@ -159,11 +172,8 @@ def svg_pages(source: Transcription | Performance | Any, options: dict[str, Any]
     :data:`VEROVIO_OPTIONS` (e.g. ``{"pageWidth": 1800, "scale": 35}``). Verovio's fonts
     ship inside its wheel; nothing is fetched.
     """
-    require("verovio", "engraving a score (svg/pdf)", "score")
-    import verovio
-
     score = source if hasattr(source, "parts") else to_score(source)
-    toolkit = verovio.toolkit()
+    toolkit = verovio_toolkit()
     toolkit.setOptions({**VEROVIO_OPTIONS, **(options or {})})
     if not toolkit.loadData(musicxml_text(score)):
         raise ValueError("verovio could not read the MusicXML of the score")

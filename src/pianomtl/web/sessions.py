@@ -30,7 +30,6 @@ import queue
 import re
 import secrets
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -53,7 +52,7 @@ try:  # beats, hands, the score and its downloads (issue 26); the page works wit
     from pianomtl.score import analyse, meter_map, musicxml_text, to_score
     from pianomtl.score import formats as _score_formats  # noqa: F401  (registers musicxml, svg and pdf)
     from pianomtl.score.hands import LEFT
-    from pianomtl.score.sheet import NOMINAL_BPM, VEROVIO_OPTIONS
+    from pianomtl.score.sheet import NOMINAL_BPM, VEROVIO_OPTIONS, verovio_toolkit
 
     SCORE_ERROR: str | None = None
 except ImportError as error:  # (a broken score room must not take the page down with it; said when used)
@@ -291,17 +290,6 @@ SCORE_PANEL = {
 """verovio options for the page's score panel: one tall page, narrower than A4 (the panel is beside the roll)."""
 
 
-def verovio_fonts_here() -> None:
-    """Tell verovio where its fonts are, for this thread (if it is imported at all).
-
-    verovio sets its fonts' folder when imported, for the importing thread only; the server
-    engraves on worker threads (the score panel, the SVG download), where a toolkit would
-    otherwise find no fonts and read no MusicXML."""
-    verovio = sys.modules.get("verovio")
-    if verovio is not None:
-        verovio.setDefaultResourcePath(str(Path(verovio.__file__).parent / "data"))
-
-
 def score_view(transcription: Transcription, title: str | None = None) -> dict[str, Any]:
     """The score of ``transcription`` for the page: ``svg`` (verovio, one tall page) and ``times``
     (each note's SVG id → its time in the recording, seconds), so that a playhead moves on the score too.
@@ -311,15 +299,11 @@ def score_view(transcription: Transcription, title: str | None = None) -> dict[s
     a note head lights at the time it was played (the performance's rubato, not a fixed
     tempo), and a tied continuation a beat's length per quarter later."""
     require("music21", "the score on the page", "score")
-    require("verovio", "the score on the page", "score")
-    import verovio
-
     analysis = analyse(transcription, warn=False)
     with warnings.catch_warnings(record=True) as caught:  # (unmetered: said on the panel, not in the log)
         warnings.simplefilter("always")
         score = to_score(analysis, title=title)
-    verovio_fonts_here()
-    toolkit = verovio.toolkit()
+    toolkit = verovio_toolkit("the score on the page")
     toolkit.setOptions(SCORE_PANEL)
     if not toolkit.loadData(musicxml_text(score)):
         raise SessionError("verovio could not read the score's MusicXML", 500)
@@ -557,7 +541,6 @@ class SessionStore:
             if kind == "mid" and TEMPO_MAPS and current.meter is None:  # bars that follow the music, as
                 current = dataclasses.replace(current, meter=meter_map(current))  # `transcribe` writes them
             path = session.folder / f"transcription.{kind}"
-            verovio_fonts_here()  # (the svg format engraves with verovio, here on a worker thread)
             current.write(path, kind)
             return path
 
