@@ -368,3 +368,16 @@ def test_rendered_audio_follows_the_restrike_cut(soundfont) -> None:
     audio = render(overlapping, soundfont, duration=2.0)
     np.testing.assert_array_equal(audio, render(cut, soundfont, duration=2.0))
     assert np.sqrt(np.mean(audio[int(1.1 * 44100) : int(1.4 * 44100)] ** 2)) > 1e-3  # still sounding
+
+
+def test_edge_values_of_the_label_rules() -> None:
+    """Found unguarded by mutation testing (#29): frame indices are int64, an empty pedal curve is uint8,
+    velocities are clipped into 0–127, and a note before the recording does not hide the notes after it."""
+    from pianomtl.core.targets import time_to_frame
+
+    assert time_to_frame([0.509, 0.751]).dtype == np.int64 and time_to_frame([0.509, 0.751]).tolist() == [25, 38]
+    assert pedal_curve([], 5).dtype == np.uint8 and not pedal_curve([], 5).any()
+    result = targets([Note(KEY, 0.5, 1.0, 300), Note(KEY + 1, 0.5, 1.0, 0)])  # type: ignore[arg-type]
+    assert result["vel"][25, COLUMN] == 1.0 and result["vel"][25, COLUMN + 1] == 0.0
+    result = targets([Note(KEY, -0.5, 0.2, 80), Note(KEY + 2, 0.5, 1.0, 90)])  # the first starts before frame 0
+    assert frames(result["on"], COLUMN + 2) == span(24, 26) and not result["on"][:, COLUMN].any()
