@@ -524,6 +524,14 @@ class SessionStore:
             session.current = result.redecode(onset_threshold=round(value, 4))  # the other options kept
             return session.payload()
 
+    @staticmethod
+    def _shown(session: Session, edited: Any) -> Transcription:
+        """What the page shows: the current transcription, or the page's edited notes on it (call under the lock)."""
+        current = session.current
+        if current is None:
+            raise SessionError(f"{session.name} is not transcribed yet ({session.state})", 409)
+        return current if edited is None else edited_transcription(current, edited, session.name)
+
     def download(self, session: Session, kind: str, edited: Any = None) -> Path:
         """The current transcription written as ``kind`` (a name in :data:`DOWNLOADS`) in the session's folder.
 
@@ -533,11 +541,7 @@ class SessionStore:
         if kind not in DOWNLOADS:
             raise SessionError(f"unknown format {kind!r}; choose from {', '.join(DOWNLOADS)}", 404)
         with session.lock:
-            current = session.current
-            if current is None:
-                raise SessionError(f"{session.name} is not transcribed yet ({session.state})", 409)
-            if edited is not None:
-                current = edited_transcription(current, edited, session.name)
+            current = self._shown(session, edited)
             if kind == "mid" and TEMPO_MAPS and current.meter is None:  # bars that follow the music, as
                 current = dataclasses.replace(current, meter=meter_map(current))  # `transcribe` writes them
             path = session.folder / f"transcription.{kind}"
@@ -550,11 +554,7 @@ class SessionStore:
         if not SCORE_ENGRAVING:
             raise SessionError(SCORE_ERROR or "the score on the page needs the score extra (music21, verovio)", 404)
         with session.lock:
-            current = session.current
-            if current is None:
-                raise SessionError(f"{session.name} is not transcribed yet ({session.state})", 409)
-            if edited is not None:
-                current = edited_transcription(current, edited, session.name)
+            current = self._shown(session, edited)
         if not current.notes:
             raise SessionError(f"{session.name}: no notes, so no score", 409)
         # one engraving at a time per session (a long piece takes seconds of CPU); the decoded
