@@ -28,8 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".w64", ".caf", ".au")
-"""Files a folder or glob search picks up (a manifest's paths are taken whatever their name)."""
+from pianomtl.core.audio import AUDIO_EXTENSIONS  # what a folder or glob search picks up (a manifest's paths: any name)
 
 PART_ROWS = 4096
 """Rows per plan part: small enough to spread over workers early, large enough to stay few files."""
