@@ -27,7 +27,7 @@ midi|core/midi.py|tests/test_midi.py tests/test_targets.py
 decoders|transcription/decoders.py|tests/test_decoders.py tests/test_planted.py tests/test_stream.py::test_peak_tracker_equals_offline_peak_picking
 causal|transcription/causal.py|tests/test_planted.py tests/test_decoders.py tests/test_stream.py::test_peak_tracker_equals_offline_peak_picking
 targets|core/targets.py|tests/test_targets.py tests/test_planted.py
-scoring|core/scoring.py|tests/test_decoders.py tests/test_planted.py tests/test_metrics.py
+scoring|core/scoring.py|tests/test_decoders.py tests/test_planted.py tests/test_metrics.py tests/test_scoring.py
 metrics|core/metrics.py|tests/test_metrics.py
 stream|transcription/stream.py|tests/test_stream.py
 "

@@ -110,3 +110,17 @@ def test_r2_reference_points() -> None:
     worse = RegressionSums()
     worse.add(-y, y)
     assert worse.r2() < 0  # worse than predicting the mean
+
+
+def test_counts_that_are_equal_still_score():
+    """tp = fp = fn: precision, recall and F1 are all 0.5 (a guard on ``tp - fp`` would give 0)."""
+    assert BinaryCounts(tp=2, fp=2, fn=2).scores() == {"precision": 0.5, "recall": 0.5, "f1": 0.5}
+    assert BinaryCounts(tp=3, fp=3, fn=0).scores() == {"precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3)}
+
+
+def test_a_probability_or_target_exactly_on_the_threshold_counts_as_on():
+    evaluator = FramewiseEvaluator(thresholds=dict.fromkeys(BINARY_TASKS, 0.5))
+    on_the_edge = {task: np.full((2, N_KEYS), 0.5) for task in TASKS}
+    evaluator.add(on_the_edge, on_the_edge)
+    for task in BINARY_TASKS:
+        assert (evaluator.counts[task].tp, evaluator.counts[task].fp, evaluator.counts[task].fn) == (2 * N_KEYS, 0, 0)
