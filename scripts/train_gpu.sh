@@ -21,10 +21,11 @@ fi
 export PYTHONPATH="$PWD/src:${PYTHONPATH:-}"
 PIANOMTL=("$PYTHON" -m pianomtl.cli)
 start=$(date +%s)
-"${PIANOMTL[@]}" synth --out "$WORK/corpus" --recipe v8 --timbres modal --sources procedural,maestro \
-    --hours "${HOURS:-3}" --valid-minutes "${VALID_MINUTES:-4}" --test-minutes 0 --seed "${SEED:-81}" --workers "${WORKERS:-16}" --no-progress \
-    || "${PIANOMTL[@]}" synth --out "$WORK/corpus" --recipe v8 --timbres modal --sources procedural \
-        --hours "${HOURS:-3}" --valid-minutes "${VALID_MINUTES:-4}" --test-minutes 0 --seed "${SEED:-81}" --workers "${WORKERS:-16}" --no-progress
+synth() {  # SOURCES: the MAESTRO MIDI travel only if fetched there; else the procedural material alone
+    "${PIANOMTL[@]}" synth --out "$WORK/corpus" --recipe v8 --timbres modal --sources "$1" --hours "${HOURS:-3}" \
+        --valid-minutes "${VALID_MINUTES:-4}" --test-minutes 0 --seed "${SEED:-81}" --workers "${WORKERS:-16}" --no-progress
+}
+synth procedural,maestro || synth procedural
 "${PIANOMTL[@]}" prepare --dataset "$WORK/corpus" --cache "$WORK/cache" --workers "${WORKERS:-16}"
 init=campaign/v8/checkpoint.pt
 [ -e "$init" ] || init=src/pianomtl/assets/default.pt

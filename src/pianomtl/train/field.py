@@ -69,12 +69,13 @@ def score_recording(reference: Performance, notes: list, pedal: list, duration: 
     n_frames = int(np.ceil(duration * FPS)) + 1
     target = to_float(compute_labels(reference, n_frames))["int"] > 0
     decoded = to_float(compute_labels(Performance(list(notes), []), n_frames))["int"] > 0
+    estimated_pedal, reference_pedal = pedal_down(pedal, n_frames), pedal_down(reference.pedal, n_frames)
     return {
         "notes": note_scores(reference, notes),
         "frames": (decoded, target),
-        "pedal": (pedal_down(pedal, n_frames), pedal_down(reference.pedal, n_frames)),
-        "has_pedal": bool(pedal_down(reference.pedal, n_frames).any()),
-        "wrote_pedal": bool(pedal_down(pedal, n_frames).any()),
+        "pedal": (estimated_pedal, reference_pedal),
+        "has_pedal": bool(reference_pedal.any()),
+        "wrote_pedal": bool(estimated_pedal.any()),
     }
 
 
